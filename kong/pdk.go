@@ -1,0 +1,28 @@
+// Package kong is everything Kong-facing: the adapter between mcp-relay's
+// handler and go-pdk, and (next to this file) the kong.conf settings and deck
+// files users deploy with.
+package kong
+
+// PDK is the part of Kong's PDK that mcp-relay uses. Every method is one
+// synchronous round trip over the plugin socket; the handler calls as few as
+// it can. Production uses Adapter (go-pdk); unit tests may use fakes.
+type PDK interface {
+	// Access phase
+	RequestMethod() (string, error)
+	RequestHeaders() (map[string][]string, error)
+	RequestBody() ([]byte, error)
+	// ClearBuffering sets ngx.ctx.buffered_proxying = false for this request,
+	// so Kong streams the upstream answer and skips the Response phase.
+	ClearBuffering() error
+	SetTarget(host string, port int) error
+	SetUpstreamHeader(name, value string) error
+	// Exit ends the request with the given answer (Access or Response phase).
+	Exit(status int, body []byte, headers map[string][]string)
+
+	// Response phase (buffered requests only)
+	ResponseStatus() (int, error)
+	ResponseHeader(name string) (string, error)
+
+	// Log phase: kong.log.serialize() JSON from the data Kong saved.
+	Serialize() ([]byte, error)
+}
