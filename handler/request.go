@@ -1,0 +1,101 @@
+package handler
+
+import (
+	"strings"
+
+	"github.com/mcp-relay/mcp-relay/envelope"
+)
+
+// Header names as Kong's kong.request.get_headers returns them (lower case).
+const (
+	hSessionID       = "mcp-session-id"
+	hProtocolVersion = "mcp-protocol-version"
+	hMethod          = "mcp-method"
+	hName            = "mcp-name"
+	hAccept          = "accept"
+	hConsumerID      = "x-consumer-id"
+	hConsumerName    = "x-consumer-username"
+	hAnonymous       = "x-anonymous-consumer"
+	hWWWAuthenticate = "www-authenticate"
+)
+
+// statelessVersion is the first MCP version without sessions (2026-07-28).
+const statelessVersion = "2026-07-28"
+
+// request is what Access (or a rare Response rewrite) read about a request.
+type request struct {
+	method  string
+	headers map[string][]string
+	rpc     envelope.Request
+	modern  bool // MCP-Protocol-Version >= 2026-07-28: stateless, new error codes
+	mcp     bool
+}
+
+func newRequest(method string, headers map[string][]string) request {
+	r := request{method: method, headers: headers}
+	r.modern = isModern(first(headers, hProtocolVersion))
+	r.mcp = hasAny(headers, hSessionID, hProtocolVersion, hMethod) ||
+		strings.Contains(first(headers, hAccept), "text/event-stream")
+	return r
+}
+
+// withBody records the parsed JSON-RPC body; a JSON-RPC body makes any
+// request MCP traffic even when a client omits the MCP headers.
+func (r *request) withBody(rpc envelope.Request) {
+	r.rpc = rpc
+	if rpc.JSONRPC || rpc.Kind == envelope.Batch {
+		r.mcp = true
+	}
+}
+
+// idless reports whether no answer body could be matched to a request id:
+// JSON-RPC allows such envelopes only under an error status.
+func (r *request) idless() bool {
+	switch r.rpc.Kind {
+	case envelope.Single:
+		return r.rpc.ID == "" || r.rpc.IsResponse()
+	case envelope.Batch:
+		any := false
+		r.rpc.Elements(func(e envelope.Request) bool {
+			any = e.ID != "" && !e.IsResponse()
+			return !any
+		})
+		return !any
+	}
+	return true
+}
+
+// isModern compares ISO dates as strings: later protocol versions stay stateless.
+func isModern(version string) bool {
+	return len(version) == len(statelessVersion) && version >= statelessVersion
+}
+
+func first(h map[string][]string, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func hasAny(h map[string][]string, names ...string) bool {
+	for _, n := range names {
+		if len(h[n]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// validSessionID follows the spec: visible ASCII (0x21-0x7E), and a length
+// bound so garbage never reaches the store.
+func validSessionID(id string, maxLen int) bool {
+	if len(id) == 0 || len(id) > maxLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
