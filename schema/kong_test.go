@@ -1,0 +1,658 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./schema -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output; if the change is intended, run go test ./schema -update\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestDumpGolden pins the exact bytes `mcp-relay -dump` prints.
+func TestDumpGolden(t *testing.T) {
+	out, err := DumpInfo("mcp-relay", "0.1.0", 1000, []string{"access", "response", "log"}, "/usr/local/kong/mcp-relay.socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "dump.golden", append(out, '\n'))
+}
+
+// TestKongSchemaGolden keeps an indented copy of the Kong schema, so that a
+// change to the table shows as a readable diff in review.
+func TestKongSchemaGolden(t *testing.T) {
+	out, err := json.MarshalIndent(KongSchema(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "kong-schema.golden", append(out, '\n'))
+}
+
+// TestDumpShape checks the shape go-pdk v0.11.2 prints (server/os.go
+// serverInfo, server/rpc.go pluginInfo): the keys, their order, compact JSON.
+func TestDumpShape(t *testing.T) {
+	out, err := DumpInfo("x", "1.2.3", 7, nil, "/p/x.socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := `{"Protocol":"ProtoBuf:1","SocketPath":"/p/x.socket","Plugins":[{"Name":"x","Phases":[],"Version":"1.2.3","Priority":7,"Schema":{`
+	if !bytes.HasPrefix(out, []byte(prefix)) {
+		t.Errorf("dump starts with\n%.200s\nwant\n%s", out, prefix)
+	}
+	if bytes.ContainsAny(out, "\n\t") || !json.Valid(out) {
+		t.Errorf("dump is not one line of valid JSON")
+	}
+	var info struct {
+		Plugins []struct{ Schema map[string]any }
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Plugins[0].Schema["name"]; got != "x" {
+		t.Errorf("schema name = %v, want the plugin name", got)
+	}
+}
+
+// kongJSON returns the Kong schema as Kong sees it: decoded from JSON.
+func kongJSON(t testing.TB) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(KongSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// kongConfigField returns the `config` record of the Kong schema.
+func kongConfigField(t testing.TB) map[string]any {
+	c := kongFieldAt(kongJSON(t), "config")
+	if c == nil {
+		t.Fatal("no config field")
+	}
+	return c
+}
+
+// kongFieldAt follows names down the fields of a decoded Kong schema.
+func kongFieldAt(s map[string]any, names ...string) map[string]any {
+	for _, name := range names {
+		var next map[string]any
+		list, _ := s["fields"].([]any)
+		for _, item := range list {
+			if f, ok := item.(map[string]any)[name]; ok {
+				next, _ = f.(map[string]any)
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		s = next
+	}
+	return s
+}
+
+// ---- A checker of the Kong schema subset mcp-relay emits ----
+//
+// Written from Kong 3.9.3's kong/db/schema/metaschema.lua (MetaSubSchema,
+// field_schema, validators, attribute_types, required_attributes),
+// kong/db/schema/init.lua (Schema.new_subschema, compatible_fields) and
+// kong/db/schema/entities/plugins.lua (the fields a plugin subschema may
+// specialize).
+
+// kongFieldAttributes are the attribute names metaschema.lua's field_schema
+// accepts (the plain attributes, the validators, and the recursive ones).
+var kongFieldAttributes = set(
+	// field_schema
+	"type", "required", "reference", "description", "examples", "auto", "unique",
+	"unique_across_ws", "on_delete", "default", "abstract", "generate_admin_api",
+	"immutable", "err", "encrypted", "referenceable", "json_schema", "transient", "deprecation",
+	// validators
+	"between", "eq", "ne", "gt", "len_eq", "len_min", "len_max", "match", "not_match",
+	"match_all", "match_none", "match_any", "starts_with", "one_of", "not_one_of", "contains",
+	"is_regex", "timestamp", "uuid", "custom_validator", "mutually_exclusive_subsets",
+	// recursive
+	"elements", "keys", "values", "fields", "entity_checks", "shorthand_fields",
+)
+
+// kongTypes are Schema.valid_types, minus function (not expressible in JSON).
+var kongTypes = set("array", "set", "string", "number", "boolean", "integer", "foreign", "map", "record", "json")
+
+// kongRequiredAttributes is metaschema.lua's required_attributes.
+var kongRequiredAttributes = map[string][]string{
+	"array": {"elements"}, "set": {"elements"}, "map": {"keys", "values"},
+	"record": {"fields"}, "json": {"json_schema"},
+}
+
+// kongAttributeTypes is metaschema.lua's attribute_types: attributes only
+// some types may carry.
+var kongAttributeTypes = map[string]map[string]bool{
+	"between":          set("integer", "number"),
+	"len_eq":           set("array", "set", "string", "map"),
+	"match":            set("string"),
+	"one_of":           set("string", "number", "integer"),
+	"contains":         set("array", "set"),
+	"is_regex":         set("string"),
+	"timestamp":        set("number", "integer"),
+	"uuid":             set("string"),
+	"unique":           set("string", "number", "integer", "foreign"),
+	"unique_across_ws": set("string", "number", "integer", "foreign"),
+	"abstract":         set("string", "number", "integer", "record", "array", "set", "map"),
+	"json_schema":      set("json"),
+	"transient":        set("string", "number", "integer", "array", "set", "boolean"),
+}
+
+// kongEntityCheckers are the entity checkers of Schema.entity_checkers.
+var kongEntityCheckers = set("at_least_one_of", "conditional_at_least_one_of", "only_one_of",
+	"distinct", "conditional", "custom_entity_check", "mutually_required",
+	"mutually_exclusive", "mutually_exclusive_sets")
+
+// kongPluginFields are the fields of Kong's plugins entity, with their types:
+// a plugin subschema may only specialize these, keeping the type.
+var kongPluginFields = map[string]string{
+	"id": "string", "name": "string", "instance_name": "string", "created_at": "integer",
+	"updated_at": "integer", "route": "foreign", "service": "foreign", "consumer": "foreign",
+	"config": "record", "protocols": "set", "enabled": "boolean", "tags": "set",
+}
+
+func set(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// checkKongSchema returns every problem Kong's metaschema would report.
+func checkKongSchema(s map[string]any) []string {
+	var errs []string
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
+	}
+	for k := range s {
+		if !set("name", "fields", "entity_checks", "shorthand_fields", "transformations")[k] {
+			bad("schema", "attribute %q is not in MetaSubSchema", k)
+		}
+	}
+	if name, _ := s["name"].(string); name == "" {
+		bad("schema", "name must be a non-empty string")
+	}
+	fields, ok := s["fields"].([]any)
+	if !ok {
+		bad("schema", "fields must be an array")
+		return errs
+	}
+	var checkField func(path string, f map[string]any)
+	checkFields := func(path string, list any) []string {
+		items, ok := list.([]any)
+		if !ok {
+			bad(path, "fields must be an array")
+			return nil
+		}
+		var names []string
+		for _, item := range items {
+			m, ok := item.(map[string]any)
+			if !ok || len(m) != 1 {
+				bad(path, "each entry in fields must be a table with one key (got %v)", item)
+				continue
+			}
+			for name, def := range m {
+				names = append(names, name)
+				d, ok := def.(map[string]any)
+				if !ok {
+					bad(path+"."+name, "must be a table")
+					continue
+				}
+				checkField(path+"."+name, d)
+			}
+		}
+		return names
+	}
+	checkField = func(path string, f map[string]any) {
+		typ, _ := f["type"].(string)
+		if !kongTypes[typ] {
+			bad(path, "type %q is not one of Kong's types", f["type"])
+			return
+		}
+		for attr := range f {
+			if !kongFieldAttributes[attr] {
+				bad(path, "attribute %q is not in Kong's metaschema", attr)
+			}
+			if allowed, ok := kongAttributeTypes[attr]; ok && !allowed[typ] {
+				bad(path, "field of type '%s' cannot have attribute '%s'", typ, attr)
+			}
+		}
+		for _, req := range kongRequiredAttributes[typ] {
+			if _, ok := f[req]; !ok {
+				bad(path, "field of type '%s' must declare '%s'", typ, req)
+			}
+		}
+		for _, attr := range []string{"required", "encrypted", "referenceable", "unique", "auto", "immutable"} {
+			if v, ok := f[attr]; ok {
+				if _, isBool := v.(bool); !isBool {
+					bad(path, "%s must be a boolean", attr)
+				}
+			}
+		}
+		if v, ok := f["description"]; ok {
+			if d, _ := v.(string); len(d) < 10 || len(d) > 500 {
+				bad(path, "description must be a string of 10 to 500 characters (got %d)", len(d))
+			}
+		}
+		if v, ok := f["between"]; ok {
+			b, _ := v.([]any)
+			if len(b) != 2 || !isNumber(b[0]) || !isNumber(b[1]) {
+				bad(path, "between must be two numbers (got %v)", v)
+			}
+		}
+		if v, ok := f["one_of"]; ok {
+			if _, isArray := v.([]any); !isArray {
+				bad(path, "one_of must be an array")
+			}
+		}
+		if v, ok := f["len_min"]; ok {
+			if n, isNum := v.(float64); !isNum || n != math.Trunc(n) {
+				bad(path, "len_min must be an integer")
+			}
+		}
+		for _, attr := range []string{"not_match", "match", "reference"} {
+			if v, ok := f[attr]; ok {
+				if _, isString := v.(string); !isString {
+					bad(path, "%s must be a string", attr)
+				}
+			}
+		}
+		if typ == "foreign" {
+			if r, _ := f["reference"].(string); r == "" {
+				bad(path, "foreign field needs a reference")
+			}
+		}
+		if e, ok := f["elements"]; ok {
+			if em, isMap := e.(map[string]any); isMap {
+				checkField(path+"[]", em)
+			} else {
+				bad(path, "'elements' must be a table")
+			}
+		}
+		var names []string
+		if list, ok := f["fields"]; ok {
+			names = checkFields(path, list)
+		}
+		if v, ok := f["entity_checks"]; ok {
+			checks, _ := v.([]any)
+			for i, c := range checks {
+				cm, _ := c.(map[string]any)
+				if len(cm) != 1 {
+					bad(path, "entity check %d must have exactly one checker", i)
+					continue
+				}
+				for name, arg := range cm {
+					if !kongEntityCheckers[name] {
+						bad(path, "unknown entity checker %q", name)
+					}
+					for _, n := range entityCheckNames(arg) {
+						if !slices.Contains(names, n) {
+							bad(path, "entity check %s names unknown field %q", name, n)
+						}
+					}
+				}
+			}
+		}
+		// metaschema: default = { type = "self" }: the default must pass the
+		// field's own validation.
+		if d, ok := f["default"]; ok {
+			for _, e := range kongValidate(path, f, d) {
+				bad(path, "default is invalid: %s", e)
+			}
+		}
+	}
+	names := checkFields("schema", fields)
+	for _, item := range fields {
+		for name, def := range item.(map[string]any) {
+			want, ok := kongPluginFields[name]
+			if !ok {
+				bad("schema."+name, "cannot create a new field (not a field of Kong's plugins entity)")
+				continue
+			}
+			if got, _ := def.(map[string]any)["type"].(string); got != want {
+				bad("schema."+name, "cannot change type in a specialized field (%s, Kong has %s)", got, want)
+			}
+		}
+	}
+	if !slices.Contains(names, "config") {
+		bad("schema", "no config field")
+	}
+	return errs
+}
+
+func isNumber(v any) bool { _, ok := v.(float64); return ok }
+
+// entityCheckNames lists the field names an entity check argument mentions.
+func entityCheckNames(arg any) []string {
+	var out []string
+	switch a := arg.(type) {
+	case []any:
+		for _, n := range a {
+			s, _ := n.(string)
+			out = append(out, s)
+		}
+	case map[string]any:
+		for _, k := range []string{"set1", "set2"} {
+			out = append(out, entityCheckNames(a[k])...)
+		}
+	}
+	return out
+}
+
+// ---- A simulation of how Kong processes and validates a plugin config ----
+
+// kongFill applies Kong's defaults the way Schema:process_auto_fields does on
+// insert (adjust_field_for_context, handle_missing_field): a missing field
+// gets its default; else a required record is built from its fields'
+// defaults; else it becomes null. Present nulls stay null; sets lose their
+// duplicates.
+func kongFill(f map[string]any, v any, present bool) any {
+	if !present {
+		if d, ok := f["default"]; ok {
+			return d
+		}
+		if f["type"] == "record" && f["required"] == true {
+			v, present = map[string]any{}, true
+		} else {
+			return nil
+		}
+	}
+	switch f["type"] {
+	case "record":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v
+		}
+		out := map[string]any{}
+		for k, x := range m {
+			out[k] = x
+		}
+		for _, item := range f["fields"].([]any) {
+			for name, def := range item.(map[string]any) {
+				x, ok := m[name]
+				out[name] = kongFill(def.(map[string]any), x, ok)
+			}
+		}
+		return out
+	case "array", "set":
+		items, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		var out []any
+		for _, x := range items {
+			x = kongFill(f["elements"].(map[string]any), x, true)
+			if f["type"] == "set" && slices.ContainsFunc(out, func(y any) bool { return reflect.DeepEqual(x, y) }) {
+				continue
+			}
+			out = append(out, x)
+		}
+		if out == nil {
+			out = []any{}
+		}
+		return out
+	}
+	return v
+}
+
+// kongValidate validates v against field f as Schema:validate_field does,
+// for the attributes mcp-relay emits. It returns Kong-like messages.
+func kongValidate(path string, f map[string]any, v any) []string {
+	var errs []string
+	bad := func(format string, args ...any) {
+		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
+	}
+	if v == nil {
+		if f["required"] == true {
+			bad("required field missing")
+		}
+		return errs
+	}
+	if eq, ok := f["eq"]; ok && eq == nil {
+		bad("value must be null")
+		return errs
+	}
+	switch f["type"] {
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			bad("expected a string")
+			return errs
+		}
+		lenMin := 1.0 // Kong's default for strings
+		if n, ok := f["len_min"].(float64); ok {
+			lenMin = n
+		}
+		if float64(len(s)) < lenMin {
+			bad("length must be at least %v", lenMin)
+		}
+		if oneOf, ok := f["one_of"].([]any); ok && !slices.Contains(oneOf, any(s)) {
+			bad("expected one of: %v", oneOf)
+		}
+		if p, ok := f["not_match"].(string); ok {
+			if p != "%c" {
+				bad("the test does not know the Lua pattern %q", p)
+			} else if strings.IndexFunc(s, isControl) >= 0 {
+				bad("should not match pattern '%s'", p)
+			}
+		}
+	case "integer", "number":
+		n, ok := v.(float64)
+		if !ok || (f["type"] == "integer" && n != math.Trunc(n)) {
+			bad("expected an %s", f["type"])
+			return errs
+		}
+		if b, ok := f["between"].([]any); ok && (n < b[0].(float64) || n > b[1].(float64)) {
+			bad("value should be between %v and %v", b[0], b[1])
+		}
+		if oneOf, ok := f["one_of"].([]any); ok && !slices.Contains(oneOf, any(n)) {
+			bad("expected one of: %v", oneOf)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			bad("expected a boolean")
+		}
+	case "array", "set":
+		items, ok := v.([]any)
+		if !ok {
+			bad("expected an %s", f["type"])
+			return errs
+		}
+		elem := map[string]any{}
+		for k, x := range f["elements"].(map[string]any) {
+			elem[k] = x
+		}
+		elem["required"] = true // validate_elements
+		for i, x := range items {
+			errs = append(errs, kongValidate(fmt.Sprintf("%s[%d]", path, i), elem, x)...)
+		}
+	case "record":
+		m, ok := v.(map[string]any)
+		if !ok {
+			bad("expected a record")
+			return errs
+		}
+		known := map[string]bool{}
+		for _, item := range f["fields"].([]any) {
+			for name, def := range item.(map[string]any) {
+				known[name] = true
+				errs = append(errs, kongValidate(path+"."+name, def.(map[string]any), m[name])...)
+			}
+		}
+		for k := range m {
+			if !known[k] {
+				bad("unknown field %q", k)
+			}
+		}
+		checks, _ := f["entity_checks"].([]any)
+		for _, c := range checks {
+			for name, arg := range c.(map[string]any) {
+				errs = append(errs, kongEntityCheck(path, name, arg, m)...)
+			}
+		}
+	case "foreign":
+	default:
+		bad("the test does not know type %v", f["type"])
+	}
+	sort.Strings(errs)
+	return errs
+}
+
+// kongNonempty is Kong's is_nonempty.
+func kongNonempty(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
+}
+
+func kongEntityCheck(path, name string, arg any, m map[string]any) []string {
+	count := func(names []any) (n int) {
+		for _, x := range names {
+			if kongNonempty(m[x.(string)]) {
+				n++
+			}
+		}
+		return n
+	}
+	switch name {
+	case "mutually_required":
+		names := arg.([]any)
+		if n := count(names); n != 0 && n != len(names) {
+			return []string{fmt.Sprintf("%s: all or none of these fields must be set: %v", path, names)}
+		}
+	case "mutually_exclusive_sets":
+		a := arg.(map[string]any)
+		if count(a["set1"].([]any)) > 0 && count(a["set2"].([]any)) > 0 {
+			return []string{fmt.Sprintf("%s: these sets are mutually exclusive: %v, %v", path, a["set1"], a["set2"])}
+		}
+	default:
+		return []string{path + ": the test does not know entity checker " + name}
+	}
+	return nil
+}
+
+// kongSends simulates what Kong sends the plugin for a user's config: its
+// defaults filled in, plus Kong's own keys.
+func kongSends(t testing.TB, userConfig string) (sent []byte, kongErrs []string) {
+	t.Helper()
+	var user any
+	if err := json.Unmarshal([]byte(userConfig), &user); err != nil {
+		t.Fatalf("bad test config %s: %v", userConfig, err)
+	}
+	cf := kongConfigField(t)
+	filled := kongFill(cf, user, true)
+	kongErrs = kongValidate("config", cf, filled)
+	if m, ok := filled.(map[string]any); ok {
+		m["__key__"] = "plugins:mcp-relay:7f0e3b8e-0000-4000-8000-000000000001::::ws"
+		m["__seq__"] = 3
+		m["__plugin_id__"] = "4f7bc8a2-0000-4000-8000-000000000002"
+	}
+	sent, err := json.Marshal(filled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sent, kongErrs
+}
+
+// kongDefaultsJSON is what Kong sends for `config: {}`: every default, and
+// null for every optional field.
+func kongDefaultsJSON(t testing.TB) []byte {
+	sent, errs := kongSends(t, `{}`)
+	if len(errs) > 0 {
+		t.Fatalf("Kong would reject its own defaults: %v", errs)
+	}
+	return sent
+}
+
+// TestKongSchemaIsValid runs the metaschema checker over the emitted schema.
+func TestKongSchemaIsValid(t *testing.T) {
+	for _, e := range checkKongSchema(kongJSON(t)) {
+		t.Error(e)
+	}
+}
+
+// TestKongSchemaChecker makes sure the checker catches what it is for.
+func TestKongSchemaChecker(t *testing.T) {
+	base := func() map[string]any { return kongJSON(t) }
+	envelope := func(s map[string]any) map[string]any { return kongFieldAt(s, "config", "envelope", "status") }
+	tests := []struct {
+		name   string
+		mutate func(s map[string]any)
+		want   string
+	}{
+		{"unknown attribute", func(s map[string]any) { envelope(s)["nilable"] = true }, `attribute "nilable" is not in Kong's metaschema`},
+		{"unknown type", func(s map[string]any) { envelope(s)["type"] = "text" }, `type "text" is not one of Kong's types`},
+		{"between on a string", func(s map[string]any) { envelope(s)["between"] = []any{1.0, 2.0} }, `cannot have attribute 'between'`},
+		{"invalid default", func(s map[string]any) { envelope(s)["default"] = "301" }, `default is invalid`},
+		{"empty string default", func(s map[string]any) { envelope(s)["default"] = ""; delete(envelope(s), "one_of") }, `length must be at least 1`},
+		{"short description", func(s map[string]any) { envelope(s)["description"] = "short" }, `description must be a string of 10 to 500`},
+		{"new top-level field", func(s map[string]any) {
+			s["fields"] = append(s["fields"].([]any), map[string]any{"extra": map[string]any{"type": "string"}})
+		}, `cannot create a new field`},
+		{"top-level attribute", func(s map[string]any) { s["nilable"] = true }, `not in MetaSubSchema`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base()
+			tt.mutate(s)
+			errs := checkKongSchema(s)
+			if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, tt.want) }) {
+				t.Errorf("checker missed %q; it said %v", tt.want, errs)
+			}
+		})
+	}
+}
+
+// TestKongDefaultsParse: what Kong sends for an empty config parses to
+// Defaults (nulls mean default, Kong's own keys are ignored).
+func TestKongDefaultsParse(t *testing.T) {
+	sent := kongDefaultsJSON(t)
+	if !bytes.Contains(sent, []byte(`"anonymous":null`)) || !bytes.Contains(sent, []byte(`"__seq__"`)) {
+		t.Fatalf("the simulation does not send nulls and Kong's keys: %s", sent)
+	}
+	c, err := Parse(sent)
+	if err != nil {
+		t.Fatalf("Parse(%s): %v", sent, err)
+	}
+	if !reflect.DeepEqual(c, Defaults()) {
+		t.Errorf("Parse(Kong's defaults) = %+v\nwant %+v", c, Defaults())
+	}
+}
