@@ -16,13 +16,14 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/bad"
+	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
 )
 
 func TestBare401(t *testing.T) {
 	t.Parallel()
 	u := peers.StartBad(t, peers.ModeBare401)
 	for _, method := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		resp, body := rawRequest(t, method, u.URL(), "", `{"jsonrpc":"2.0","id":1,"method":"initialize"}`)
+		resp, body := mcptest.RawRequest(t, method, u.URL(), "", `{"jsonrpc":"2.0","id":1,"method":"initialize"}`)
 		if method == http.MethodGet {
 			// rawRequest does not read GET bodies.
 			resp, body = plainGet(t, u.URL())
@@ -34,7 +35,7 @@ func TestBare401(t *testing.T) {
 	}
 	// What a strict client makes of it: mcp-go reports authorization
 	// required, with no resource metadata to start OAuth from.
-	_, _, err := newGoClient(t, u.URL(), clientConfig{version: mcp.ProtocolVersion20251125})
+	_, _, err := mcptest.NewClient(t, u.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125})
 	var authErr *transport.AuthorizationRequiredError
 	if !errors.As(err, &authErr) || authErr.ResourceMetadataURL != "" {
 		t.Errorf("mcp-go initialize against bare 401: %v", err)

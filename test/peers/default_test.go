@@ -2,11 +2,13 @@ package peers_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
 )
 
 // TestMCPGoDefaultProtocol documents what the mcp-go client does with its
@@ -22,21 +24,21 @@ func TestMCPGoDefaultProtocol(t *testing.T) {
 		// The probe, as a replica answers it: 400 with -32022 and the
 		// versions it supports, all legacy.
 		resp, body := rawModernProbe(t, a.URL())
-		if resp.StatusCode != http.StatusBadRequest || !contains(body, `"code":-32022`) || !contains(body, `"supported":["2025-11-25"`) {
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32022`) || !strings.Contains(body, `"supported":["2025-11-25"`) {
 			t.Errorf("probe: %d %s", resp.StatusCode, body)
 		}
 		if err := a.ResetStats(); err != nil {
 			t.Fatal(err)
 		}
 
-		c, init, err := newGoClient(t, a.URL(), clientConfig{})
+		c, init, err := mcptest.NewClient(t, a.URL(), mcptest.Config{})
 		if err != nil {
 			t.Fatalf("initialize: %v", err)
 		}
 		if init.ProtocolVersion != mcp.ProtocolVersion20251125 || c.GetSessionId() == "" {
 			t.Errorf("fell back to %q, session %q", init.ProtocolVersion, c.GetSessionId())
 		}
-		if got := text(callTool(t, c, "whoami", nil, nil)); got != "replica-d" {
+		if got := mcptest.Text(mcptest.CallTool(t, c, "whoami", nil, nil)); got != "replica-d" {
 			t.Errorf("whoami %q", got)
 		}
 		st := a.MustStats(t)
@@ -50,21 +52,21 @@ func TestMCPGoDefaultProtocol(t *testing.T) {
 		e := peers.StartEverything(t)
 		// The everything server answers the probe 400, -32000, id null.
 		resp, body := rawModernProbe(t, e.URL())
-		if resp.StatusCode != http.StatusBadRequest || !contains(body, `"code":-32000`) {
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32000`) {
 			t.Errorf("probe: %d %s", resp.StatusCode, body)
 		}
-		c, init, err := newGoClient(t, e.URL(), clientConfig{})
+		c, init, err := mcptest.NewClient(t, e.URL(), mcptest.Config{})
 		if err != nil {
 			t.Fatalf("initialize: %v", err)
 		}
 		if init.ProtocolVersion != mcp.ProtocolVersion20251125 || c.GetSessionId() == "" {
 			t.Errorf("fell back to %q, session %q", init.ProtocolVersion, c.GetSessionId())
 		}
-		if got := text(callTool(t, c, "echo", map[string]any{"message": "hi"}, nil)); got != "Echo: hi" {
+		if got := mcptest.Text(mcptest.CallTool(t, c, "echo", map[string]any{"message": "hi"}, nil)); got != "Echo: hi" {
 			t.Errorf("echo %q", got)
 		}
 		// Elicitation on the POST stream works with the mcp-go client too.
-		if got := text(callTool(t, c, "trigger-elicitation-request", nil, nil)); !contains(got, elicitAnswer) {
+		if got := mcptest.Text(mcptest.CallTool(t, c, "trigger-elicitation-request", nil, nil)); !strings.Contains(got, mcptest.ElicitAnswer) {
 			t.Errorf("elicitation: %q", got)
 		}
 	})
@@ -73,7 +75,7 @@ func TestMCPGoDefaultProtocol(t *testing.T) {
 // rawModernProbe sends server/discover the way a 2026-07-28 client does.
 func rawModernProbe(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
-	return rawRequestWith(t, http.MethodPost, url, map[string]string{
+	return mcptest.Raw(t, http.MethodPost, url, map[string]string{
 		mcp.HeaderProtocolVersion: mcp.ProtocolVersion20260728,
 		"Mcp-Method":              string(mcp.MethodServerDiscover),
 	}, `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"`+mcp.MetaKeyProtocolVersion+`":"2026-07-28"}}}`)

@@ -10,6 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
 )
 
 // TestLegacyReplica drives one replica with the mcp-go client pinned to
@@ -18,7 +19,7 @@ import (
 func TestLegacyReplica(t *testing.T) {
 	t.Parallel()
 	a := peers.StartLegacy(t, "replica-a")
-	c, init, err := newGoClient(t, a.URL(), clientConfig{version: mcp.ProtocolVersion20251125, listen: true})
+	c, init, err := mcptest.NewClient(t, a.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125, Listen: true})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
@@ -43,22 +44,22 @@ func TestLegacyReplica(t *testing.T) {
 		t.Errorf("tools %v, want %v", names, want)
 	}
 
-	if got := text(callTool(t, c, "whoami", nil, nil)); got != "replica-a" {
+	if got := mcptest.Text(mcptest.CallTool(t, c, "whoami", nil, nil)); got != "replica-a" {
 		t.Errorf("whoami = %q, want replica-a", got)
 	}
-	if got := text(callTool(t, c, "echo", map[string]any{"text": "héllo relay"}, nil)); got != "héllo relay" {
+	if got := mcptest.Text(mcptest.CallTool(t, c, "echo", map[string]any{"text": "héllo relay"}, nil)); got != "héllo relay" {
 		t.Errorf("echo = %q", got)
 	}
 	// Elicitation travels on the tools/call POST's SSE stream.
-	if got := text(callTool(t, c, "ask", map[string]any{"message": "name?"}, nil)); got != elicitAnswer {
-		t.Errorf("ask = %q, want %q", got, elicitAnswer)
+	if got := mcptest.Text(mcptest.CallTool(t, c, "ask", map[string]any{"message": "name?"}, nil)); got != mcptest.ElicitAnswer {
+		t.Errorf("ask = %q, want %q", got, mcptest.ElicitAnswer)
 	}
 	// Sampling travels on the GET stream only (mcp-go).
-	if got := text(callTool(t, c, "sample", map[string]any{"prompt": "hi"}, nil)); got != sampleAnswer {
-		t.Errorf("sample = %q, want %q", got, sampleAnswer)
+	if got := mcptest.Text(mcptest.CallTool(t, c, "sample", map[string]any{"prompt": "hi"}, nil)); got != mcptest.SampleAnswer {
+		t.Errorf("sample = %q, want %q", got, mcptest.SampleAnswer)
 	}
-	answered := c.answers.snapshot()
-	if len(answered) != 2 || answered[0].method != string(mcp.MethodElicitationCreate) || answered[1].method != string(mcp.MethodSamplingCreateMessage) {
+	answered := c.Answers.Snapshot()
+	if len(answered) != 2 || answered[0].Method != string(mcp.MethodElicitationCreate) || answered[1].Method != string(mcp.MethodSamplingCreateMessage) {
 		t.Errorf("server requests answered: %+v", answered)
 	}
 
@@ -80,35 +81,35 @@ func TestLegacyReplica(t *testing.T) {
 func TestLegacyProgressOrder(t *testing.T) {
 	t.Parallel()
 	a := peers.StartLegacy(t, "replica-p")
-	c, _, err := newGoClient(t, a.URL(), clientConfig{version: mcp.ProtocolVersion20251125})
+	c, _, err := mcptest.NewClient(t, a.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
 	for round := range 3 {
 		token := "tok-" + string(rune('a'+round))
 		const steps = 8
-		res := callTool(t, c, "progress", map[string]any{"steps": steps, "delay_ms": 5}, &mcp.Meta{ProgressToken: token})
-		resultSeq := c.events.add("<result>", nil)
-		if text(res) != "done 8" {
-			t.Errorf("progress result %q", text(res))
+		res := mcptest.CallTool(t, c, "progress", map[string]any{"steps": steps, "delay_ms": 5}, &mcp.Meta{ProgressToken: token})
+		resultSeq := c.Events.Add("<result>", nil)
+		if mcptest.Text(res) != "done 8" {
+			t.Errorf("progress result %q", mcptest.Text(res))
 		}
-		got := c.events.progress(token)
+		got := c.Events.Progress(token)
 		if len(got) != steps {
 			t.Fatalf("round %d: %d progress notifications before the result, want %d", round, len(got), steps)
 		}
 		for i, ev := range got {
-			if ev.seq > resultSeq {
+			if ev.Seq > resultSeq {
 				t.Errorf("round %d: progress %d arrived after the result", round, i+1)
 			}
-			if p, _ := ev.params["progress"].(float64); int(p) != i+1 {
-				t.Errorf("round %d: notification %d has progress %v", round, i, ev.params["progress"])
+			if p, _ := ev.Params["progress"].(float64); int(p) != i+1 {
+				t.Errorf("round %d: notification %d has progress %v", round, i, ev.Params["progress"])
 			}
 		}
 	}
 	// No token, no notifications.
-	before := len(c.events.snapshot())
-	callTool(t, c, "progress", map[string]any{"steps": 2, "delay_ms": 1}, nil)
-	if after := len(c.events.snapshot()); after != before {
+	before := len(c.Events.Snapshot())
+	mcptest.CallTool(t, c, "progress", map[string]any{"steps": 2, "delay_ms": 1}, nil)
+	if after := len(c.Events.Snapshot()); after != before {
 		t.Errorf("progress without a token sent %d notifications", after-before)
 	}
 }
@@ -121,24 +122,24 @@ func TestLegacyProgressOrder(t *testing.T) {
 func TestLegacyProgressWithGETStream(t *testing.T) {
 	t.Parallel()
 	a := peers.StartLegacy(t, "replica-g")
-	c, _, err := newGoClient(t, a.URL(), clientConfig{version: mcp.ProtocolVersion20251125, listen: true})
+	c, _, err := mcptest.NewClient(t, a.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125, Listen: true})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return a.MustStats(t).RequestsByMethod[http.MethodGet] > 0 })
 	const steps = 20
-	callTool(t, c, "progress", map[string]any{"steps": steps, "delay_ms": 2}, &mcp.Meta{ProgressToken: "g"})
-	waitFor(t, 5*time.Second, func() bool { return len(c.events.progress("g")) == steps })
+	mcptest.CallTool(t, c, "progress", map[string]any{"steps": steps, "delay_ms": 2}, &mcp.Meta{ProgressToken: "g"})
+	waitFor(t, 5*time.Second, func() bool { return len(c.Events.Progress("g")) == steps })
 
 	// Which stream carried what, seen with raw HTTP.
 	sid := c.GetSessionId()
-	get := openGET(t, a.URL(), sid)
-	resp, body := rawRequest(t, http.MethodPost, a.URL(), sid,
+	get := mcptest.OpenGET(t, a.URL(), sid, nil)
+	resp, body := mcptest.RawRequest(t, http.MethodPost, a.URL(), sid,
 		`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"progress","arguments":{"steps":10,"delay_ms":2},"_meta":{"progressToken":"raw"}}}`)
 	_ = resp
 	onPOST := strings.Count(body, `"progressToken":"raw"`)
 	time.Sleep(50 * time.Millisecond)
-	t.Logf("progress notifications with a GET stream open: %d on the POST stream, the rest on GET streams (%d seen on the raw GET)", onPOST, get.count(`"progressToken":"raw"`))
+	t.Logf("progress notifications with a GET stream open: %d on the POST stream, the rest on GET streams (%d seen on the raw GET)", onPOST, get.Count(`"progressToken":"raw"`))
 	if onPOST == 10 {
 		t.Log("all on the POST stream: mcp-go no longer splits notifications; update the notes in package legacy")
 	}
@@ -151,30 +152,30 @@ func TestMisrouteCounting(t *testing.T) {
 	t.Parallel()
 	a := peers.StartLegacy(t, "replica-a")
 	b := peers.StartLegacy(t, "replica-b")
-	c, _, err := newGoClient(t, a.URL(), clientConfig{version: mcp.ProtocolVersion20251125})
+	c, _, err := mcptest.NewClient(t, a.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
 	sid := c.GetSessionId()
-	callTool(t, c, "whoami", nil, nil)
+	mcptest.CallTool(t, c, "whoami", nil, nil)
 
 	// POST tools/list: mcp-go rejects an unknown session with 404.
-	resp, body := rawRequest(t, http.MethodPost, b.URL(), sid, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
+	resp, body := mcptest.RawRequest(t, http.MethodPost, b.URL(), sid, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("misrouted POST: %d %s, want 404", resp.StatusCode, body)
 	}
 	// A ping answer (empty result) is accepted with 202, silently.
-	resp, _ = rawRequest(t, http.MethodPost, b.URL(), sid, `{"jsonrpc":"2.0","id":3,"result":{}}`)
+	resp, _ = mcptest.RawRequest(t, http.MethodPost, b.URL(), sid, `{"jsonrpc":"2.0","id":3,"result":{}}`)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("misrouted ping answer: %d, want mcp-go's silent 202", resp.StatusCode)
 	}
 	// GET opens a fresh stream for a session B never saw: 200.
-	resp, _ = rawRequest(t, http.MethodGet, b.URL(), sid, "")
+	resp, _ = mcptest.RawRequest(t, http.MethodGet, b.URL(), sid, "")
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("misrouted GET: %d, want mcp-go's silent 200", resp.StatusCode)
 	}
 	// DELETE of an unknown session: 200.
-	resp, _ = rawRequest(t, http.MethodDelete, b.URL(), sid, "")
+	resp, _ = mcptest.RawRequest(t, http.MethodDelete, b.URL(), sid, "")
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("misrouted DELETE: %d, want mcp-go's silent 200", resp.StatusCode)
 	}
@@ -207,7 +208,7 @@ func TestMisrouteCounting(t *testing.T) {
 	if err := a.ResetStats(); err != nil {
 		t.Fatal(err)
 	}
-	callTool(t, c, "whoami", nil, nil)
+	mcptest.CallTool(t, c, "whoami", nil, nil)
 	if sa := a.MustStats(t); sa.MisroutedTotal != 0 || sa.RequestsBySession[sid] != 1 {
 		t.Errorf("A after reset: %+v", sa)
 	}
@@ -219,16 +220,16 @@ func TestLegacyRestart(t *testing.T) {
 	t.Parallel()
 	a := peers.StartLegacy(t, "replica-r")
 	addr := a.Addr()
-	c, _, err := newGoClient(t, a.URL(), clientConfig{version: mcp.ProtocolVersion20251125})
+	c, _, err := mcptest.NewClient(t, a.URL(), mcptest.Config{Version: mcp.ProtocolVersion20251125})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
-	callTool(t, c, "whoami", nil, nil)
+	mcptest.CallTool(t, c, "whoami", nil, nil)
 	a.Restart()
 	if a.Addr() != addr || !a.Running() {
 		t.Fatalf("restarted on %s (running %v), want %s", a.Addr(), a.Running(), addr)
 	}
-	if _, err := callToolErr(c, "whoami", nil, nil, 5*time.Second); err == nil {
+	if _, err := mcptest.CallToolErr(c, "whoami", nil, nil, 5*time.Second); err == nil {
 		t.Fatal("old session still works after restart")
 	}
 	st := a.MustStats(t)

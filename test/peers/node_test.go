@@ -11,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
 )
 
 // checkFull checks the steps of client.mjs's full scenario.
@@ -106,12 +107,12 @@ func TestEverythingUnknownSession(t *testing.T) {
 		{http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
 		{http.MethodDelete, ""},
 	} {
-		resp, body := rawRequest(t, tc.method, e.URL(), stale, tc.body)
+		resp, body := mcptest.RawRequest(t, tc.method, e.URL(), stale, tc.body)
 		if resp.StatusCode != http.StatusBadRequest || body != `{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid session ID provided"}}` {
 			t.Errorf("%s %s: %d %s", tc.method, tc.body, resp.StatusCode, body)
 		}
 	}
-	if resp, _ := rawRequest(t, http.MethodGet, e.URL(), stale, ""); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := mcptest.RawRequest(t, http.MethodGet, e.URL(), stale, ""); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("GET: %d", resp.StatusCode)
 	}
 }

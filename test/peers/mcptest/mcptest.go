@@ -1,4 +1,7 @@
-package peers_test
+// Package mcptest has MCP client helpers shared by the peers tests and the
+// end-to-end tests: an mcp-go client with elicitation and sampling handlers
+// that records what arrives, and raw HTTP helpers.
+package mcptest
 
 import (
 	"context"
@@ -15,111 +18,119 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
+// The canned answers of the client handlers.
 const (
-	elicitAnswer = "answer-from-go-client"
-	sampleAnswer = "sample-from-go-client"
+	ElicitAnswer = "answer-from-go-client"
+	SampleAnswer = "sample-from-go-client"
 )
 
 // events records notifications and results in arrival order.
-type events struct {
+// Events records notifications and answers in arrival order.
+type Events struct {
 	mu   sync.Mutex
 	seq  int
-	list []event
+	list []Event
 }
 
-type event struct {
-	seq    int
-	method string
-	params map[string]any
+// Event is one arrival.
+type Event struct {
+	Seq    int
+	Method string
+	Params map[string]any
 }
 
-func (e *events) add(method string, params map[string]any) int {
+// Add records one arrival and returns its sequence number.
+func (e *Events) Add(method string, params map[string]any) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.seq++
-	e.list = append(e.list, event{seq: e.seq, method: method, params: params})
+	e.list = append(e.list, Event{Seq: e.seq, Method: method, Params: params})
 	return e.seq
 }
 
-func (e *events) snapshot() []event {
+// Snapshot returns what arrived so far, in order.
+func (e *Events) Snapshot() []Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]event(nil), e.list...)
+	return append([]Event(nil), e.list...)
 }
 
-func (e *events) progress(token string) []event {
-	var out []event
-	for _, ev := range e.snapshot() {
-		if ev.method == string(mcp.MethodNotificationProgress) && fmt.Sprint(ev.params["progressToken"]) == token {
+// Progress returns the progress notifications of one token, in order.
+func (e *Events) Progress(token string) []Event {
+	var out []Event
+	for _, ev := range e.Snapshot() {
+		if ev.Method == string(mcp.MethodNotificationProgress) && fmt.Sprint(ev.Params["progressToken"]) == token {
 			out = append(out, ev)
 		}
 	}
 	return out
 }
 
-type elicitor struct{ calls *events }
+type elicitor struct{ calls *Events }
 
 func (h elicitor) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
-	h.calls.add(string(mcp.MethodElicitationCreate), map[string]any{"message": req.Params.Message})
+	h.calls.Add(string(mcp.MethodElicitationCreate), map[string]any{"message": req.Params.Message})
 	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{
 		Action:  mcp.ElicitationResponseActionAccept,
-		Content: map[string]any{"answer": elicitAnswer},
+		Content: map[string]any{"answer": ElicitAnswer},
 	}}, nil
 }
 
-type sampler struct{ calls *events }
+type sampler struct{ calls *Events }
 
 func (h sampler) CreateMessage(_ context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-	h.calls.add(string(mcp.MethodSamplingCreateMessage), nil)
+	h.calls.Add(string(mcp.MethodSamplingCreateMessage), nil)
 	return &mcp.CreateMessageResult{
-		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent(sampleAnswer)},
+		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent(SampleAnswer)},
 		Model:           "go-canned-model",
 		StopReason:      "endTurn",
 	}, nil
 }
 
-type goClient struct {
+// Client is an mcp-go client that records what reaches it.
+type Client struct {
 	*client.Client
-	events  *events // notifications, in arrival order
-	answers *events // server requests the handlers answered
+	Events  *Events // notifications, in arrival order
+	Answers *Events // server requests the handlers answered
 }
 
-type clientConfig struct {
-	version   string // "" = mcp-go's default (2026-07-28 first)
-	listen    bool   // open the GET stream (needed for mcp-go sampling)
-	headers   map[string]string
-	noHandler bool
+// Config says how NewClient sets up the client.
+type Config struct {
+	Version   string // "" = mcp-go's default (2026-07-28 first)
+	Listen    bool   // open the GET stream (needed for mcp-go sampling)
+	Headers   map[string]string
+	NoHandler bool
 }
 
-// newGoClient starts and initializes an mcp-go client; it is closed when the
+// NewClient starts and initializes an mcp-go client; it is closed when the
 // test ends.
-func newGoClient(t *testing.T, url string, cfg clientConfig) (*goClient, *mcp.InitializeResult, error) {
+func NewClient(t testing.TB, url string, cfg Config) (*Client, *mcp.InitializeResult, error) {
 	t.Helper()
 	var topts []transport.StreamableHTTPCOption
-	if cfg.listen {
+	if cfg.Listen {
 		//lint:ignore SA1019 the legacy GET stream is what these tests exercise.
 		topts = append(topts, transport.WithContinuousListening())
 	}
-	if cfg.headers != nil {
-		topts = append(topts, transport.WithHTTPHeaders(cfg.headers))
+	if cfg.Headers != nil {
+		topts = append(topts, transport.WithHTTPHeaders(cfg.Headers))
 	}
 	tr, err := transport.NewStreamableHTTP(url, topts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc := &goClient{events: &events{}, answers: &events{}}
+	gc := &Client{Events: &Events{}, Answers: &Events{}}
 	var copts []client.ClientOption
-	if cfg.version != "" {
-		copts = append(copts, client.WithProtocolVersion(cfg.version))
+	if cfg.Version != "" {
+		copts = append(copts, client.WithProtocolVersion(cfg.Version))
 	}
-	if !cfg.noHandler {
+	if !cfg.NoHandler {
 		copts = append(copts,
-			client.WithElicitationHandler(elicitor{gc.answers}),
-			client.WithSamplingHandler(sampler{gc.answers}))
+			client.WithElicitationHandler(elicitor{gc.Answers}),
+			client.WithSamplingHandler(sampler{gc.Answers}))
 	}
 	gc.Client = client.NewClient(tr, copts...)
 	gc.OnNotification(func(n mcp.JSONRPCNotification) {
-		gc.events.add(n.Method, n.Params.AdditionalFields)
+		gc.Events.Add(n.Method, n.Params.AdditionalFields)
 	})
 	// The context given to Start bounds the GET stream's life, not just the
 	// start: it must outlive the client.
@@ -135,19 +146,20 @@ func newGoClient(t *testing.T, url string, cfg clientConfig) (*goClient, *mcp.In
 	return gc, res, err
 }
 
-func callTool(t *testing.T, c *goClient, name string, args map[string]any, meta *mcp.Meta) *mcp.CallToolResult {
+// CallTool calls a tool and fails the test on any error.
+func CallTool(t testing.TB, c *Client, name string, args map[string]any, meta *mcp.Meta) *mcp.CallToolResult {
 	t.Helper()
-	res, err := callToolErr(c, name, args, meta, 15*time.Second)
+	res, err := CallToolErr(c, name, args, meta, 15*time.Second)
 	if err != nil {
 		t.Fatalf("call %s: %v", name, err)
 	}
 	if res.IsError {
-		t.Fatalf("call %s: tool error: %s", name, text(res))
+		t.Fatalf("call %s: tool error: %s", name, Text(res))
 	}
 	return res
 }
 
-func callToolErr(c *goClient, name string, args map[string]any, meta *mcp.Meta, timeout time.Duration) (*mcp.CallToolResult, error) {
+func CallToolErr(c *Client, name string, args map[string]any, meta *mcp.Meta, timeout time.Duration) (*mcp.CallToolResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req := mcp.CallToolRequest{}
@@ -162,7 +174,8 @@ func callToolErr(c *goClient, name string, args map[string]any, meta *mcp.Meta, 
 	return c.CallTool(ctx, req)
 }
 
-func text(res *mcp.CallToolResult) string {
+// Text joins the text contents of a tool result.
+func Text(res *mcp.CallToolResult) string {
 	var parts []string
 	for _, c := range res.Content {
 		if tc, ok := c.(mcp.TextContent); ok {
@@ -172,21 +185,19 @@ func text(res *mcp.CallToolResult) string {
 	return strings.Join(parts, "\n")
 }
 
-// rawRequest sends one HTTP request and returns the response with its body
+// RawRequest sends one HTTP request and returns the response with its body
 // read (for a GET stream, only the status and headers: the body is closed).
-func rawRequest(t *testing.T, method, url, session, body string) (*http.Response, string) {
+func RawRequest(t testing.TB, method, url, session, body string) (*http.Response, string) {
 	t.Helper()
 	h := map[string]string{mcp.HeaderProtocolVersion: mcp.ProtocolVersion20251125}
 	if session != "" {
 		h["Mcp-Session-Id"] = session
 	}
-	return rawRequestWith(t, method, url, h, body)
+	return Raw(t, method, url, h, body)
 }
 
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
-// rawRequestWith is rawRequest with arbitrary headers.
-func rawRequestWith(t *testing.T, method, url string, headers map[string]string, body string) (*http.Response, string) {
+// Raw is RawRequest with arbitrary headers.
+func Raw(t testing.TB, method, url string, headers map[string]string, body string) (*http.Response, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -211,20 +222,21 @@ func rawRequestWith(t *testing.T, method, url string, headers map[string]string,
 	return resp, string(b)
 }
 
-// stream is an open GET stream read in the background.
-type stream struct {
+// Stream is an open GET stream read in the background.
+type Stream struct {
 	mu  sync.Mutex
 	buf strings.Builder
 }
 
-func (s *stream) count(sub string) int {
+// Count counts sub in what the stream delivered so far.
+func (s *Stream) Count(sub string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Count(s.buf.String(), sub)
 }
 
-// openGET opens the session's GET stream; it is closed when the test ends.
-func openGET(t *testing.T, url, session string) *stream {
+// OpenGET opens the session's GET stream; it is closed when the test ends.
+func OpenGET(t testing.TB, url, session string, headers map[string]string) *Stream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -234,6 +246,9 @@ func openGET(t *testing.T, url, session string) *stream {
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Mcp-Session-Id", session)
 	req.Header.Set(mcp.HeaderProtocolVersion, mcp.ProtocolVersion20251125)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
@@ -244,7 +259,7 @@ func openGET(t *testing.T, url, session string) *stream {
 		resp.Body.Close()
 		t.Fatalf("GET stream: HTTP %d", resp.StatusCode)
 	}
-	s := &stream{}
+	s := &Stream{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
