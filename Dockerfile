@@ -1,0 +1,27 @@
+# Kong Gateway 3.9 with mcp-relay bundled.
+#   docker build -t kong-mcp-relay .
+#   docker run -e KONG_DATABASE=off -e KONG_DECLARATIVE_CONFIG=/kong/kong.yaml \
+#     -v "$PWD/kong:/kong:ro" -p 8000:8000 kong-mcp-relay
+ARG GO_VERSION=1.26
+ARG KONG_IMAGE=kong:3.9
+
+FROM golang:${GO_VERSION}-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=0.1.0
+# Static, so it runs on any base image Kong ships.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}" \
+      -o /out/mcp-relay ./plugin \
+ && /out/mcp-relay -dump > /dev/null
+
+FROM ${KONG_IMAGE}
+# The executable's name is the plugin's name in Kong.
+COPY --from=build --chown=root:root --chmod=0755 /out/mcp-relay /usr/local/bin/mcp-relay
+ENV KONG_PLUGINS=bundled,mcp-relay \
+    KONG_PLUGINSERVER_NAMES=mcp-relay \
+    KONG_PLUGINSERVER_MCP_RELAY_SOCKET=/usr/local/kong/mcp-relay.socket \
+    KONG_PLUGINSERVER_MCP_RELAY_START_CMD=/usr/local/bin/mcp-relay \
+    KONG_PLUGINSERVER_MCP_RELAY_QUERY_CMD="/usr/local/bin/mcp-relay -dump"
+USER kong

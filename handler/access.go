@@ -1,0 +1,208 @@
+package handler
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// access decides, per request: answer it here (auth envelope, bad input,
+// unknown session), pin it to its session's replica, and whether Kong may
+// buffer the upstream answer (only when the Response phase may rewrite it).
+func (p *Plugin) access(k kong.PDK) {
+	defer p.recoverPhase(k, "access")
+
+	method, err := k.RequestMethod()
+	if err != nil {
+		logger.Error("reading request method", "err", err)
+		return
+	}
+	headers, err := k.RequestHeaders()
+	if err != nil {
+		logger.Error("reading request headers", "err", err)
+		return
+	}
+	r := newRequest(method, headers)
+
+	if method == "OPTIONS" { // CORS preflight passes untouched
+		p.stream(k)
+		return
+	}
+	if method == "POST" {
+		body, err := k.RequestBody()
+		if err != nil {
+			logger.Error("reading request body", "err", err)
+		}
+		r.withBody(envelope.Parse(body, p.cfg.Envelope.MaxBodyBytes))
+	}
+
+	if p.anonymous(headers) {
+		if !r.mcp {
+			envelopes.WithLabelValues("unauthorized_plain").Inc()
+			k.Exit(401, []byte(`{"message":"Unauthorized"}`), p.authHeaders())
+			return
+		}
+		p.reply(k, &r, reasonUnauthorized, p.cfg.Auth.WWWAuthenticate)
+		return
+	}
+	if !r.mcp {
+		p.stream(k)
+		return
+	}
+
+	if r.modern {
+		// Kong routes and ACLs may match on these headers: they must not lie.
+		if r.rpc.Kind == envelope.Single &&
+			!envelope.MatchesHeaders(r.rpc, first(headers, hMethod), first(headers, hName)) {
+			p.reply(k, &r, reasonMismatch, "")
+			return
+		}
+	} else if p.store != nil && len(headers[hSessionID]) > 0 {
+		if exited := p.pin(k, &r); exited {
+			return
+		}
+	}
+
+	if !p.buffered(&r) {
+		p.stream(k)
+	}
+}
+
+// buffered says whether the upstream answer may be held back for the
+// Response phase: never for a stream, only where a rewrite may be needed.
+func (p *Plugin) buffered(r *request) bool {
+	switch r.method {
+	case "DELETE":
+		return true
+	case "POST":
+		switch r.rpc.Kind {
+		case envelope.Single:
+			return p.buffers(r.rpc.Method)
+		case envelope.Batch:
+			all, n := true, 0
+			r.rpc.Elements(func(e envelope.Request) bool {
+				n++
+				all = p.buffers(e.Method)
+				return all
+			})
+			return all && n > 0
+		}
+	}
+	return false
+}
+
+func (p *Plugin) stream(k kong.PDK) {
+	if err := k.ClearBuffering(); err != nil {
+		logger.Error("clearing buffered_proxying", "err", err)
+	}
+}
+
+// anonymous recognises the consumer the route's auth plugins fall back to
+// (their `anonymous` option): Kong sets these request headers in
+// kong/plugins/*/handler.lua set_consumer.
+func (p *Plugin) anonymous(h map[string][]string) bool {
+	if first(h, hAnonymous) == "true" {
+		return true
+	}
+	a := p.cfg.Auth.Anonymous
+	return a != "" && (first(h, hConsumerID) == a || first(h, hConsumerName) == a)
+}
+
+func (p *Plugin) authHeaders() map[string][]string {
+	if p.cfg.Auth.WWWAuthenticate == "" {
+		return jsonOnly
+	}
+	return map[string][]string{"Content-Type": {"application/json"}, "WWW-Authenticate": {p.cfg.Auth.WWWAuthenticate}}
+}
+
+// pin sends a legacy request to the replica that owns its session, or
+// answers it when the session is unknown, lost, ended or someone else's.
+func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
+	ids := r.headers[hSessionID]
+	if len(ids) != 1 || !validSessionID(ids[0], p.cfg.Session.MaxIDLength) {
+		p.reply(k, r, reasonBadSession, "")
+		return true
+	}
+	id := ids[0]
+	wait := time.Duration(p.cfg.Session.LearnWaitMS) * time.Millisecond
+	start := time.Now()
+
+	rec, found, waited, err := p.lookup(id, wait)
+	if err != nil {
+		storeErrors.Inc()
+		logger.Warn("session store failed", "err", err, "store_error", p.cfg.Session.StoreError)
+		if p.cfg.Session.StoreError == "reject" {
+			p.reply(k, r, reasonStore, "")
+			return true
+		}
+		return false
+	}
+	if found && p.cfg.Session.BindConsumer && rec.Consumer != first(r.headers, hConsumerID) {
+		bindRejections.Inc()
+		logger.Warn("session presented by another consumer",
+			"session", fingerprint(id), "owner", rec.Consumer, "consumer", first(r.headers, hConsumerID))
+		// Answer as for an unknown id, after the same wait: neither the answer
+		// nor its timing may tell that the session exists.
+		time.Sleep(time.Until(start.Add(wait)))
+		found = false
+	}
+	if !found || rec.State != session.Active {
+		if found && rec.State == session.Lost {
+			logger.Info("request for a lost session", "session", fingerprint(id))
+		}
+		sessionsUnknown.Inc()
+		if p.cfg.Session.Unknown == "pass" {
+			return false
+		}
+		p.reply(k, r, reasonNoSession, "")
+		return true
+	}
+
+	host, portText, err := net.SplitHostPort(rec.Target)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		logger.Error("session record has a bad target", "session", fingerprint(id), "target", rec.Target)
+		return false
+	}
+	if err := k.SetTarget(host, port); err != nil {
+		logger.Error("set_target failed", "err", err)
+		return false
+	}
+	if h := p.cfg.Upstream.HostHeader; h != "" {
+		if err := k.SetUpstreamHeader("Host", h); err != nil {
+			logger.Error("setting upstream Host", "err", err)
+		}
+	}
+	pinsHit.Inc()
+	if waited {
+		pinsAfterWait.Inc()
+	}
+	return false
+}
+
+// lookup asks the store first without waiting, so a wait (the Log-phase race)
+// is visible in the metrics.
+func (p *Plugin) lookup(id string, wait time.Duration) (rec session.Record, found, waited bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait+p.storeTimeout())
+	defer cancel()
+	start := time.Now()
+	rec, found, err = p.store.Lookup(ctx, id, 0)
+	if err == nil && !found && wait > 0 {
+		waited = true
+		rec, found, err = p.store.Lookup(ctx, id, wait)
+	}
+	storeLatency.WithLabelValues("lookup").Observe(time.Since(start).Seconds())
+	return rec, found, waited && found, err
+}
+
+func (p *Plugin) storeTimeout() time.Duration {
+	if p.cfg.Session.Store == "redis" {
+		return time.Duration(p.cfg.Session.Redis.Timeout) * time.Millisecond * 2
+	}
+	return time.Second
+}

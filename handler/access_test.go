@@ -1,0 +1,149 @@
+package handler
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+const (
+	legacyAccept = "application/json, text/event-stream"
+	storeOff     = `{"session":{"store":"off"}}`
+)
+
+func hdr(kv ...string) map[string][]string {
+	h := map[string][]string{"accept": {legacyAccept}, "content-type": {"application/json"}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = append(h[kv[i]], kv[i+1])
+	}
+	return h
+}
+
+func TestAccessAnswers(t *testing.T) {
+	tests := []struct {
+		name       string
+		config     string
+		config2    string
+		method     string
+		headers    map[string][]string
+		body       string
+		wantStatus int    // 0: no exit
+		wantID     string // raw JSON id expected in the envelope
+		wantCode   float64
+		wantStream bool // buffered_proxying cleared
+		wantCalls  int
+	}{
+		{name: "anonymous numeric id gets 200 envelope", config: storeOff, method: "POST",
+			headers:    hdr("x-anonymous-consumer", "true", "x-consumer-id", "anon-id"),
+			body:       `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{}}`,
+			wantStatus: 200, wantID: "7", wantCode: -32001, wantCalls: 4},
+		{name: "anonymous string id echoed", config: storeOff, method: "POST",
+			headers:    hdr("x-consumer-username", "anonymous"),
+			body:       `{"jsonrpc":"2.0","id":"req-1","method":"tools/call","params":{"name":"x"}}`,
+			config2:    `{"auth":{"anonymous":"anonymous"},"session":{"store":"off"}}`,
+			wantStatus: 200, wantID: `"req-1"`, wantCode: -32001, wantCalls: 4},
+		{name: "anonymous with resource_metadata keeps 401", method: "POST",
+			config:     `{"auth":{"www_authenticate":"Bearer resource_metadata=\"https://as.example/.well-known/oauth-protected-resource\""},"session":{"store":"off"}}`,
+			headers:    hdr("x-anonymous-consumer", "true"),
+			body:       `{"jsonrpc":"2.0","id":1,"method":"initialize"}`,
+			wantStatus: 401, wantID: "1", wantCode: -32001, wantCalls: 4},
+		{name: "anonymous 2026-07-28 keeps 401 with modern code", config: storeOff, method: "POST",
+			headers:    hdr("x-anonymous-consumer", "true", "mcp-protocol-version", "2026-07-28", "mcp-method", "tools/list"),
+			body:       `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`,
+			wantStatus: 401, wantID: "3", wantCode: -31001, wantCalls: 4},
+		{name: "anonymous notification is never 200", config: storeOff, method: "POST",
+			headers:    hdr("x-anonymous-consumer", "true"),
+			body:       `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+			wantStatus: 401, wantID: "null", wantCode: -32001, wantCalls: 4},
+		{name: "anonymous keep mode", method: "POST",
+			config:     `{"envelope":{"status":"keep"},"session":{"store":"off"}}`,
+			headers:    hdr("x-anonymous-consumer", "true"),
+			body:       `{"jsonrpc":"2.0","id":1,"method":"ping"}`,
+			wantStatus: 401, wantID: "1", wantCode: -32001, wantCalls: 4},
+		{name: "anonymous GET stream gets 401 envelope with null id", config: storeOff, method: "GET",
+			headers:    map[string][]string{"accept": {"text/event-stream"}, "x-anonymous-consumer": {"true"}},
+			wantStatus: 401, wantID: "null", wantCode: -32001, wantCalls: 3},
+		{name: "preflight passes untouched even anonymous", config: storeOff, method: "OPTIONS",
+			headers:    map[string][]string{"access-control-request-method": {"POST"}, "x-anonymous-consumer": {"true"}},
+			wantStream: true, wantCalls: 3},
+		{name: "non-MCP request passes", config: storeOff, method: "GET",
+			headers: map[string][]string{"accept": {"text/html"}}, wantStream: true, wantCalls: 3},
+		{name: "tools/call streams", config: storeOff, method: "POST",
+			headers: hdr(), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`,
+			wantStream: true, wantCalls: 4},
+		{name: "tools/list stays buffered for rewrites", config: storeOff, method: "POST",
+			headers: hdr(), body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, wantCalls: 3},
+		{name: "batch of buffered methods stays buffered", config: storeOff, method: "POST",
+			headers: hdr(), body: `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]`,
+			wantCalls: 3},
+		{name: "batch with a tools/call streams", config: storeOff, method: "POST",
+			headers: hdr(), body: `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call"}]`,
+			wantStream: true, wantCalls: 4},
+		{name: "modern header mismatch is 400 -32020", config: storeOff, method: "POST",
+			headers:    hdr("mcp-protocol-version", "2026-07-28", "mcp-method", "tools/list"),
+			body:       `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"x"}}`,
+			wantStatus: 400, wantID: "9", wantCode: -32020, wantCalls: 4},
+		{name: "modern matching headers stream", config: storeOff, method: "POST",
+			headers:    hdr("mcp-protocol-version", "2026-07-28", "mcp-method", "tools/call", "mcp-name", "x"),
+			body:       `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"x"}}`,
+			wantStream: true, wantCalls: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.config
+			if tt.config2 != "" {
+				cfg = tt.config2
+			}
+			p := newPlugin(t, cfg)
+			f := &fakeKong{method: tt.method, headers: tt.headers, body: []byte(tt.body)}
+			p.access(f)
+			if len(f.calls) != tt.wantCalls {
+				t.Errorf("PDK calls = %d %v, want %d", len(f.calls), f.calls, tt.wantCalls)
+			}
+			if f.cleared != tt.wantStream {
+				t.Errorf("buffering cleared = %v, want %v", f.cleared, tt.wantStream)
+			}
+			if tt.wantStatus == 0 {
+				if f.exited {
+					t.Fatalf("unexpected answer %d %s", f.exitStatus, f.exitBody)
+				}
+				return
+			}
+			if f.exitStatus != tt.wantStatus {
+				t.Errorf("status = %d, want %d (%s)", f.exitStatus, tt.wantStatus, f.exitBody)
+			}
+			env := f.exitJSON(t)
+			if !strings.Contains(string(f.exitBody), `"id":`+tt.wantID) {
+				t.Errorf("id not echoed as %s: %s", tt.wantID, f.exitBody)
+			}
+			if code := env["error"].(map[string]any)["code"].(float64); code != tt.wantCode {
+				t.Errorf("code = %v, want %v", code, tt.wantCode)
+			}
+			if ct := f.exitHeaders["Content-Type"]; !slices.Equal(ct, []string{"application/json"}) {
+				t.Errorf("Content-Type = %v", ct)
+			}
+		})
+	}
+}
+
+func TestAccessAnonymousNonMCPGetsPlain401(t *testing.T) {
+	p := newPlugin(t, storeOff)
+	f := &fakeKong{method: "GET", headers: map[string][]string{"x-anonymous-consumer": {"true"}}}
+	p.access(f)
+	if !f.exited || f.exitStatus != 401 || string(f.exitBody) != `{"message":"Unauthorized"}` {
+		t.Fatalf("got %v %d %s", f.exited, f.exitStatus, f.exitBody)
+	}
+}
+
+func TestAccessRecoversFromPanic(t *testing.T) {
+	p := newPlugin(t, storeOff)
+	f := &fakeKong{method: "POST", headers: hdr(), body: []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`),
+		panicOn: "request.get_raw_body"}
+	p.access(f) // must not panic
+	if !f.exited || f.exitStatus != 500 {
+		t.Fatalf("want 500 envelope, got exited=%v %d", f.exited, f.exitStatus)
+	}
+	if env := f.exitJSON(t); env["error"].(map[string]any)["code"].(float64) != -32603 {
+		t.Fatalf("want -32603: %s", f.exitBody)
+	}
+}

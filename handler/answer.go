@@ -1,0 +1,124 @@
+package handler
+
+import (
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/kong"
+)
+
+// reason is one situation the plugin answers with an envelope.
+type reason struct {
+	name    string // data.reason and the metrics label
+	status  int    // the HTTP status the situation has
+	code    int    // legacy-era JSON-RPC code (auth codes come from config)
+	message string
+	// policy: envelope.status decides the HTTP status (auth and upstream
+	// failures); otherwise the status is the spec's and always kept.
+	policy bool
+}
+
+var (
+	reasonUnauthorized  = reason{"unauthorized", 401, 0, "", true}
+	reasonForbidden     = reason{"forbidden", 403, 0, "", true}
+	reasonUpstreamError = reason{"upstream_error", 502, envelope.CodeGateway, "Upstream MCP server failed", true}
+	reasonTimeout       = reason{"upstream_timeout", 504, envelope.CodeGateway, "Upstream MCP server timed out", true}
+	reasonNoSession     = reason{"session_not_found", 404, envelope.CodeSessionNotFound, "Session not found", false}
+	reasonBadSession    = reason{"invalid_session_id", 400, envelope.CodeInvalidRequest, "Invalid Mcp-Session-Id", false}
+	reasonMismatch      = reason{"header_mismatch", 400, envelope.CodeHeaderMismatch, "Mcp-Method or Mcp-Name header does not match the body", false}
+	reasonStore         = reason{"store_unavailable", 503, envelope.CodeGateway, "Session store unavailable", false}
+	reasonInternal      = reason{"internal_error", 500, envelope.CodeInternalError, "Internal error", false}
+)
+
+// upstreamReason names a rewritten upstream status.
+func upstreamReason(status int) reason {
+	var r reason
+	switch status {
+	case 401:
+		r = reasonUnauthorized
+	case 403:
+		r = reasonForbidden
+	case 504:
+		r = reasonTimeout
+	default:
+		r = reasonUpstreamError
+	}
+	r.status = status
+	return r
+}
+
+var jsonOnly = map[string][]string{"Content-Type": {"application/json"}}
+
+// reply ends the request with the envelope answering r for why. wwwAuth is
+// the WWW-Authenticate value to send (auth reasons only).
+func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
+	e := envelope.Error{Code: why.code, Message: why.message, Data: envelope.Data{
+		Status: why.status, Reason: why.name, WWWAuthenticate: wwwAuth,
+	}}
+	if why.name == reasonUnauthorized.name || why.name == reasonForbidden.name {
+		e.Code, e.Message = p.cfg.Envelope.AuthCode, p.cfg.Envelope.AuthMessage
+		if r.modern {
+			e.Code = p.cfg.Envelope.ModernAuthCode
+		}
+		if why.status == 403 {
+			e.Message = "Forbidden"
+		}
+	} else if r.modern && e.Code == envelope.CodeGateway {
+		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.
+		e.Code = envelope.CodeInternalError
+	}
+
+	status := why.status
+	if why.policy {
+		status = p.policyStatus(r, why.status, wwwAuth)
+	}
+	body, ok := envelope.Append(make([]byte, 0, 256), r.rpc, e)
+	if !ok {
+		body = nil // a batch of notifications: nothing to answer but the status
+		if status == 200 {
+			status = why.status
+		}
+	}
+	headers := jsonOnly
+	if wwwAuth != "" {
+		headers = map[string][]string{"Content-Type": {"application/json"}, "WWW-Authenticate": {wwwAuth}}
+	}
+	envelopes.WithLabelValues(why.name).Inc()
+	k.Exit(status, body, headers)
+}
+
+// policyStatus applies envelope.status. 200 lets strict legacy clients show
+// the JSON-RPC error; keeping 401/403 keeps OAuth discovery working.
+// An envelope without an id is never sent with 200.
+func (p *Plugin) policyStatus(r *request, status int, wwwAuth string) int {
+	if r.idless() {
+		return status
+	}
+	switch p.cfg.Envelope.Status {
+	case "keep":
+		return status
+	case "200":
+		return 200
+	}
+	if r.modern || containsFold(wwwAuth, "resource_metadata") {
+		return status
+	}
+	return 200
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for ; j < len(sub); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
+				break
+			}
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}

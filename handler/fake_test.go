@@ -1,0 +1,108 @@
+package handler
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/schema"
+)
+
+// fakeKong plays Kong's side of one request for unit tests, recording every
+// PDK call so tests can count round trips. End-to-end behaviour is tested
+// against the Kong stand-in in test/.
+type fakeKong struct {
+	method      string
+	headers     map[string][]string
+	body        []byte
+	status      int
+	respHeaders map[string]string
+	serialized  string
+	panicOn     string
+
+	calls       []string
+	cleared     bool
+	target      string
+	upstreamSet map[string]string
+	exited      bool
+	exitStatus  int
+	exitBody    []byte
+	exitHeaders map[string][]string
+}
+
+var _ kong.PDK = (*fakeKong)(nil)
+
+func (f *fakeKong) call(name string) {
+	if f.exited {
+		panic("PDK call " + name + " after exit: go-pdk has closed the connection")
+	}
+	f.calls = append(f.calls, name)
+	if f.panicOn == name {
+		panic("injected panic in " + name)
+	}
+}
+
+func (f *fakeKong) RequestMethod() (string, error) {
+	f.call("request.get_method")
+	return f.method, nil
+}
+func (f *fakeKong) RequestHeaders() (map[string][]string, error) {
+	f.call("request.get_headers")
+	return f.headers, nil
+}
+func (f *fakeKong) RequestBody() ([]byte, error) { f.call("request.get_raw_body"); return f.body, nil }
+func (f *fakeKong) ClearBuffering() error        { f.call("nginx.set_ctx"); f.cleared = true; return nil }
+func (f *fakeKong) SetTarget(host string, port int) error {
+	f.call("service.set_target")
+	f.target = fmt.Sprintf("%s:%d", host, port)
+	return nil
+}
+func (f *fakeKong) SetUpstreamHeader(name, value string) error {
+	f.call("service.request.set_header")
+	if f.upstreamSet == nil {
+		f.upstreamSet = map[string]string{}
+	}
+	f.upstreamSet[name] = value
+	return nil
+}
+func (f *fakeKong) Exit(status int, body []byte, headers map[string][]string) {
+	f.call("response.exit")
+	f.exited, f.exitStatus, f.exitBody, f.exitHeaders = true, status, body, headers
+}
+func (f *fakeKong) ResponseStatus() (int, error) { f.call("response.get_status"); return f.status, nil }
+func (f *fakeKong) ResponseHeader(name string) (string, error) {
+	f.call("response.get_header")
+	return f.respHeaders[name], nil
+}
+func (f *fakeKong) Serialize() ([]byte, error) {
+	f.call("log.serialize")
+	return []byte(f.serialized), nil
+}
+
+// exitJSON decodes the envelope the plugin answered with.
+func (f *fakeKong) exitJSON(t *testing.T) map[string]any {
+	t.Helper()
+	if !f.exited {
+		t.Fatalf("plugin did not answer; calls: %v", f.calls)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(f.exitBody, &v); err != nil {
+		t.Fatalf("answer is not a JSON object: %v: %s", err, f.exitBody)
+	}
+	return v
+}
+
+// newPlugin builds an instance from config JSON as Kong would send it.
+func newPlugin(t *testing.T, configJSON string) *Plugin {
+	t.Helper()
+	cfg, err := schema.Parse([]byte(configJSON))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	p, err := NewFromConfig(cfg)
+	if err != nil {
+		t.Fatalf("instance: %v", err)
+	}
+	return p
+}

@@ -1,0 +1,178 @@
+package handler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// logger writes to the plugin process's stderr, which Kong copies into its
+// error log: no PDK round trip per line. Values are quoted by the text
+// handler, so header values cannot forge log lines.
+var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")
+
+// log learns, ends and loses sessions from what Kong saved of the finished
+// request (kong.log.serialize(): one PDK call). It runs in a timer after the
+// client already has the answer; Access covers that race with the learn wait.
+func (p *Plugin) log(k kong.PDK) {
+	defer p.recoverPhase(k, "log")
+	if p.store == nil {
+		return
+	}
+	data, err := k.Serialize()
+	if err != nil {
+		logger.Error("kong.log.serialize failed", "err", err)
+		return
+	}
+	f := readServed(data)
+	if f.modern || (f.requestSession == "" && f.responseSession == "") {
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
+	defer cancel()
+	switch {
+	case f.requestSession == "" && f.responseSession != "":
+		if f.status < 200 || f.status > 299 || f.target == "" ||
+			!validSessionID(f.responseSession, p.cfg.Session.MaxIDLength) {
+			return
+		}
+		start := time.Now()
+		err = p.store.Learn(ctx, f.responseSession, session.Record{
+			Target: f.target, Consumer: f.consumer, Created: start, State: session.Active,
+		})
+		storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
+		if err != nil {
+			storeErrors.Inc()
+			logger.Warn("could not record session", "err", err)
+			return
+		}
+		sessionsLearned.Inc()
+
+	case f.method == "DELETE" && (f.status/100 == 2 || f.status == 404 || f.status == 405):
+		if p.owned(ctx, f) {
+			p.storeOp("end", func() error { return p.store.End(ctx, f.requestSession) })
+			sessionsEnded.Inc()
+		}
+
+	case f.status == 502 || f.status == 504:
+		if p.owned(ctx, f) {
+			p.storeOp("lost", func() error { return p.store.MarkLost(ctx, f.requestSession) })
+			sessionsLost.Inc()
+			logger.Warn("replica failed: session marked lost", "session", fingerprint(f.requestSession),
+				"replica", f.target, "status", f.status)
+		}
+	}
+}
+
+// owned checks that the finished request really reached the session's own
+// replica as its own consumer: a request the plugin answered itself (unknown
+// or someone else's session) must never end or lose a session.
+func (p *Plugin) owned(ctx context.Context, f served) bool {
+	if f.target == "" || !validSessionID(f.requestSession, p.cfg.Session.MaxIDLength) {
+		return false
+	}
+	rec, found, err := p.store.Lookup(ctx, f.requestSession, 0)
+	if err != nil {
+		storeErrors.Inc()
+		return false
+	}
+	return found && rec.State == session.Active && rec.Target == f.target &&
+		(!p.cfg.Session.BindConsumer || rec.Consumer == f.consumer)
+}
+
+func (p *Plugin) storeOp(op string, call func() error) {
+	start := time.Now()
+	err := call()
+	storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		storeErrors.Inc()
+		logger.Warn("session store failed", "op", op, "err", err)
+	}
+}
+
+// served is what the Log phase needs of kong.log.serialize().
+type served struct {
+	method          string
+	status          int
+	requestSession  string
+	responseSession string
+	consumer        string
+	target          string // ip:port of the last balancer try
+	modern          bool
+}
+
+func readServed(data []byte) served {
+	// gjson on a string view: the results reference data, which outlives them.
+	js := unsafe.String(unsafe.SliceData(data), len(data))
+	res := gjson.GetMany(js,
+		"request.method", "response.status",
+		"request.headers.mcp-session-id", "response.headers.mcp-session-id",
+		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries")
+	f := served{
+		method:          res[0].Str,
+		status:          int(res[1].Int()),
+		requestSession:  headerValue(res[2]),
+		responseSession: headerValue(res[3]),
+		consumer:        headerValue(res[4]),
+		modern:          isModern(headerValue(res[5])),
+	}
+	if tries := res[6].Array(); len(tries) > 0 {
+		last := tries[len(tries)-1]
+		ip, port := last.Get("ip").Str, last.Get("port").Int()
+		if ip != "" && port > 0 {
+			f.target = net.JoinHostPort(ip, strconv.FormatInt(port, 10))
+		}
+	}
+	return f
+}
+
+// headerValue reads a serialized header: a string, or an array when the
+// header was repeated (then the first, as kong.request.get_header does).
+func headerValue(v gjson.Result) string {
+	if v.IsArray() {
+		return v.Get("0").Str
+	}
+	return v.Str
+}
+
+// recoverPhase turns a panic into a logged error and, where a client is
+// still waiting, a 500 envelope, so the process serving the node lives on.
+func (p *Plugin) recoverPhase(k kong.PDK, phase string) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	panics.Inc()
+	logger.Error("recovered from panic", "phase", phase, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	if phase == "log" {
+		return
+	}
+	defer func() { _ = recover() }() // the connection may be gone
+	body, _ := envelope.Append(nil, envelope.Request{}, envelope.Error{
+		Code: envelope.CodeInternalError, Message: reasonInternal.message,
+		Data: envelope.Data{Status: 500, Reason: reasonInternal.name},
+	})
+	envelopes.WithLabelValues(reasonInternal.name).Inc()
+	k.Exit(500, body, jsonOnly)
+}
+
+// fingerprint names a session in logs without revealing its id.
+func fingerprint(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:4])
+}

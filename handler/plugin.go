@@ -1,0 +1,91 @@
+// Package handler holds mcp-relay's phase logic: what Access, Response and
+// Log do with MCP traffic. It talks to Kong only through kong.PDK, and to the
+// session store only through session.Store.
+package handler
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/Kong/go-pdk"
+
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/schema"
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// Plugin is one instance of mcp-relay: one per route (or service) it is
+// enabled on. go-pdk decodes Kong's config JSON into it with UnmarshalJSON and
+// then shares it between all concurrent requests of that route, so it is
+// read-only after decoding.
+type Plugin struct {
+	cfg schema.Config
+
+	rewrite       [200]bool // statuses 400..599 that Response rewrites
+	bufferMethods []string  // sorted, for binary search
+	store         session.Store
+}
+
+// New is the constructor go-pdk's server calls for each instance.
+func New() any { return &Plugin{} }
+
+// The phase handlers go-pdk looks for.
+var (
+	_ interface{ Access(*pdk.PDK) }   = (*Plugin)(nil)
+	_ interface{ Response(*pdk.PDK) } = (*Plugin)(nil)
+	_ interface{ Log(*pdk.PDK) }      = (*Plugin)(nil)
+	_ json.Unmarshaler                = (*Plugin)(nil)
+)
+
+// UnmarshalJSON applies defaults, validates, and prepares the instance. An
+// error here fails Kong's instance start with a message naming the field.
+func (p *Plugin) UnmarshalJSON(data []byte) error {
+	cfg, err := schema.Parse(data)
+	if err != nil {
+		return err
+	}
+	return p.init(cfg)
+}
+
+// NewFromConfig builds an instance from an already parsed configuration.
+func NewFromConfig(cfg schema.Config) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Plugin{}
+	return p, p.init(cfg)
+}
+
+func (p *Plugin) init(cfg schema.Config) error {
+	p.cfg = cfg
+	for _, s := range cfg.Upstream.RewriteStatuses {
+		if s >= 400 && s <= 599 {
+			p.rewrite[s-400] = true
+		}
+	}
+	p.bufferMethods = slices.Clone(cfg.Upstream.BufferMethods)
+	slices.Sort(p.bufferMethods)
+	store, err := session.Open(cfg.Session)
+	if err != nil {
+		return fmt.Errorf("config.session: %w", err)
+	}
+	p.store = store
+	return nil
+}
+
+func (p *Plugin) rewrites(status int) bool {
+	return status >= 400 && status <= 599 && p.rewrite[status-400]
+}
+
+func (p *Plugin) buffers(method string) bool {
+	_, ok := slices.BinarySearch(p.bufferMethods, method)
+	return ok
+}
+
+// Access, Response and Log are the entry points Kong calls. Each recovers
+// from panics: go-pdk does not, and one bad request must not take down the
+// process that serves every request of the node.
+func (p *Plugin) Access(k *pdk.PDK)   { p.access(kong.Wrap(k)) }
+func (p *Plugin) Response(k *pdk.PDK) { p.response(kong.Wrap(k)) }
+func (p *Plugin) Log(k *pdk.PDK)      { p.log(kong.Wrap(k)) }

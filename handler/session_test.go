@@ -1,0 +1,258 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// pinned builds an instance with its own memory store so tests do not share
+// records through the node-wide store registry.
+func pinned(t *testing.T, config string) (*Plugin, *session.Memory) {
+	t.Helper()
+	p := newPlugin(t, config)
+	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1000})
+	t.Cleanup(func() { _ = mem.Close() })
+	p.store = mem
+	return p, mem
+}
+
+func learn(t *testing.T, s session.Store, id, target, consumer string) {
+	t.Helper()
+	err := s.Learn(context.Background(), id, session.Record{Target: target, Consumer: consumer, Created: time.Now(), State: session.Active})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+const callBody = `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo"}}`
+
+func TestPinKnownSession(t *testing.T) {
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":50}}`)
+	learn(t, mem, "sess-1", "10.0.0.7:8080", "alice")
+	f := &fakeKong{method: "POST", headers: hdr("mcp-session-id", "sess-1", "x-consumer-id", "alice"), body: []byte(callBody)}
+	p.access(f)
+	if f.exited || f.target != "10.0.0.7:8080" || !f.cleared {
+		t.Fatalf("want pinned stream to 10.0.0.7:8080; exited=%v target=%q cleared=%v", f.exited, f.target, f.cleared)
+	}
+	if len(f.calls) != 5 {
+		t.Errorf("PDK calls = %v", f.calls)
+	}
+}
+
+func TestPinHostHeader(t *testing.T) {
+	p, mem := pinned(t, `{"upstream":{"host_header":"mcp.internal"}}`)
+	learn(t, mem, "sess-1", "10.0.0.7:8080", "")
+	f := &fakeKong{method: "GET", headers: map[string][]string{"accept": {"text/event-stream"}, "mcp-session-id": {"sess-1"}}}
+	p.access(f)
+	if f.upstreamSet["Host"] != "mcp.internal" || f.target != "10.0.0.7:8080" {
+		t.Fatalf("host=%q target=%q", f.upstreamSet["Host"], f.target)
+	}
+}
+
+func TestPinRecordArrivingDuringWait(t *testing.T) {
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":2000}}`)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // the Log phase of initialize, late
+		learn(t, mem, "late", "10.0.0.8:8080", "")
+	}()
+	f := &fakeKong{method: "POST", headers: hdr("mcp-session-id", "late"), body: []byte(callBody)}
+	p.access(f)
+	if f.exited || f.target != "10.0.0.8:8080" {
+		t.Fatalf("request arriving before its record was not pinned: exited=%v %s target=%q", f.exited, f.exitBody, f.target)
+	}
+}
+
+func TestUnknownSessions(t *testing.T) {
+	tests := []struct {
+		name       string
+		config     string
+		prepare    func(s session.Store)
+		headers    map[string][]string
+		wantStatus int // 0: passed to Kong's balancer
+		wantReason string
+	}{
+		{name: "unknown id is 404", config: `{"session":{"learn_wait_ms":10}}`,
+			headers: hdr("mcp-session-id", "nope"), wantStatus: 404, wantReason: "session_not_found"},
+		{name: "unknown id with unknown=pass is balanced", config: `{"session":{"learn_wait_ms":10,"unknown":"pass"}}`,
+			headers: hdr("mcp-session-id", "nope")},
+		{name: "lost session is 404", config: `{"session":{"learn_wait_ms":10}}`,
+			prepare: func(s session.Store) {
+				learn(t, s, "gone", "10.0.0.1:1", "")
+				_ = s.MarkLost(context.Background(), "gone")
+			},
+			headers: hdr("mcp-session-id", "gone"), wantStatus: 404, wantReason: "session_not_found"},
+		{name: "ended session is 404", config: `{"session":{"learn_wait_ms":10}}`,
+			prepare: func(s session.Store) {
+				learn(t, s, "done", "10.0.0.1:1", "")
+				_ = s.End(context.Background(), "done")
+			},
+			headers: hdr("mcp-session-id", "done"), wantStatus: 404, wantReason: "session_not_found"},
+		{name: "another consumer's session is 404", config: `{"session":{"learn_wait_ms":10}}`,
+			prepare: func(s session.Store) { learn(t, s, "alices", "10.0.0.1:1", "alice") },
+			headers: hdr("mcp-session-id", "alices", "x-consumer-id", "mallory"), wantStatus: 404, wantReason: "session_not_found"},
+		{name: "binding off lets another consumer in", config: `{"session":{"bind_consumer":false}}`,
+			prepare: func(s session.Store) { learn(t, s, "alices", "10.0.0.1:1", "alice") },
+			headers: hdr("mcp-session-id", "alices", "x-consumer-id", "mallory")},
+		{name: "space in id is 400", headers: hdr("mcp-session-id", "a b"), wantStatus: 400, wantReason: "invalid_session_id"},
+		{name: "control char in id is 400", headers: hdr("mcp-session-id", "a\x01b"), wantStatus: 400, wantReason: "invalid_session_id"},
+		{name: "non-ASCII id is 400", headers: hdr("mcp-session-id", "sésame"), wantStatus: 400, wantReason: "invalid_session_id"},
+		{name: "overlong id is 400", headers: hdr("mcp-session-id", string(make([]byte, 300))), wantStatus: 400, wantReason: "invalid_session_id"},
+		{name: "duplicated header is 400", headers: hdr("mcp-session-id", "a", "mcp-session-id", "b"), wantStatus: 400, wantReason: "invalid_session_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.config
+			if cfg == "" {
+				cfg = `{}`
+			}
+			p, mem := pinned(t, cfg)
+			if tt.prepare != nil {
+				tt.prepare(mem)
+			}
+			f := &fakeKong{method: "POST", headers: tt.headers, body: []byte(callBody)}
+			p.access(f)
+			if tt.wantStatus == 0 {
+				if f.exited {
+					t.Fatalf("unexpected answer %d %s", f.exitStatus, f.exitBody)
+				}
+				return
+			}
+			if f.exitStatus != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", f.exitStatus, tt.wantStatus, f.exitBody)
+			}
+			env := f.exitJSON(t)
+			if env["id"] != float64(42) {
+				t.Errorf("id not echoed: %s", f.exitBody)
+			}
+			data := env["error"].(map[string]any)["data"].(map[string]any)
+			if data["reason"] != tt.wantReason {
+				t.Errorf("reason %v, want %s", data["reason"], tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestModernRequestsAreNeverLookedUp(t *testing.T) {
+	p, _ := pinned(t, `{"session":{"learn_wait_ms":5000}}`)
+	f := &fakeKong{method: "POST",
+		headers: hdr("mcp-session-id", "legacy-id", "mcp-protocol-version", "2026-07-28", "mcp-method", "tools/call", "mcp-name", "echo"),
+		body:    []byte(callBody)}
+	start := time.Now()
+	p.access(f)
+	if f.exited || f.target != "" {
+		t.Fatalf("modern request was answered or pinned: %d %s %q", f.exitStatus, f.exitBody, f.target)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("modern request waited %v for a session record", waited)
+	}
+}
+
+func serialized(method string, status int, reqSession, respSession, consumer, ip string, port int) string {
+	tries := "[]"
+	if ip != "" {
+		tries = fmt.Sprintf(`[{"ip":%q,"port":%d,"balancer_latency":0}]`, ip, port)
+	}
+	return fmt.Sprintf(`{"request":{"method":%q,"headers":{"mcp-session-id":%q,"x-consumer-id":%q}},
+		"response":{"status":%d,"headers":{"mcp-session-id":%q}},"tries":%s}`,
+		method, reqSession, consumer, status, respSession, tries)
+}
+
+func TestLogLearnsEndsAndLoses(t *testing.T) {
+	ctx := context.Background()
+	p, mem := pinned(t, `{}`)
+
+	f := &fakeKong{serialized: serialized("POST", 200, "", "new-sess", "alice", "127.0.0.1", 9101)}
+	p.log(f)
+	rec, found, _ := mem.Lookup(ctx, "new-sess", 0)
+	if !found || rec.Target != "127.0.0.1:9101" || rec.Consumer != "alice" || rec.State != session.Active {
+		t.Fatalf("initialize not learned: %+v found=%v", rec, found)
+	}
+	if len(f.calls) != 1 {
+		t.Errorf("Log PDK calls = %v, want one serialize", f.calls)
+	}
+
+	// A DELETE the plugin answered itself (no tries) must not end anything.
+	p.log(&fakeKong{serialized: serialized("DELETE", 404, "new-sess", "", "mallory", "", 0)})
+	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Active {
+		t.Fatalf("a DELETE that never reached the replica ended the session")
+	}
+	// Nor a 502 from a request by another consumer.
+	p.log(&fakeKong{serialized: serialized("POST", 502, "new-sess", "", "mallory", "127.0.0.1", 9101)})
+	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Active {
+		t.Fatalf("another consumer's failure lost the session")
+	}
+
+	p.log(&fakeKong{serialized: serialized("POST", 502, "new-sess", "", "alice", "127.0.0.1", 9101)})
+	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Lost {
+		t.Fatalf("502 from the pinned replica did not mark the session lost: %+v", rec)
+	}
+
+	learn(t, mem, "s2", "127.0.0.1:9102", "alice")
+	p.log(&fakeKong{serialized: serialized("DELETE", 200, "s2", "", "alice", "127.0.0.1", 9102)})
+	if rec, _, _ := mem.Lookup(ctx, "s2", 0); rec.State != session.Ended {
+		t.Fatalf("DELETE did not end the session: %+v", rec)
+	}
+}
+
+func TestLogIgnoresModernAndErrors(t *testing.T) {
+	p, mem := pinned(t, `{}`)
+	modern := `{"request":{"method":"POST","headers":{"mcp-protocol-version":"2026-07-28"}},"response":{"status":200,"headers":{"mcp-session-id":"x"}},"tries":[{"ip":"127.0.0.1","port":1}]}`
+	p.log(&fakeKong{serialized: modern})
+	p.log(&fakeKong{serialized: serialized("POST", 500, "", "err-sess", "", "127.0.0.1", 1)})
+	p.log(&fakeKong{serialized: `not json`})
+	if mem.Len() != 0 {
+		t.Fatalf("store has %d records, want 0", mem.Len())
+	}
+}
+
+func TestResponseRewrites(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		method     string
+		headers    map[string][]string
+		respHdr    map[string]string
+		wantStatus int // 0: untouched
+		wantCalls  int
+	}{
+		{name: "200 untouched with one call", status: 200, method: "POST", wantCalls: 1},
+		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 6},
+		{name: "401 with resource_metadata keeps 401", status: 401, method: "POST",
+			respHdr: map[string]string{"WWW-Authenticate": `Bearer resource_metadata="https://x/.well-known/oauth-protected-resource"`},
+			wantStatus: 401, wantCalls: 6},
+		{name: "504 becomes envelope", status: 504, method: "POST", wantStatus: 200, wantCalls: 5},
+		{name: "404 is not in rewrite_statuses", status: 404, method: "POST", wantCalls: 1},
+		{name: "preflight untouched", status: 401, method: "OPTIONS", wantCalls: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPlugin(t, storeOff)
+			f := &fakeKong{status: tt.status, method: tt.method, headers: hdr(), respHeaders: tt.respHdr,
+				body: []byte(`{"jsonrpc":"2.0","id":"abc","method":"initialize"}`)}
+			p.response(f)
+			if len(f.calls) != tt.wantCalls {
+				t.Errorf("PDK calls %v, want %d", f.calls, tt.wantCalls)
+			}
+			if tt.wantStatus == 0 {
+				if f.exited {
+					t.Fatalf("rewrote %d: %s", f.exitStatus, f.exitBody)
+				}
+				return
+			}
+			if f.exitStatus != tt.wantStatus {
+				t.Fatalf("status %d, want %d", f.exitStatus, tt.wantStatus)
+			}
+			env := f.exitJSON(t)
+			if env["id"] != "abc" {
+				t.Errorf("id not echoed: %s", f.exitBody)
+			}
+			if w := tt.respHdr["WWW-Authenticate"]; w != "" && f.exitHeaders["WWW-Authenticate"][0] != w {
+				t.Errorf("upstream challenge lost: %v", f.exitHeaders)
+			}
+		})
+	}
+}
