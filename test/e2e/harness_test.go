@@ -1,0 +1,301 @@
+// Package e2e drives the real mcp-relay binary through the Kong stand-in
+// (test/standin) against real MCP peers (test/peers) and real Redis
+// (session/redistest), all on loopback, started and stopped by the tests.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/standin"
+)
+
+// pluginBin is the mcp-relay executable built once for the whole package.
+var pluginBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcp-relay-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginBin = filepath.Join(dir, "mcp-relay") // the file name is the plugin name
+	build := exec.Command("go", "build", "-o", pluginBin, "github.com/mcp-relay/mcp-relay/plugin")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the plugin:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	peers.RemoveBinaries()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// repoFile is a path in the repository, wherever the test runs from.
+func repoFile(name string) string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "..", name)
+}
+
+const (
+	demoKey  = "demo-key"
+	otherKey = "other-key" // a second consumer, added by deck()
+	upstream = "mcp-replicas"
+)
+
+// deckOptions change kong/kong.yaml for one test.
+type deckOptions struct {
+	relay   map[string]any // merged into the mcp-relay plugin's config
+	service map[string]any // merged into the service (timeouts, retries)
+}
+
+// deck returns the project's kong/kong.yaml changed by o, with a second
+// consumer ("other", key other-key), so every test exercises the real file.
+func deck(t testing.TB, o deckOptions) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(repoFile("kong/kong.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	svc := doc["services"].([]any)[0].(map[string]any)
+	merge(svc, o.service)
+	route := svc["routes"].([]any)[0].(map[string]any)
+	for _, p := range route["plugins"].([]any) {
+		p := p.(map[string]any)
+		if p["name"] == "mcp-relay" {
+			merge(p["config"].(map[string]any), o.relay)
+		}
+	}
+	doc["consumers"] = append(doc["consumers"].([]any), map[string]any{
+		"username": "other", "keyauth_credentials": []any{map[string]any{"key": otherKey}},
+	})
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func merge(dst, src map[string]any) {
+	for k, v := range src {
+		if sub, ok := v.(map[string]any); ok {
+			if d, ok := dst[k].(map[string]any); ok {
+				merge(d, sub)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// startNode starts one stand-in Kong node in front of targets.
+func startNode(t testing.TB, deckYAML []byte, targets []string, mod ...func(*standin.Options)) *standin.Node {
+	t.Helper()
+	o := standin.Options{Plugin: pluginBin, DeckYAML: deckYAML,
+		Targets:           map[string][]string{upstream: targets},
+		ErrorTemplateJSON: repoFile("kong/error_template.json")}
+	for _, m := range mod {
+		m(&o)
+	}
+	return standin.StartT(t, o)
+}
+
+func addrs(rs ...*peers.Replica) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Addr()
+	}
+	return out
+}
+
+// misroutes sums what the replicas themselves counted: requests carrying a
+// session id the replica did not mint.
+func misroutes(t testing.TB, rs ...*peers.Replica) int {
+	t.Helper()
+	n := 0
+	for _, r := range rs {
+		if r.Running() {
+			n += int(r.MustStats(t).MisroutedTotal)
+		}
+	}
+	return n
+}
+
+// rpcResult is one HTTP exchange of a raw MCP client.
+type rpcResult struct {
+	Status  int
+	Header  http.Header
+	Body    []byte
+	Message map[string]any // the JSON-RPC message (from JSON or the SSE stream)
+}
+
+func (r rpcResult) errorField(name string) any {
+	e, _ := r.Message["error"].(map[string]any)
+	return e[name]
+}
+
+func (r rpcResult) dataField(name string) any {
+	e, _ := r.Message["error"].(map[string]any)
+	d, _ := e["data"].(map[string]any)
+	return d[name]
+}
+
+// rawMCP is a minimal legacy MCP client over plain HTTP, so tests control
+// exactly which node every request enters through.
+type rawMCP struct {
+	key     string
+	session string
+	version string
+	client  *http.Client
+}
+
+func newRaw(key string) *rawMCP {
+	return &rawMCP{key: key, version: "2025-06-18", client: &http.Client{Timeout: 30 * time.Second}}
+}
+
+var rpcIDs atomic.Int64
+
+// call POSTs one JSON-RPC message (id added when method is a request) and
+// reads the answer, JSON or SSE.
+func (c *rawMCP) post(t testing.TB, baseURL, body string, header ...string) rpcResult {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	c.headers(req, header...)
+	return c.do(t, req)
+}
+
+func (c *rawMCP) headers(req *http.Request, header ...string) {
+	if c.key != "" {
+		req.Header.Set("apikey", c.key)
+	}
+	if c.session != "" {
+		req.Header.Set("Mcp-Session-Id", c.session)
+		req.Header.Set("MCP-Protocol-Version", c.version)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+}
+
+func (c *rawMCP) do(t testing.TB, req *http.Request) rpcResult {
+	t.Helper()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := rpcResult{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	payload := body
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// The last data line carries the response (earlier ones: notifications).
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+				payload = bytes.TrimSpace(d)
+			}
+		}
+	}
+	_ = json.Unmarshal(payload, &r.Message)
+	return r
+}
+
+func (c *rawMCP) request(t testing.TB, baseURL, method, params string) rpcResult {
+	t.Helper()
+	if params == "" {
+		params = "{}"
+	}
+	return c.post(t, baseURL, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, rpcIDs.Add(1), method, params))
+}
+
+// initialize runs the legacy handshake through baseURL and keeps the session id.
+func (c *rawMCP) initialize(t testing.TB, baseURL string) rpcResult {
+	t.Helper()
+	c.session = ""
+	r := c.request(t, baseURL, "initialize", fmt.Sprintf(
+		`{"protocolVersion":%q,"capabilities":{"elicitation":{},"sampling":{}},"clientInfo":{"name":"e2e-raw","version":"1"}}`, c.version))
+	c.session = r.Header.Get("Mcp-Session-Id")
+	return r
+}
+
+func (c *rawMCP) initialized(t testing.TB, baseURL string) rpcResult {
+	t.Helper()
+	return c.post(t, baseURL, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+}
+
+// whoami calls the legacy replica's whoami tool and returns its name.
+func (c *rawMCP) whoami(t testing.TB, baseURL string) (string, rpcResult) {
+	t.Helper()
+	r := c.request(t, baseURL, "tools/call", `{"name":"whoami","arguments":{}}`)
+	res, _ := r.Message["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) == 0 {
+		return "", r
+	}
+	text, _ := content[0].(map[string]any)["text"].(string)
+	return text, r
+}
+
+func (c *rawMCP) delete(t testing.TB, baseURL string) rpcResult {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, baseURL+"/mcp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.headers(req)
+	return c.do(t, req)
+}
+
+// roundRobin is a load balancer in front of several Kong nodes, alternating
+// per request, as a cloud LB in front of a Kong cluster would. It streams.
+func roundRobin(t testing.TB, nodes ...*standin.Node) string {
+	t.Helper()
+	var next atomic.Int64
+	targets := make([]*url.URL, len(nodes))
+	for i, n := range nodes {
+		targets[i], _ = url.Parse(n.URL())
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(targets[int(next.Add(1))%len(targets)])
+			r.Out.Host = r.In.Host
+		},
+		FlushInterval: -1,
+	}
+	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	ln := listen(t)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = srv.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
