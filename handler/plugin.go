@@ -40,7 +40,13 @@ var (
 
 // UnmarshalJSON applies defaults, validates, and prepares the instance. An
 // error here fails Kong's instance start with a message naming the field.
-func (p *Plugin) UnmarshalJSON(data []byte) error {
+func (p *Plugin) UnmarshalJSON(data []byte) (err error) {
+	defer func() { // go-pdk calls this from its socket loop, without recover
+		if v := recover(); v != nil {
+			panics.Inc()
+			err = fmt.Errorf("mcp-relay: config: %v", v)
+		}
+	}()
 	cfg, err := schema.Parse(data)
 	if err != nil {
 		return err
