@@ -94,7 +94,7 @@ func (f *fakeKong) exitJSON(t *testing.T) map[string]any {
 }
 
 // newPlugin builds an instance from config JSON as Kong would send it.
-func newPlugin(t *testing.T, configJSON string) *Plugin {
+func newPlugin(t testing.TB, configJSON string) *Plugin {
 	t.Helper()
 	cfg, err := schema.Parse([]byte(configJSON))
 	if err != nil {

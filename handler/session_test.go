@@ -20,7 +20,7 @@ func pinned(t *testing.T, config string) (*Plugin, *session.Memory) {
 	return p, mem
 }
 
-func learn(t *testing.T, s session.Store, id, target, consumer string) {
+func learn(t testing.TB, s session.Store, id, target, consumer string) {
 	t.Helper()
 	err := s.Learn(context.Background(), id, session.Record{Target: target, Consumer: consumer, Created: time.Now(), State: session.Active})
 	if err != nil {
@@ -222,7 +222,7 @@ func TestResponseRewrites(t *testing.T) {
 		{name: "200 untouched with one call", status: 200, method: "POST", wantCalls: 1},
 		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 6},
 		{name: "401 with resource_metadata keeps 401", status: 401, method: "POST",
-			respHdr: map[string]string{"WWW-Authenticate": `Bearer resource_metadata="https://x/.well-known/oauth-protected-resource"`},
+			respHdr:    map[string]string{"WWW-Authenticate": `Bearer resource_metadata="https://x/.well-known/oauth-protected-resource"`},
 			wantStatus: 401, wantCalls: 6},
 		{name: "504 becomes envelope", status: 504, method: "POST", wantStatus: 200, wantCalls: 5},
 		{name: "404 is not in rewrite_statuses", status: 404, method: "POST", wantCalls: 1},

@@ -1,0 +1,102 @@
+package handler
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// benchKong answers PDK calls from fixed values without recording them, so
+// the benchmarks measure the plugin's own logic (the round trips themselves
+// are counted by the Kong stand-in).
+type benchKong struct {
+	method  string
+	headers map[string][]string
+	body    []byte
+	status  int
+	log     []byte
+}
+
+func (b *benchKong) RequestMethod() (string, error)               { return b.method, nil }
+func (b *benchKong) RequestHeaders() (map[string][]string, error) { return b.headers, nil }
+func (b *benchKong) RequestBody() ([]byte, error)                 { return b.body, nil }
+func (b *benchKong) ClearBuffering() error                        { return nil }
+func (b *benchKong) SetTarget(string, int) error                  { return nil }
+func (b *benchKong) SetUpstreamHeader(string, string) error       { return nil }
+func (b *benchKong) Exit(int, []byte, map[string][]string)        {}
+func (b *benchKong) ResponseStatus() (int, error)                 { return b.status, nil }
+func (b *benchKong) ResponseHeader(string) (string, error)        { return "", nil }
+func (b *benchKong) Serialize() ([]byte, error)                   { return b.log, nil }
+
+func BenchmarkAccess(b *testing.B) {
+	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1000})
+	defer mem.Close()
+	p := newPlugin(b, `{"auth":{"anonymous":"anonymous"}}`)
+	p.store = mem
+	learn(b, mem, "sess-hot", "10.0.0.7:8080", "alice")
+
+	kinds := []struct {
+		name string
+		k    *benchKong
+	}{
+		{"pinned_legacy_post", &benchKong{method: "POST", body: []byte(callBody),
+			headers: hdr("mcp-session-id", "sess-hot", "x-consumer-id", "alice", "mcp-protocol-version", "2025-06-18")}},
+		{"initialize", &benchKong{method: "POST", headers: hdr("x-consumer-id", "alice"),
+			body: []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`)}},
+		{"stateless_2026_post", &benchKong{method: "POST", body: []byte(callBody),
+			headers: hdr("mcp-protocol-version", "2026-07-28", "mcp-method", "tools/call", "mcp-name", "echo")}},
+		{"get_stream_pinned", &benchKong{method: "GET",
+			headers: map[string][]string{"accept": {"text/event-stream"}, "mcp-session-id": {"sess-hot"}, "x-consumer-id": {"alice"}}}},
+		{"non_mcp_get", &benchKong{method: "GET", headers: map[string][]string{"accept": {"text/html"}}}},
+		{"anonymous_envelope", &benchKong{method: "POST", body: []byte(callBody),
+			headers: hdr("x-anonymous-consumer", "true", "x-consumer-username", "anonymous")}},
+	}
+	for _, k := range kinds {
+		b.Run(k.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p.access(k.k)
+			}
+		})
+	}
+}
+
+func BenchmarkResponse(b *testing.B) {
+	p := newPlugin(b, storeOff)
+	b.Run("pass_200", func(b *testing.B) {
+		k := &benchKong{status: 200}
+		b.ReportAllocs()
+		for b.Loop() {
+			p.response(k)
+		}
+	})
+	b.Run("rewrite_401", func(b *testing.B) {
+		k := &benchKong{status: 401, method: "POST", headers: hdr(), body: []byte(callBody)}
+		b.ReportAllocs()
+		for b.Loop() {
+			p.response(k)
+		}
+	})
+}
+
+func BenchmarkLog(b *testing.B) {
+	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1 << 20})
+	defer mem.Close()
+	p := newPlugin(b, `{}`)
+	p.store = mem
+	b.Run("pinned_post_200", func(b *testing.B) {
+		k := &benchKong{log: []byte(serialized("POST", 200, "sess-hot", "", "alice", "10.0.0.7", 8080))}
+		b.ReportAllocs()
+		for b.Loop() {
+			p.log(k)
+		}
+	})
+	b.Run("learn_initialize", func(b *testing.B) {
+		k := &benchKong{log: []byte(serialized("POST", 200, "", "new-session-id", "alice", "10.0.0.7", 8080))}
+		b.ReportAllocs()
+		for b.Loop() {
+			p.log(k)
+		}
+	})
+}
