@@ -39,6 +39,8 @@ type Store interface {
 	// to wait for one to be learned (the Log phase runs after the client got
 	// the initialize answer) and returns found=false if none arrives. Lookups
 	// of known records slide their expiry without writing on every call.
+	// Tombstones (Lost, Ended) are returned as records, without waiting. If
+	// ctx ends first, err satisfies errors.Is(err, ctx.Err()).
 	Lookup(ctx context.Context, id string, wait time.Duration) (rec Record, found bool, err error)
 	// Learn records id -> rec with the store's TTL and wakes its waiters.
 	Learn(ctx context.Context, id string, rec Record) error

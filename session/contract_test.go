@@ -1,0 +1,122 @@
+package session_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/schema"
+	"github.com/mcp-relay/mcp-relay/session"
+	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/session/storetest"
+)
+
+func TestContractMemory(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	stores := map[*testing.T]*session.Memory{}
+	storetest.RunContract(t, func(t *testing.T) session.Store {
+		mu.Lock()
+		defer mu.Unlock()
+		if s := stores[t]; s != nil {
+			return s // a memory store is one node: "another node" is itself
+		}
+		s := session.NewMemory(session.MemoryOptions{TTL: storetest.TTL})
+		stores[t] = s
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+func TestContractMemoryViaOpen(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	cfgs := map[*testing.T]schema.Session{}
+	storetest.RunContract(t, func(t *testing.T) session.Store {
+		mu.Lock()
+		cfg, ok := cfgs[t]
+		if !ok {
+			// A distinct max_sessions gives each subtest its own store.
+			n++
+			cfg = schema.Session{Store: "memory", TTL: int(storetest.TTL / time.Second), MaxSessions: 1_000_000 + n}
+			cfgs[t] = cfg
+		}
+		mu.Unlock()
+		s, err := session.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+func TestContractRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) schema.Redis {
+		return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: 2000, KeyPrefix: prefix}
+	}))
+}
+
+func TestContractRedisNoCache(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	storetest.RunContract(t, redisFactory(0, func(prefix string) schema.Redis {
+		return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: 2000, KeyPrefix: prefix}
+	}))
+}
+
+func TestContractRedisCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) schema.Redis {
+		return schema.Redis{ClusterNodes: clusterNodes(c), Timeout: 2000, KeyPrefix: prefix}
+	}))
+}
+
+func clusterNodes(c *redistest.Cluster) []schema.IPPort {
+	var nodes []schema.IPPort
+	for i := range c.Addrs() {
+		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+	}
+	return nodes
+}
+
+// redisFactory gives each subtest its own key prefix; every call is a new
+// client, i.e. another Kong node.
+func redisFactory(cacheSize int, cfg func(prefix string) schema.Redis) func(t *testing.T) session.Store {
+	var mu sync.Mutex
+	prefixes := map[*testing.T]string{}
+	return func(t *testing.T) session.Store {
+		mu.Lock()
+		p, ok := prefixes[t]
+		if !ok {
+			p = fmt.Sprintf("ct%d:", len(prefixes))
+			prefixes[t] = p
+		}
+		mu.Unlock()
+		s, err := session.NewRedis(cfg(p), session.RedisOptions{TTL: storetest.TTL, CacheSize: cacheSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		waitSubscribed(t, s)
+		return s
+	}
+}
+
+// waitSubscribed waits (bounded) for the store's event subscription, so a
+// test's first Learn on another node can wake this one.
+func waitSubscribed(t testing.TB, s *session.Redis) {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		if s.Stats().Subscribed {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("store not subscribed to its event channel after 10s")
+}

@@ -1,0 +1,633 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/mcp-relay/mcp-relay/schema"
+)
+
+// Defaults of the Redis store's node-local cache.
+const (
+	DefaultCacheSize = 10_000
+	DefaultCacheTTL  = 5 * time.Second
+)
+
+// RedisOptions configures NewRedis beyond the connection settings.
+type RedisOptions struct {
+	// TTL is how long an Active session may go unused (default 1h).
+	TTL time.Duration
+	// TombstoneTTL is how long Lost and Ended records are kept
+	// (default min(TTL, 10m)).
+	TombstoneTTL time.Duration
+	// CacheSize is the number of records this node keeps in memory in front
+	// of Redis; 0 disables the cache.
+	CacheSize int
+	// CacheTTL is how long a cached record is trusted (default 5s, at most
+	// TTL/10 so that reads reaching Redis keep sliding the TTL).
+	CacheTTL time.Duration
+	// PingEvery is how long the event subscription may stay quiet before it
+	// is pinged (default 1s). An unanswered ping (within the timeout) counts
+	// as a lost subscription and flushes the cache, so a silently dead
+	// connection leaves cached records trusted for at most about
+	// PingEvery + timeout.
+	PingEvery time.Duration
+}
+
+// Redis is the store shared by all Kong nodes. A record is one string key,
+// <prefix>s:{<id>}, holding a compact encoding, expiring with PEXPIRE. Every
+// write also publishes "<id> <value>" on <prefix>events; each node's single
+// subscriber uses those events to wake its waiting Lookups and to keep its
+// cache coherent. Writes are Lua scripts: SET and PUBLISH in one round trip.
+// An event is "<node tag> <id> <value>"; a node does not invalidate its
+// cache on its own events, whose values it already stored when writing.
+type Redis struct {
+	client  redis.UniversalClient
+	timeout time.Duration
+	prefix  string
+	channel string
+	tag     string // names this node in its own events
+	desc    string // for String; no credentials
+	// Active records are written with fullMS = TTL + TTL/10 + cache life, so a
+	// session in use never expires early; reads re-arm it server-side when
+	// fewer than refreshMS remain, i.e. at most once per TTL/10.
+	fullMS, refreshMS, tombMS int64
+	health                    time.Duration
+
+	cache *recCache
+	waits *waitSet[string]
+
+	roundTrips    atomic.Uint64
+	subscriptions atomic.Uint64
+	subscribed    atomic.Bool
+
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed atomic.Bool
+}
+
+var _ Store = (*Redis)(nil)
+
+// RedisStats are counters for tests and metrics.
+type RedisStats struct {
+	// RoundTrips counts commands and pipelines sent, pub/sub excluded.
+	RoundTrips uint64
+	// Subscriptions counts confirmed (re)subscriptions to the event channel.
+	Subscriptions uint64
+	// Subscribed tells whether events are flowing (the cache is in use).
+	Subscribed bool
+	// Cached is the number of records in the node-local cache.
+	Cached int
+}
+
+// NewRedis returns a store on the Redis named by cfg. It does not dial:
+// connections are made on first use and remade after outages.
+func NewRedis(cfg schema.Redis, opts RedisOptions) (*Redis, error) {
+	uo, err := redisOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	quietRedisLogs()
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.TombstoneTTL <= 0 {
+		opts.TombstoneTTL = min(opts.TTL, MaxTombstoneTTL)
+	}
+	if opts.PingEvery <= 0 {
+		opts.PingEvery = time.Second
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
+	life := min(opts.CacheTTL, opts.TTL/10)
+	s := &Redis{
+		client:    redis.NewUniversalClient(uo),
+		timeout:   uo.ReadTimeout,
+		prefix:    cfg.KeyPrefix,
+		channel:   cfg.KeyPrefix + "events",
+		tag:       strconv.FormatUint(rand.Uint64(), 36),
+		desc:      fmt.Sprintf("session.Redis(%s %q)", strings.Join(uo.Addrs, ","), cfg.KeyPrefix),
+		fullMS:    max((opts.TTL + opts.TTL/10 + life).Milliseconds(), 1),
+		refreshMS: max((opts.TTL + life).Milliseconds(), 1),
+		tombMS:    max(opts.TombstoneTTL.Milliseconds(), 1),
+		health:    opts.PingEvery,
+		waits:     newWaitSet[string](),
+		done:      make(chan struct{}),
+	}
+	if opts.CacheSize > 0 && life > 0 {
+		s.cache = newRecCache(opts.CacheSize, life)
+	}
+	s.client.AddHook(countHook{&s.roundTrips})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.run()
+	return s, nil
+}
+
+// redisOptions maps Kong-style settings onto go-redis: cluster_nodes picks
+// Cluster, sentinel_master picks Sentinel, otherwise host/port.
+func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
+	timeout := time.Duration(c.Timeout) * time.Millisecond
+	if timeout <= 0 {
+		timeout = DefaultRedisTimeout
+	}
+	o := &redis.UniversalOptions{
+		Username:     c.Username,
+		Password:     c.Password,
+		DB:           c.Database,
+		DialTimeout:  timeout,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		PoolTimeout:  timeout,
+		// Context deadlines bound every socket operation, so a paused or
+		// unreachable Redis costs at most the timeout.
+		ContextTimeoutEnabled: true,
+		MaxRetries:            1,
+		Protocol:              2,
+		DisableIdentity:       true,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}
+	switch {
+	case len(c.ClusterNodes) > 0 && c.SentinelMaster != "":
+		return nil, errors.New("session: redis: set cluster_nodes or sentinel_master, not both")
+	case len(c.ClusterNodes) > 0:
+		if c.Database != 0 {
+			return nil, errors.New("session: redis: cluster has no database other than 0")
+		}
+		for _, n := range c.ClusterNodes {
+			o.Addrs = append(o.Addrs, net.JoinHostPort(n.IP, strconv.Itoa(portOr(n.Port))))
+		}
+		o.IsClusterMode = true
+	case c.SentinelMaster != "":
+		if len(c.SentinelNodes) == 0 {
+			return nil, errors.New("session: redis: sentinel_master needs sentinel_nodes")
+		}
+		for _, n := range c.SentinelNodes {
+			port := n.Port
+			if port == 0 {
+				port = 26379
+			}
+			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(port)))
+		}
+		o.MasterName = c.SentinelMaster
+		o.SentinelUsername = c.SentinelUsername
+		o.SentinelPassword = c.SentinelPassword
+	default:
+		if c.Host == "" {
+			return nil, errors.New("session: redis: host, sentinel_master or cluster_nodes is required")
+		}
+		o.Addrs = []string{net.JoinHostPort(c.Host, strconv.Itoa(portOr(c.Port)))}
+	}
+	if c.SSL {
+		o.TLSConfig = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         c.ServerName,
+			InsecureSkipVerify: !c.SSLVerify, //nolint:gosec // Kong's ssl_verify=false
+		}
+	}
+	return o, nil
+}
+
+func portOr(p int) int {
+	if p == 0 {
+		return 6379
+	}
+	return p
+}
+
+// The hash tag keeps every key of a session in one Cluster slot.
+func (s *Redis) key(id string) string { return s.prefix + "s:{" + id + "}" }
+
+// Lookup reads the record and re-arms its expiry when due, in one script.
+var scriptLookup = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'A' then
+  local t = redis.call('PTTL', KEYS[1])
+  if t >= 0 and t < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+end
+return v`)
+
+// ARGV: value, px, channel, "<tag> <id>".
+var scriptLearn = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
+return 1`)
+
+// Replaces the state letter, keeping target, consumer and creation time.
+// ARGV: state letter, px, channel, "<tag> <id>", rest of a record for
+// unknown ids.
+var scriptTombstone = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+local nv
+if v then nv = ARGV[1] .. string.sub(v, 2) else nv = ARGV[1] .. ARGV[5] end
+redis.call('SET', KEYS[1], nv, 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. nv)
+return nv`)
+
+// Lookup implements Store. A cached record costs no round trip. An unknown
+// id waits for the event that its Learn publishes (from any node), then
+// reads once more at the deadline; there is no polling.
+func (s *Redis) Lookup(ctx context.Context, id string, wait time.Duration) (Record, bool, error) {
+	if s.closed.Load() {
+		return Record{}, false, errClosed
+	}
+	if s.cache != nil {
+		if rec, ok := s.cache.get(id); ok {
+			return rec, true, nil
+		}
+	}
+	var w *waiter[string]
+	if wait > 0 {
+		// Before the read, so a Learn landing right after it is not missed.
+		w = s.waits.add(id)
+		defer s.waits.remove(id, w)
+	}
+	rec, ok, err := s.fetch(ctx, id)
+	if err != nil || ok || w == nil {
+		return rec, ok, err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case v := <-w.ch:
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return Record{}, false, fmt.Errorf("%w: redis event: %w", ErrUnavailable, err)
+		}
+		return rec, true, nil
+	case <-t.C:
+	case <-ctx.Done():
+		return Record{}, false, ctx.Err()
+	}
+	return s.fetch(ctx, id)
+}
+
+func (s *Redis) fetch(ctx context.Context, id string) (Record, bool, error) {
+	var tok cacheToken
+	if s.cache != nil {
+		tok = s.cache.token(id)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	v, err := scriptLookup.Run(cctx, s.client, []string{s.key(id)}, s.refreshMS, s.fullMS).Text()
+	cancel()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, unavailable("lookup", err)
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return Record{}, false, unavailable("lookup", err)
+	}
+	if s.cache != nil {
+		s.cache.fill(id, rec, tok)
+	}
+	return rec, true, nil
+}
+
+// Learn implements Store.
+func (s *Redis) Learn(ctx context.Context, id string, rec Record) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if id == "" {
+		return errNoID
+	}
+	if rec.State == 0 {
+		rec.State = Active
+	}
+	if rec.Created.IsZero() {
+		rec.Created = time.Now()
+	}
+	val := encodeRecord(rec)
+	px := s.fullMS
+	if rec.State != Active {
+		px = s.tombMS
+	}
+	var tok cacheToken
+	if s.cache != nil {
+		tok = s.cache.token(id)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	err := scriptLearn.Run(cctx, s.client, []string{s.key(id)}, val, px, s.channel, s.tag+" "+id).Err()
+	cancel()
+	if err != nil {
+		if s.cache != nil {
+			s.cache.invalidate(id) // it may have been written anyway
+		}
+		return unavailable("learn", err)
+	}
+	if s.cache != nil {
+		stored, _ := decodeRecord(val) // Created as stored, in milliseconds
+		s.cache.put(id, stored, tok)
+	}
+	// Local waiters need not wait for the event's round trip.
+	s.waits.notify(id, val)
+	return nil
+}
+
+// MarkLost implements Store.
+func (s *Redis) MarkLost(ctx context.Context, id string) error {
+	return s.tombstone(ctx, id, Lost, "mark lost")
+}
+
+// End implements Store.
+func (s *Redis) End(ctx context.Context, id string) error {
+	return s.tombstone(ctx, id, Ended, "end")
+}
+
+// tombstone returns once this node's subscriber has seen its own event
+// (bounded by the timeout). Redis hands an event to all subscribers at once,
+// so by then the other nodes have it as well and drop their cached copy
+// before the client can send its next request.
+func (s *Redis) tombstone(ctx context.Context, id string, st State, op string) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if id == "" {
+		return errNoID
+	}
+	var tok cacheToken
+	if s.cache != nil {
+		tok = s.cache.token(id)
+	}
+	var w *waiter[string]
+	if s.subscribed.Load() {
+		w = s.waits.add(id)
+		defer s.waits.remove(id, w)
+	}
+	rest := encodeRecord(Record{Created: time.Now(), State: st})[1:]
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	nv, err := scriptTombstone.Run(cctx, s.client, []string{s.key(id)}, stateLetter(st), s.tombMS, s.channel, s.tag+" "+id, rest).Text()
+	if err != nil {
+		if s.cache != nil {
+			s.cache.invalidate(id)
+		}
+		return unavailable(op, err)
+	}
+	if s.cache != nil {
+		if rec, err := decodeRecord(nv); err == nil {
+			s.cache.put(id, rec, tok)
+		} else {
+			s.cache.invalidate(id)
+		}
+	}
+	if w == nil {
+		s.waits.notify(id, nv)
+		return nil
+	}
+	for {
+		select {
+		case v := <-w.ch:
+			if v == nv {
+				return nil
+			}
+		case <-cctx.Done():
+			// Written but not echoed: the subscription is down, and every
+			// node flushes its cache when that happens.
+			s.waits.notify(id, nv)
+			return nil
+		}
+	}
+}
+
+// run keeps one subscription to the event channel alive. Losing it (error,
+// or no answer to a ping) flushes the cache and bypasses it until the
+// subscription is confirmed again: events missed in between cannot leave a
+// stale record behind.
+func (s *Redis) run() {
+	defer close(s.done)
+	backoff := 50 * time.Millisecond
+	for s.ctx.Err() == nil {
+		sctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+		ps := s.client.Subscribe(sctx, s.channel)
+		cancel()
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			_ = ps.Close()
+			return
+		}
+		s.ps = ps
+		s.mu.Unlock()
+
+		if s.receive(ps) {
+			backoff = 50 * time.Millisecond
+		}
+		s.subscribed.Store(false)
+		if s.cache != nil {
+			s.cache.down()
+		}
+		s.mu.Lock()
+		s.ps = nil
+		s.mu.Unlock()
+		_ = ps.Close()
+
+		t := time.NewTimer(backoff)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// receive reads events until the subscription fails; it reports whether it
+// had been confirmed.
+func (s *Redis) receive(ps *redis.PubSub) (confirmed bool) {
+	pinged := false
+	for {
+		wait := s.health
+		if pinged {
+			wait = s.timeout
+		}
+		msg, err := ps.ReceiveTimeout(s.ctx, wait)
+		if err != nil {
+			if s.ctx.Err() != nil || !confirmed || pinged || !isTimeout(err) {
+				return confirmed
+			}
+			// Quiet channel: make sure the connection is still alive.
+			pctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+			err = ps.Ping(pctx)
+			cancel()
+			if err != nil {
+				return confirmed
+			}
+			pinged = true
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && !confirmed {
+				confirmed = true
+				s.subscriptions.Add(1)
+				if s.cache != nil {
+					s.cache.up()
+				}
+				s.subscribed.Store(true)
+			}
+		case *redis.Message:
+			s.onEvent(m.Payload)
+		}
+	}
+}
+
+func (s *Redis) onEvent(payload string) {
+	tag, rest, _ := strings.Cut(payload, " ")
+	id, val, ok := strings.Cut(rest, " ")
+	if !ok {
+		return
+	}
+	if s.cache != nil && tag != s.tag {
+		s.cache.invalidate(id)
+	}
+	s.waits.notify(id, val)
+}
+
+// String names the store by address and prefix (never credentials), and
+// keeps fmt from reading its atomics.
+func (s *Redis) String() string { return s.desc }
+
+// Stats returns the store's counters.
+func (s *Redis) Stats() RedisStats {
+	st := RedisStats{
+		RoundTrips:    s.roundTrips.Load(),
+		Subscriptions: s.subscriptions.Load(),
+		Subscribed:    s.subscribed.Load(),
+	}
+	if s.cache != nil {
+		st.Cached = s.cache.len()
+	}
+	return st
+}
+
+// Close implements Store. It is idempotent.
+func (s *Redis) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.mu.Lock()
+	if s.ps != nil {
+		_ = s.ps.Close() // unblocks the receive loop
+	}
+	s.mu.Unlock()
+	<-s.done
+	return s.client.Close()
+}
+
+// unavailable wraps a backend failure. go-redis errors name addresses and
+// commands, never credentials.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, op, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+type countHook struct{ n *atomic.Uint64 }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// Record encoding: state letter, creation time in unix milliseconds, target
+// length, then target and consumer back to back, e.g.
+// "A1732350000000|13|10.0.0.1:8080consumer-id". The length makes any bytes
+// safe in either string; the state letter first lets scripts rewrite it.
+func encodeRecord(r Record) string {
+	var b strings.Builder
+	b.Grow(24 + len(r.Target) + len(r.Consumer))
+	b.WriteString(stateLetter(r.State))
+	b.WriteString(strconv.FormatInt(r.Created.UnixMilli(), 10))
+	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(len(r.Target)))
+	b.WriteByte('|')
+	b.WriteString(r.Target)
+	b.WriteString(r.Consumer)
+	return b.String()
+}
+
+var errBadRecord = errors.New("malformed record")
+
+func decodeRecord(v string) (Record, error) {
+	if len(v) < 1 {
+		return Record{}, errBadRecord
+	}
+	var r Record
+	switch v[0] {
+	case 'A':
+		r.State = Active
+	case 'L':
+		r.State = Lost
+	case 'E':
+		r.State = Ended
+	default:
+		return Record{}, errBadRecord
+	}
+	created, rest, ok := strings.Cut(v[1:], "|")
+	if !ok {
+		return Record{}, errBadRecord
+	}
+	tl, rest, ok := strings.Cut(rest, "|")
+	if !ok {
+		return Record{}, errBadRecord
+	}
+	ms, err1 := strconv.ParseInt(created, 10, 64)
+	n, err2 := strconv.Atoi(tl)
+	if err1 != nil || err2 != nil || n < 0 || n > len(rest) {
+		return Record{}, errBadRecord
+	}
+	r.Created = time.UnixMilli(ms)
+	r.Target, r.Consumer = rest[:n], rest[n:]
+	return r, nil
+}
+
+func stateLetter(st State) string {
+	switch st {
+	case Lost:
+		return "L"
+	case Ended:
+		return "E"
+	default:
+		return "A"
+	}
+}

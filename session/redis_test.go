@@ -1,0 +1,537 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/mcp-relay/mcp-relay/schema"
+	"github.com/mcp-relay/mcp-relay/session/redistest"
+)
+
+// Bounds for calls that must fail or come back; not speed requirements.
+const (
+	testTimeout = 300 * time.Millisecond
+	slack       = 2 * time.Second
+)
+
+func newNode(t testing.TB, cfg schema.Redis, opts RedisOptions) *Redis {
+	t.Helper()
+	if opts.TTL == 0 {
+		opts.TTL = time.Hour
+	}
+	s, err := NewRedis(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	waitFor(t, "subscription", 10*time.Second, func() bool { return s.Stats().Subscribed })
+	return s
+}
+
+func singleCfg(srv *redistest.Server, prefix string) schema.Redis {
+	return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: int(testTimeout / time.Millisecond), KeyPrefix: prefix}
+}
+
+// waitFor polls cond every 10ms for at most d.
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	for i := 0; i < int(d/(10*time.Millisecond)); i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, d)
+}
+
+func bg() context.Context { return context.Background() }
+
+// mustFailBounded runs op, which must fail with ErrUnavailable within the
+// timeout plus slack.
+func mustFailBounded(t *testing.T, what string, op func() error) {
+	t.Helper()
+	start := time.Now()
+	err := op()
+	d := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("%s: err = %v, want ErrUnavailable", what, err)
+	}
+	if d > testTimeout+slack {
+		t.Errorf("%s took %v; bound is timeout %v + %v", what, d, testTimeout, slack)
+	}
+}
+
+func TestRedisOutageAndRecovery(t *testing.T) {
+	srv := redistest.StartServer(t)
+	s := newNode(t, singleCfg(srv, "o:"), RedisOptions{CacheSize: 100})
+	if err := s.Learn(bg(), "hot", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Lookup(bg(), "hot", 0); err != nil || !ok {
+		t.Fatalf("Lookup = %v %v", ok, err)
+	}
+
+	srv.Stop()
+	// The subscription drops with the server: the cache is flushed, so not
+	// even a hot session is answered from stale memory.
+	waitFor(t, "cache flushed after the outage", 5*time.Second, func() bool { return !s.Stats().Subscribed })
+	mustFailBounded(t, "Lookup(hot) while down", func() error { _, _, err := s.Lookup(bg(), "hot", 0); return err })
+	mustFailBounded(t, "Lookup(unknown, wait) while down", func() error {
+		_, _, err := s.Lookup(bg(), "nope", 100*time.Millisecond)
+		return err
+	})
+	mustFailBounded(t, "Learn while down", func() error { return s.Learn(bg(), "x", Record{Target: "t"}) })
+	mustFailBounded(t, "End while down", func() error { return s.End(bg(), "x") })
+	mustFailBounded(t, "MarkLost while down", func() error { return s.MarkLost(bg(), "x") })
+
+	srv.Start() // empty: no persistence
+	waitFor(t, "Learn after restart", 15*time.Second, func() bool {
+		return s.Learn(bg(), "back", Record{Target: "10.0.0.2:2"}) == nil
+	})
+	if rec, ok, err := s.Lookup(bg(), "back", 0); err != nil || !ok || rec.Target != "10.0.0.2:2" {
+		t.Fatalf("Lookup after restart = %+v %v %v", rec, ok, err)
+	}
+	waitFor(t, "resubscribed", 15*time.Second, func() bool { return s.Stats().Subscribed })
+	if n := s.Stats().Subscriptions; n < 2 {
+		t.Errorf("Subscriptions = %d, want >= 2", n)
+	}
+	// Cross-node wake-ups work again.
+	other := newNode(t, singleCfg(srv, "o:"), RedisOptions{CacheSize: 100})
+	done := make(chan error, 1)
+	go func() {
+		_, ok, err := s.Lookup(bg(), "late", 20*time.Second)
+		if err == nil && !ok {
+			err = errors.New("not found")
+		}
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := other.Learn(bg(), "late", Record{Target: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("waiter after recovery: %v", err)
+	}
+}
+
+func TestRedisPause(t *testing.T) {
+	srv := redistest.StartServer(t)
+	s := newNode(t, singleCfg(srv, "p:"), RedisOptions{CacheSize: 100, PingEvery: 200 * time.Millisecond})
+	if err := s.Learn(bg(), "hot", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	mustFailBounded(t, "Lookup(unknown) while paused", func() error { _, _, err := s.Lookup(bg(), "nope", 0); return err })
+	mustFailBounded(t, "Learn while paused", func() error { return s.Learn(bg(), "x", Record{Target: "t"}) })
+	// A silent server is noticed by the subscriber's ping; the cache goes.
+	waitFor(t, "subscription declared lost", 10*time.Second, func() bool { return !s.Stats().Subscribed })
+	if n := s.Stats().Cached; n != 0 {
+		t.Errorf("cache holds %d records after the subscription was lost", n)
+	}
+	mustFailBounded(t, "Lookup(hot) while paused", func() error { _, _, err := s.Lookup(bg(), "hot", 0); return err })
+	srv.Resume()
+	waitFor(t, "Lookup after resume", 15*time.Second, func() bool {
+		_, ok, err := s.Lookup(bg(), "hot", 0)
+		return err == nil && ok
+	})
+	waitFor(t, "resubscribed", 15*time.Second, func() bool { return s.Stats().Subscribed })
+}
+
+func TestRedisCacheCoherenceAcrossNodes(t *testing.T) {
+	srv := redistest.StartServer(t)
+	a := newNode(t, singleCfg(srv, "c:"), RedisOptions{CacheSize: 100})
+	b := newNode(t, singleCfg(srv, "c:"), RedisOptions{CacheSize: 100})
+	if err := a.Learn(bg(), "s", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := a.Lookup(bg(), "s", 0); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	rt := a.Stats().RoundTrips
+	if _, ok, _ := a.Lookup(bg(), "s", 0); !ok || a.Stats().RoundTrips != rt {
+		t.Fatalf("second Lookup on a was not served from its cache")
+	}
+	if err := b.End(bg(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	// b's End returned after its own event came back; a got the same event
+	// from the same server write. Allow a few ms for a's goroutine to run.
+	var rec Record
+	retries := 0
+	waitFor(t, "a sees Ended", 2*time.Second, func() bool {
+		r, ok, err := a.Lookup(bg(), "s", 0)
+		rec = r
+		if err != nil || !ok || r.State != Ended {
+			retries++
+			return false
+		}
+		return true
+	})
+	t.Logf("a saw Ended after %d retries", retries)
+	if rec.Target != "10.0.0.1:1" {
+		t.Errorf("tombstone target = %q", rec.Target)
+	}
+}
+
+func TestRedisSubscriptionLossFlushesCache(t *testing.T) {
+	srv := redistest.StartServer(t)
+	a := newNode(t, singleCfg(srv, "f:"), RedisOptions{CacheSize: 100})
+	if err := a.Learn(bg(), "s", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := a.Lookup(bg(), "s", 0); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// Change the record behind the store's back (no event): the cache is
+	// now stale, as it would be after events were lost.
+	stale := encodeRecord(Record{Target: "10.0.0.1:1", Created: time.Now(), State: Ended})
+	if _, err := srv.Do("SET", "f:s:{s}", stale); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, _ := a.Lookup(bg(), "s", 0); rec.State != Active {
+		t.Fatalf("expected the cached Active record before the loss, got %v", rec.State)
+	}
+	subs := a.Stats().Subscriptions
+	if _, err := srv.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "resubscribed", 10*time.Second, func() bool {
+		st := a.Stats()
+		return st.Subscribed && st.Subscriptions > subs
+	})
+	rec, ok, err := a.Lookup(bg(), "s", 0)
+	if err != nil || !ok || rec.State != Ended {
+		t.Fatalf("after resubscribing: %+v %v %v; want Ended (cache flushed)", rec, ok, err)
+	}
+}
+
+// TestRedisHotLookupRoundTrips: 1000 lookups of a hot session cost at most
+// 10 round trips.
+func TestRedisHotLookupRoundTrips(t *testing.T) {
+	srv := redistest.StartServer(t)
+	s := newNode(t, singleCfg(srv, "rt:"), RedisOptions{CacheSize: DefaultCacheSize})
+	if err := s.Learn(bg(), "hot", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats().RoundTrips
+	for i := 0; i < 1000; i++ {
+		if _, ok, err := s.Lookup(bg(), "hot", 250*time.Millisecond); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+	}
+	n := s.Stats().RoundTrips - before
+	t.Logf("1000 lookups of a hot session: %d Redis round trips", n)
+	if n > 10 {
+		t.Errorf("%d round trips for 1000 hot lookups, want <= 10", n)
+	}
+
+	// Without the cache, each lookup is one round trip (one script).
+	nc := newNode(t, singleCfg(srv, "rt:"), RedisOptions{CacheSize: 0})
+	before = nc.Stats().RoundTrips
+	for i := 0; i < 100; i++ {
+		if _, ok, err := nc.Lookup(bg(), "hot", 0); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+	}
+	// A new connection's HELLO and a first NOSCRIPT + EVAL come on top.
+	if n := nc.Stats().RoundTrips - before; n < 100 || n > 105 {
+		t.Errorf("uncached: %d round trips for 100 lookups, want 100", n)
+	}
+}
+
+// TestRedisSlidingRefreshIsRare: reads re-arm the expiry at most once per
+// TTL/10, not on every request.
+func TestRedisSlidingRefreshIsRare(t *testing.T) {
+	srv := redistest.StartServer(t)
+	s := newNode(t, singleCfg(srv, "sl:"), RedisOptions{TTL: 10 * time.Second, CacheSize: 0})
+	if err := s.Learn(bg(), "x", Record{Target: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	pttl := func() int {
+		v, err := srv.Do("PTTL", "sl:s:{x}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	first := pttl()
+	if first <= 10_000 {
+		t.Fatalf("PTTL after Learn = %d, want > TTL (slack for cache life)", first)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		_, _, _ = s.Lookup(bg(), "x", 0)
+	}
+	if p := pttl(); p >= first {
+		t.Errorf("PTTL went from %d to %d within TTL/10: refreshed too early", first, p)
+	}
+	// Force "TTL/10 has passed" by shortening the key's expiry server-side.
+	if _, err := srv.Do("PEXPIRE", "sl:s:{x}", "5000"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = s.Lookup(bg(), "x", 0)
+	if p := pttl(); p < 10_000 {
+		t.Errorf("PTTL = %d after a due refresh, want > %d", p, 10_000)
+	}
+}
+
+func TestRedisWrongPasswordNotLeaked(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.WithArgs("--requirepass", "right-horse-battery"))
+	cfg := singleCfg(srv, "pw:")
+	cfg.Password = "hunter2-wrong-secret"
+	s, err := NewRedis(cfg, RedisOptions{TTL: time.Hour, CacheSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	_, _, err = s.Lookup(bg(), "x", 0)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(fmt.Sprintf("%+v", err), "hunter2") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", s, s), "hunter2") {
+		t.Errorf("store's printed form leaks the password")
+	}
+
+	cfg.Password = "right-horse-battery"
+	good := newNode(t, cfg, RedisOptions{CacheSize: 10})
+	if err := good.Learn(bg(), "x", Record{Target: "t"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedisClusterMasterLoss(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	var nodes []schema.IPPort
+	for i := range c.Addrs() {
+		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+	}
+	cfg := schema.Redis{ClusterNodes: nodes, Timeout: int(testTimeout / time.Millisecond), KeyPrefix: "k:"}
+	s := newNode(t, cfg, RedisOptions{CacheSize: 100})
+	ids := make([]string, 30) // spread over all masters
+	for i := range ids {
+		ids[i] = fmt.Sprint("id-", i)
+		if err := s.Learn(bg(), ids[i], Record{Target: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.KillMaster(0)
+	// Some keys lived on the dead master; once the cluster notices, all
+	// slots are down (full coverage required). Every call stays bounded.
+	failed := false
+	for round := 0; round < 20 && !failed; round++ {
+		for _, id := range ids {
+			start := time.Now()
+			err := s.Learn(bg(), id, Record{Target: "t"})
+			if d := time.Since(start); d > testTimeout+slack {
+				t.Fatalf("Learn took %v during the outage", d)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("err = %v, want ErrUnavailable", err)
+				}
+				failed = true
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !failed {
+		t.Fatal("no call failed with a master down")
+	}
+	c.Node(0).Start()
+	c.WaitOK()
+	waitFor(t, "all keys writable again", 20*time.Second, func() bool {
+		for _, id := range ids {
+			if s.Learn(bg(), id, Record{Target: "t2"}) != nil {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		if rec, ok, err := s.Lookup(bg(), id, 0); err != nil || !ok || rec.Target != "t2" {
+			t.Fatalf("Lookup(%s) after recovery = %+v %v %v", id, rec, ok, err)
+		}
+	}
+}
+
+func TestRedisSentinel(t *testing.T) {
+	master := redistest.StartServer(t)
+	sent := redistest.StartSentinel(t, "mymaster", master.Addr())
+	cfg := schema.Redis{
+		SentinelMaster: "mymaster",
+		SentinelNodes:  []schema.HostPort{{Host: sent.Host(), Port: sent.Port()}},
+		Timeout:        2000,
+		KeyPrefix:      "sn:",
+	}
+	a := newNode(t, cfg, RedisOptions{CacheSize: 100})
+	b := newNode(t, cfg, RedisOptions{CacheSize: 100})
+	if err := a.Learn(bg(), "s", Record{Target: "10.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok, err := b.Lookup(bg(), "s", time.Second); err != nil || !ok || rec.Target != "10.0.0.1:1" {
+		t.Fatalf("Lookup via sentinel = %+v %v %v", rec, ok, err)
+	}
+	if v, err := master.Do("GET", "sn:s:{s}"); err != nil || v == "" {
+		t.Fatalf("record not on the master: %q %v", v, err)
+	}
+}
+
+// miniredis stands in only for failures a real server cannot be made to
+// produce on demand.
+func TestRedisInjectedErrors(t *testing.T) {
+	mr := miniredis.RunT(t)
+	host, port, _ := strings.Cut(mr.Addr(), ":")
+	p, _ := strconv.Atoi(port)
+	s, err := NewRedis(schema.Redis{Host: host, Port: p, Timeout: 500, KeyPrefix: "m:"}, RedisOptions{TTL: time.Hour, CacheSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Learn(bg(), "ok", Record{Target: "t"}); err != nil {
+		t.Fatalf("Learn on miniredis: %v", err)
+	}
+
+	mr.SetError("LOADING injected")
+	if _, _, err := s.Lookup(bg(), "x", 0); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "injected") {
+		t.Errorf("Lookup: %v, want ErrUnavailable wrapping the server error", err)
+	}
+	if err := s.Learn(bg(), "x", Record{Target: "t"}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Learn: %v", err)
+	}
+	if err := s.End(bg(), "x"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("End: %v", err)
+	}
+	mr.SetError("")
+
+	mr.Set("m:s:{bad}", "garbage")
+	if _, _, err := s.Lookup(bg(), "bad", 0); !errors.Is(err, ErrUnavailable) || !errors.Is(err, errBadRecord) {
+		t.Errorf("Lookup of a malformed record: %v", err)
+	}
+}
+
+func TestRecordEncoding(t *testing.T) {
+	now := time.UnixMilli(time.Now().UnixMilli())
+	for _, r := range []Record{
+		{Target: "10.0.0.1:8080", Consumer: "c", Created: now, State: Active},
+		{Target: "[::1]:80", Consumer: "with|pipe and space", Created: now, State: Lost},
+		{Target: "a|b", Consumer: "", Created: now, State: Ended},
+		{Created: now, State: Active},
+	} {
+		got, err := decodeRecord(encodeRecord(r))
+		if err != nil || got.Target != r.Target || got.Consumer != r.Consumer || !got.Created.Equal(r.Created) || got.State != r.State {
+			t.Errorf("round trip of %+v = %+v, %v", r, got, err)
+		}
+	}
+	for _, bad := range []string{"", "X1|0|", "A", "A1|", "A1|5|abc", "Ax|0|", "A1|-1|"} {
+		if _, err := decodeRecord(bad); err == nil {
+			t.Errorf("decodeRecord(%q): no error", bad)
+		}
+	}
+}
+
+func TestRedisOptionsMapping(t *testing.T) {
+	t.Run("single", func(t *testing.T) {
+		o, err := redisOptions(schema.Redis{Host: "redis.local", Username: "u", Password: "p", Database: 3, Timeout: 1500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(o.Addrs) != 1 || o.Addrs[0] != "redis.local:6379" || o.Username != "u" || o.Password != "p" || o.DB != 3 {
+			t.Errorf("options = %+v", o)
+		}
+		if o.ReadTimeout != 1500*time.Millisecond || o.DialTimeout != 1500*time.Millisecond || !o.ContextTimeoutEnabled {
+			t.Errorf("timeouts = %v %v %v", o.ReadTimeout, o.DialTimeout, o.ContextTimeoutEnabled)
+		}
+		if o.TLSConfig != nil || o.IsClusterMode || o.MasterName != "" {
+			t.Errorf("unexpected mode: %+v", o)
+		}
+	})
+	t.Run("default timeout", func(t *testing.T) {
+		o, _ := redisOptions(schema.Redis{Host: "h", Port: 7000})
+		if o.ReadTimeout != DefaultRedisTimeout || o.Addrs[0] != "h:7000" {
+			t.Errorf("%v %v", o.ReadTimeout, o.Addrs)
+		}
+	})
+	t.Run("tls", func(t *testing.T) {
+		o, _ := redisOptions(schema.Redis{Host: "h", SSL: true, SSLVerify: true, ServerName: "redis.example"})
+		if o.TLSConfig == nil || o.TLSConfig.ServerName != "redis.example" || o.TLSConfig.InsecureSkipVerify {
+			t.Errorf("tls = %+v", o.TLSConfig)
+		}
+		o, _ = redisOptions(schema.Redis{Host: "h", SSL: true})
+		if !o.TLSConfig.InsecureSkipVerify {
+			t.Errorf("ssl_verify=false must skip verification")
+		}
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		o, err := redisOptions(schema.Redis{
+			SentinelMaster: "m", SentinelUsername: "su", SentinelPassword: "sp",
+			SentinelNodes: []schema.HostPort{{Host: "s1", Port: 26380}, {Host: "s2"}},
+			Password:      "p", Database: 2,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.MasterName != "m" || strings.Join(o.Addrs, ",") != "s1:26380,s2:26379" || o.SentinelUsername != "su" || o.SentinelPassword != "sp" || o.DB != 2 {
+			t.Errorf("options = %+v", o)
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		o, err := redisOptions(schema.Redis{ClusterNodes: []schema.IPPort{{IP: "10.0.0.1", Port: 7000}, {IP: "::1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !o.IsClusterMode || strings.Join(o.Addrs, ",") != "10.0.0.1:7000,[::1]:6379" {
+			t.Errorf("options = %+v", o)
+		}
+	})
+	for name, bad := range map[string]schema.Redis{
+		"nothing":          {},
+		"sentinel no node": {SentinelMaster: "m"},
+		"both":             {SentinelMaster: "m", SentinelNodes: []schema.HostPort{{Host: "s"}}, ClusterNodes: []schema.IPPort{{IP: "c"}}},
+		"cluster db":       {ClusterNodes: []schema.IPPort{{IP: "c"}}, Database: 1},
+	} {
+		if _, err := redisOptions(bad); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error leaks: %v", name, err)
+		}
+	}
+}
+
+// TestRedisMemoryPerSession reports Redis memory per session record.
+func TestRedisMemoryPerSession(t *testing.T) {
+	srv := redistest.StartServer(t)
+	s := newNode(t, singleCfg(srv, "mcp-relay:"), RedisOptions{CacheSize: 0})
+	used := func() int {
+		v, err := srv.Info("memory", "used_memory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	const n = 10_000
+	before := used()
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("mcp-session-%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, i&0xfff, i)
+		if err := s.Learn(bg(), id, Record{Target: "10.0.0.1:8080", Consumer: "6b1f3c1e-8a43-4c1a-9d2e-3f5b7a9c0d11"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := float64(used()-before) / n
+	t.Logf("redis used_memory: %.0f bytes/session (%d sessions, 48-byte ids, UUID consumer)", per, n)
+	if per > 1000 {
+		t.Errorf("%.0f bytes/session in Redis", per)
+	}
+}

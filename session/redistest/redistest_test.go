@@ -1,0 +1,71 @@
+package redistest
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestServerStopStartSamePort(t *testing.T) {
+	s := StartServer(t)
+	addr := s.Addr()
+	if _, err := s.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if _, err := s.Do("PING"); err == nil {
+		t.Fatal("PING answered after Stop")
+	}
+	s.Start()
+	if s.Addr() != addr {
+		t.Fatalf("address changed: %s -> %s", addr, s.Addr())
+	}
+	if v, err := s.Do("GET", "k"); err != nil || v != "" {
+		t.Fatalf("GET after restart = %q, %v; want empty (no persistence)", v, err)
+	}
+	if v, err := s.Info("server", "tcp_port"); err != nil || v != fmt.Sprint(s.Port()) {
+		t.Fatalf("INFO tcp_port = %q, %v", v, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := StartCluster(t, 3)
+	if len(c.Addrs()) != 3 {
+		t.Fatalf("Addrs = %v", c.Addrs())
+	}
+	info, err := c.Node(1).Do("CLUSTER", "INFO")
+	if err != nil || !strings.Contains(info, "cluster_known_nodes:3") {
+		t.Fatalf("CLUSTER INFO = %q, %v", info, err)
+	}
+	c.KillMaster(2)
+	if c.Node(2).Running() {
+		t.Fatal("node 2 still running after KillMaster")
+	}
+}
+
+// fakeTB records Fatalf and stops the goroutine, as testing.T does.
+type fakeTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestMissingBinaryFailsLoudly(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	f := &fakeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Bin(f, "redis-server")
+	}()
+	<-done
+	if !strings.Contains(f.msg, "apt-get install -y redis-server") {
+		t.Fatalf("message %q does not say what to install", f.msg)
+	}
+}
