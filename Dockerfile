@@ -19,6 +19,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}"
 FROM ${KONG_IMAGE}
 # The executable's name is the plugin's name in Kong.
 COPY --from=build --chown=root:root --chmod=0755 /out/mcp-relay /usr/local/bin/mcp-relay
+# Opt in with KONG_ERROR_TEMPLATE_JSON=/etc/kong/mcp-relay/error_template.json
+# (it changes Kong's own JSON error bodies on every route; see the README).
+COPY --chown=root:root --chmod=0644 kong/error_template.json /etc/kong/mcp-relay/error_template.json
 ENV KONG_PLUGINS=bundled,mcp-relay \
     KONG_PLUGINSERVER_NAMES=mcp-relay \
     KONG_PLUGINSERVER_MCP_RELAY_SOCKET=/usr/local/kong/mcp-relay.socket \
