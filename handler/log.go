@@ -25,7 +25,7 @@ import (
 // handler, so header values cannot forge log lines.
 var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")
 
-// log learns, ends and loses sessions from what Kong saved of the finished
+// log learns and loses sessions from what Kong saved of the finished
 // request (kong.log.serialize(): one PDK call). It runs in a timer after the
 // client already has the answer; Access covers that race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
@@ -63,36 +63,41 @@ func (p *Plugin) log(k kong.PDK) {
 		}
 		sessionsLearned.Inc()
 
-	case f.method == "DELETE" && (f.status/100 == 2 || f.status == 404 || f.status == 405):
-		if p.owned(ctx, f) {
-			p.storeOp("end", func() error { return p.store.End(ctx, f.requestSession) })
-			sessionsEnded.Inc()
-		}
-
 	case f.status == 502 || f.status == 504:
-		if p.owned(ctx, f) {
-			p.storeOp("lost", func() error { return p.store.MarkLost(ctx, f.requestSession) })
-			sessionsLost.Inc()
-			logger.Warn("replica failed: session marked lost", "session", fingerprint(f.requestSession),
-				"replica", f.target, "status", f.status)
+		// Kong's own 502/504 (connect error, timeout) skip the Response phase.
+		if f.target != "" && p.ownSession(ctx, f.requestSession, f.consumer, f.target) {
+			p.setState(ctx, f.requestSession, session.Lost)
 		}
 	}
 }
 
-// owned checks that the finished request really reached the session's own
-// replica as its own consumer: a request the plugin answered itself (unknown
-// or someone else's session) must never end or lose a session.
-func (p *Plugin) owned(ctx context.Context, f served) bool {
-	if f.target == "" || !validSessionID(f.requestSession, p.cfg.Session.MaxIDLength) {
+// ownSession checks that a finished request really was its session's: an
+// active session of this consumer, served by its replica (target "" when
+// Access is known to have pinned it). A request the plugin answered itself
+// (unknown or someone else's session) must never end or lose a session.
+func (p *Plugin) ownSession(ctx context.Context, id, consumer, target string) bool {
+	if !validSessionID(id, p.cfg.Session.MaxIDLength) {
 		return false
 	}
-	rec, found, err := p.store.Lookup(ctx, f.requestSession, 0)
+	rec, found, err := p.store.Lookup(ctx, id, 0)
 	if err != nil {
 		storeErrors.Inc()
 		return false
 	}
-	return found && rec.State == session.Active && rec.Target == f.target &&
-		(!p.cfg.Session.BindConsumer || rec.Consumer == f.consumer)
+	return found && rec.State == session.Active && (target == "" || rec.Target == target) &&
+		(!p.cfg.Session.BindConsumer || rec.Consumer == consumer)
+}
+
+// setState ends or loses a session on every node.
+func (p *Plugin) setState(ctx context.Context, id string, state session.State) {
+	if state == session.Ended {
+		p.storeOp("end", func() error { return p.store.End(ctx, id) })
+		sessionsEnded.Inc()
+		return
+	}
+	p.storeOp("lost", func() error { return p.store.MarkLost(ctx, id) })
+	sessionsLost.Inc()
+	logger.Warn("replica failed: session marked lost", "session", fingerprint(id))
 }
 
 func (p *Plugin) storeOp(op string, call func() error) {

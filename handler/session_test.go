@@ -175,12 +175,7 @@ func TestLogLearnsEndsAndLoses(t *testing.T) {
 		t.Errorf("Log PDK calls = %v, want one serialize", f.calls)
 	}
 
-	// A DELETE the plugin answered itself (no tries) must not end anything.
-	p.log(&fakeKong{serialized: serialized("DELETE", 404, "new-sess", "", "mallory", "", 0)})
-	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Active {
-		t.Fatalf("a DELETE that never reached the replica ended the session")
-	}
-	// Nor a 502 from a request by another consumer.
+	// A 502 from a request by another consumer loses nothing.
 	p.log(&fakeKong{serialized: serialized("POST", 502, "new-sess", "", "mallory", "127.0.0.1", 9101)})
 	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Active {
 		t.Fatalf("another consumer's failure lost the session")
@@ -190,11 +185,40 @@ func TestLogLearnsEndsAndLoses(t *testing.T) {
 	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Lost {
 		t.Fatalf("502 from the pinned replica did not mark the session lost: %+v", rec)
 	}
+}
 
-	learn(t, mem, "s2", "127.0.0.1:9102", "alice")
-	p.log(&fakeKong{serialized: serialized("DELETE", 200, "s2", "", "alice", "127.0.0.1", 9102)})
-	if rec, _, _ := mem.Lookup(ctx, "s2", 0); rec.State != session.Ended {
-		t.Fatalf("DELETE did not end the session: %+v", rec)
+// TestResponseEndsDeletedSessions: the end lands before the client has the
+// DELETE answer, so its next request cannot reach the replica.
+func TestResponseEndsDeletedSessions(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		method    string
+		status    int
+		consumer  string
+		wantState session.State
+		wantCalls int
+	}{
+		{"owner's DELETE accepted", "DELETE", 200, "alice", session.Ended, 3},
+		{"owner's DELETE answered 405", "DELETE", 405, "alice", session.Ended, 3},
+		{"owner's DELETE refused", "DELETE", 400, "alice", session.Active, 1},
+		{"another consumer's DELETE", "DELETE", 200, "mallory", session.Active, 3},
+		{"a buffered POST", "POST", 200, "alice", session.Active, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, mem := pinned(t, `{}`)
+			learn(t, mem, "s2", "127.0.0.1:9102", "alice")
+			f := &fakeKong{method: tt.method, status: tt.status,
+				headers: map[string][]string{"mcp-session-id": {"s2"}, "x-consumer-id": {tt.consumer}}}
+			p.response(f)
+			if rec, _, _ := mem.Lookup(ctx, "s2", 0); rec.State != tt.wantState {
+				t.Errorf("state %v, want %v", rec.State, tt.wantState)
+			}
+			if len(f.calls) != tt.wantCalls || f.exited {
+				t.Errorf("calls %v (exited %v), want %d", f.calls, f.exited, tt.wantCalls)
+			}
+		})
 	}
 }
 
@@ -254,5 +278,21 @@ func TestResponseRewrites(t *testing.T) {
 				t.Errorf("upstream challenge lost: %v", f.exitHeaders)
 			}
 		})
+	}
+}
+
+// TestResponseLosesOnUpstream502: a 502 the replica itself sent is rewritten
+// into an envelope (so Log sees 200) and the session is lost at once.
+func TestResponseLosesOnUpstream502(t *testing.T) {
+	p, mem := pinned(t, `{}`)
+	learn(t, mem, "s3", "127.0.0.1:9102", "alice")
+	f := &fakeKong{method: "POST", status: 502, body: []byte(`{"jsonrpc":"2.0","id":4,"method":"tools/list"}`),
+		headers: hdr("mcp-session-id", "s3", "x-consumer-id", "alice")}
+	p.response(f)
+	if rec, _, _ := mem.Lookup(context.Background(), "s3", 0); rec.State != session.Lost {
+		t.Errorf("state %v, want lost", rec.State)
+	}
+	if env := f.exitJSON(t); env["id"] != float64(4) {
+		t.Errorf("envelope %s", f.exitBody)
 	}
 }

@@ -249,6 +249,10 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 
 // ServeHTTP runs one request through the phases of kong/init.lua.
 func (n *Node) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// Counted from the start: the client may have the whole answer before
+	// the Log timer is scheduled, and WaitIdle must not return in between.
+	n.logWG.Add(1)
+	defer n.logWG.Done()
 	r := n.newRequest(w, req)
 	abort := n.serve(r)
 	r.rec.Duration = time.Since(r.startTime)

@@ -1,0 +1,1142 @@
+package e2e
+
+// End-to-end tests of session pinning (issue 4): every request of a legacy
+// MCP session reaches the replica that created it, from whichever Kong node
+// it enters, across the Log-phase race, replica death, Redis outages and
+// Redis Cluster; sessions are bound to their consumer and expire. Misroutes
+// are always counted by the replicas themselves.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
+	"github.com/mcp-relay/mcp-relay/test/standin"
+)
+
+// startLegacyReplicas starts n legacy replicas named replica-1 ... replica-n.
+func startLegacyReplicas(t *testing.T, n int) []*peers.Replica {
+	t.Helper()
+	rs := make([]*peers.Replica, n)
+	for i := range rs {
+		rs[i] = peers.StartLegacy(t, fmt.Sprintf("replica-%d", i+1))
+	}
+	return rs
+}
+
+// forEach runs f(i) for i in [0, n) on workers goroutines; a fatal error in f
+// fails the test and ends only that call.
+func forEach(t *testing.T, n, workers int, f func(g goTB, i int)) {
+	t.Helper()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				done := make(chan struct{})
+				go func() { // Goexit in f ends this goroutine, not the worker
+					defer close(done)
+					f(goTB{t}, i)
+				}()
+				<-done
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// toolText is the text of a tools/call result, "" when there is none.
+func toolText(r rpcResult) string {
+	res, _ := r.Message["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) == 0 {
+		return ""
+	}
+	text, _ := content[0].(map[string]any)["text"].(string)
+	return text
+}
+
+// pinRun is what runPinning measured.
+type pinRun struct {
+	firstOther durations // the first request through the other node, right after initialize
+	immediate  int       // requests right after DELETE that the plugin already answered 404
+	replica404 int       // ... that still reached the replica (which answered 404 itself)
+	goneWait   durations // from the DELETE answer to the plugin's 404 on both nodes
+}
+
+// runPinning creates sessions through node a and sends every later request
+// alternately through b and a: notifications/initialized (b), whoami (a),
+// whoami (b), echo (a), DELETE (b), then a request through a that must be
+// answered 404. It checks the answers; the caller checks the replicas.
+func runPinning(t *testing.T, a, b *standin.Node, rs []*peers.Replica, sessions, workers int) pinRun {
+	t.Helper()
+	var mu sync.Mutex
+	var run pinRun
+	who := make([][2]string, sessions)
+	ids := make([]string, sessions)
+	forEach(t, sessions, workers, func(g goTB, i int) {
+		c := newPinRaw(demoKey, 15*time.Second)
+		if r := c.initialize(g, a.URL()); r.Status != http.StatusOK || c.session == "" {
+			g.Fatalf("session %d: initialize through A: %d %q %s", i, r.Status, c.session, r.Body)
+		}
+		ids[i] = c.session
+		var r rpcResult
+		d := timed(func() { r = c.initialized(g, b.URL()) })
+		if r.Status != http.StatusAccepted {
+			g.Fatalf("session %d: notifications/initialized through B: %d %s", i, r.Status, r.Body)
+		}
+		n1, r1 := c.whoami(g, a.URL())
+		n2, r2 := c.whoami(g, b.URL())
+		if n1 == "" || n2 == "" {
+			g.Fatalf("session %d: whoami A %d %s / B %d %s", i, r1.Status, r1.Body, r2.Status, r2.Body)
+		}
+		who[i] = [2]string{n1, n2}
+		text := fmt.Sprintf("pin-%d-héllo", i)
+		if r := c.request(g, a.URL(), "tools/call", fmt.Sprintf(`{"name":"echo","arguments":{"text":%q}}`, text)); toolText(r) != text {
+			g.Errorf("session %d: echo through A: %d %s", i, r.Status, r.Body)
+		}
+		if r := c.delete(g, b.URL()); r.Status/100 != 2 {
+			g.Fatalf("session %d: DELETE through B: %d %s", i, r.Status, r.Body)
+		}
+		deleted := time.Now()
+		after := c.request(g, a.URL(), "tools/list", "")
+		if after.Status != http.StatusNotFound {
+			g.Errorf("session %d: request right after DELETE answered %d %s, want 404", i, after.Status, after.Body)
+		}
+		plugin := pluginNotFound(after)
+		// The record ends in B's Log phase, after the client has the DELETE
+		// answer: wait (bounded) for both nodes to answer 404 themselves.
+		for _, n := range []*standin.Node{a, b} {
+			ok := false
+			for range 40 {
+				if r := c.request(g, n.URL(), "tools/list", ""); pluginNotFound(r) {
+					ok = true
+					break
+				} else if r.Status/100 == 2 {
+					g.Errorf("session %d: request after DELETE succeeded: %d %s", i, r.Status, r.Body)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !ok {
+				g.Errorf("session %d: node %s never answered 404 itself after DELETE", i, n.URL())
+			}
+		}
+		gone := time.Since(deleted)
+		mu.Lock()
+		defer mu.Unlock()
+		run.firstOther = append(run.firstOther, d)
+		run.goneWait = append(run.goneWait, gone)
+		if plugin {
+			run.immediate++
+		} else if after.Status == http.StatusNotFound {
+			run.replica404++
+		}
+	})
+	owner := creators(t, rs...)
+	for i, w := range who {
+		if ids[i] == "" || w[0] == "" {
+			continue // already reported
+		}
+		if want := owner[ids[i]]; w[0] != want || w[1] != want {
+			t.Errorf("session %d created by %q: whoami through A %q, through B %q", i, want, w[0], w[1])
+		}
+	}
+	return run
+}
+
+// TestPinningTwoNodesRedis: two Kong nodes share one Redis; sessions are
+// created through A and used alternately through B and A, starting through
+// B right after initialize (the Log-phase race across nodes).
+func TestPinningTwoNodesRedis(t *testing.T) {
+	rd := redistest.StartServer(t)
+	rs := startLegacyReplicas(t, 3)
+	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), map[string]any{"learn_wait_ms": 250})})
+	mA, mB := freeAddr(t), freeAddr(t)
+	a := startNode(t, cfg, addrs(rs...), withMetrics(mA), quietLog(t))
+	b := startNode(t, cfg, addrs(rs...), withMetrics(mB), quietLog(t))
+
+	const sessions, workers = 200, 8
+	start := time.Now()
+	run := runPinning(t, a, b, rs, sessions, workers)
+	took := time.Since(start)
+
+	mis := misroutes(t, rs...)
+	if mis != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", mis)
+	}
+	created := 0
+	for _, r := range rs {
+		st := r.MustStats(t)
+		created += int(st.SessionsCreated)
+		t.Logf("%s: %d sessions created, %d requests, %d misrouted", st.Name, st.SessionsCreated, st.RequestsTotal, st.MisroutedTotal)
+	}
+	if created != sessions {
+		t.Errorf("replicas created %d sessions, want %d", created, sessions)
+	}
+	ma, mb := metrics(t, mA), metrics(t, mB)
+	t.Logf("%d sessions (%d workers) in %v: misroutes at the replicas %d", sessions, workers, took.Round(time.Millisecond), mis)
+	t.Logf("metrics A: learned %v pins %v pins_after_wait %v unknown %v ended %v store_errors %v",
+		ma["mcp_relay_sessions_learned_total"], ma["mcp_relay_pins_total"], ma["mcp_relay_pins_after_wait_total"],
+		ma["mcp_relay_sessions_unknown_total"], ma["mcp_relay_sessions_ended_total"], ma["mcp_relay_store_errors_total"])
+	t.Logf("metrics B: learned %v pins %v pins_after_wait %v unknown %v ended %v store_errors %v",
+		mb["mcp_relay_sessions_learned_total"], mb["mcp_relay_pins_total"], mb["mcp_relay_pins_after_wait_total"],
+		mb["mcp_relay_sessions_unknown_total"], mb["mcp_relay_sessions_ended_total"], mb["mcp_relay_store_errors_total"])
+	t.Logf("requests through B that waited for the record A learned: %v of %d; first request through B after initialize (client side): %v",
+		mb["mcp_relay_pins_after_wait_total"], sessions, run.firstOther)
+	t.Logf("store lookup latency, learn waits included: A %s; B %s", lookupLatency(ma), lookupLatency(mb))
+	t.Logf("request right after DELETE: %d answered 404 by the plugin, %d reached the replica (404 from it); "+
+		"time from the DELETE answer until both nodes answered 404 themselves (those requests included): %v", run.immediate, run.replica404, run.goneWait)
+	if got := ma["mcp_relay_sessions_learned_total"] + mb["mcp_relay_sessions_learned_total"]; got != sessions {
+		t.Errorf("sessions learned %v, want %d", got, sessions)
+	}
+	if got := ma["mcp_relay_sessions_ended_total"] + mb["mcp_relay_sessions_ended_total"]; got != sessions {
+		t.Errorf("sessions ended %v, want %d", got, sessions)
+	}
+	if run.firstOther.max() >= 250*time.Millisecond+2*time.Second {
+		t.Errorf("a request waited %v: more than learn_wait_ms plus the Redis timeout", run.firstOther.max())
+	}
+}
+
+// TestRaceImmediateNextRequest: one node, memory store, and a client that
+// sends its next request the instant the initialize answer arrives, before
+// Kong's Log phase has recorded the session.
+func TestRaceImmediateNextRequest(t *testing.T) {
+	rs := startLegacyReplicas(t, 3)
+	m := freeAddr(t)
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"store": "memory", "learn_wait_ms": 250}}}),
+		addrs(rs...), withMetrics(m), quietLog(t))
+
+	const sessions, workers = 300, 6
+	var mu sync.Mutex
+	var next durations
+	var notFound atomic.Int64
+	ids, names := make([]string, sessions), make([]string, sessions)
+	start := time.Now()
+	forEach(t, sessions, workers, func(g goTB, i int) {
+		c := newPinRaw(demoKey, 15*time.Second)
+		if r := c.initialize(g, node.URL()); r.Status != http.StatusOK || c.session == "" {
+			g.Fatalf("session %d: initialize %d %s", i, r.Status, r.Body)
+		}
+		var name string
+		var r rpcResult
+		d := timed(func() { name, r = c.whoami(g, node.URL()) })
+		if r.Status == http.StatusNotFound {
+			notFound.Add(1)
+		}
+		if name == "" {
+			g.Fatalf("session %d: whoami right after initialize: %d %s", i, r.Status, r.Body)
+		}
+		ids[i], names[i] = c.session, name
+		if r := c.initialized(g, node.URL()); r.Status != http.StatusAccepted {
+			g.Errorf("session %d: notifications/initialized %d %s", i, r.Status, r.Body)
+		}
+		mu.Lock()
+		next = append(next, d)
+		mu.Unlock()
+	})
+	took := time.Since(start)
+	owner := creators(t, rs...)
+	for i := range ids {
+		if ids[i] != "" && names[i] != owner[ids[i]] {
+			t.Errorf("session %d created by %q answered by %q", i, owner[ids[i]], names[i])
+		}
+	}
+	mis := misroutes(t, rs...)
+	if mis != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", mis)
+	}
+	if n := notFound.Load(); n != 0 {
+		t.Errorf("%d requests right after initialize were answered 404", n)
+	}
+	mt := metrics(t, m)
+	t.Logf("%d sessions (%d workers) in %v: misroutes %d, 404s %d; pins_after_wait %v (requests that arrived before the record); "+
+		"request right after initialize: %v", sessions, workers, took.Round(time.Millisecond), mis, notFound.Load(),
+		mt["mcp_relay_pins_after_wait_total"], next)
+	if mt["mcp_relay_sessions_unknown_total"] != 0 {
+		t.Errorf("sessions_unknown_total %v", mt["mcp_relay_sessions_unknown_total"])
+	}
+}
+
+// TestElicitationSamplingAcrossNodes: a round-robin load balancer in front
+// of two Kong nodes sends every request of a client to the other node.
+// Elicitation answers (POST) and sampling questions (GET stream) must reach
+// the replica that asked; without pinning these calls hang.
+func TestElicitationSamplingAcrossNodes(t *testing.T) {
+	rd := redistest.StartServer(t)
+	rs := startLegacyReplicas(t, 3)
+	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)})
+	a := startNode(t, cfg, addrs(rs...), quietLog(t))
+	b := startNode(t, cfg, addrs(rs...), quietLog(t))
+	lb := roundRobin(t, a, b) + "/mcp"
+
+	const sessions = 10
+	var rounds durations
+	for i := range sessions {
+		start := time.Now()
+		c, _, err := mcptest.NewClient(t, lb, mcptest.Config{
+			Version: mcp.ProtocolVersion20251125, Listen: true, Headers: map[string]string{"apikey": demoKey}})
+		if err != nil {
+			t.Fatalf("session %d: initialize through the load balancer: %v", i, err)
+		}
+		res, err := mcptest.CallToolErr(c, "ask", map[string]any{"message": fmt.Sprintf("q%d?", i)}, nil, 10*time.Second)
+		if err != nil || res.IsError || mcptest.Text(res) != mcptest.ElicitAnswer {
+			t.Errorf("session %d: elicitation round trip: %v %+v", i, err, res)
+		}
+		res, err = mcptest.CallToolErr(c, "sample", map[string]any{"prompt": "hi"}, nil, 10*time.Second)
+		if err != nil || res.IsError || mcptest.Text(res) != mcptest.SampleAnswer {
+			t.Errorf("session %d: sampling round trip: %v %+v", i, err, res)
+		}
+		if n := len(c.Answers.Snapshot()); n != 2 {
+			t.Errorf("session %d: client answered %d server requests, want 2", i, n)
+		}
+		rounds = append(rounds, time.Since(start))
+		_ = c.Close()
+	}
+	mis := misroutes(t, rs...)
+	if mis != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", mis)
+	}
+	var answers int64
+	for _, r := range rs {
+		answers += r.MustStats(t).RequestsByRPC["response"]
+	}
+	if answers != 2*sessions {
+		t.Errorf("replicas received %d answers to their questions, want %d", answers, 2*sessions)
+	}
+	t.Logf("mcp-go client through round-robin over 2 nodes: %d sessions, %d elicitation+sampling answers reached the asking replica, misroutes %d; "+
+		"initialize+ask+sample per session: %v", sessions, answers, mis, rounds)
+
+	// Control: the same without pinning fails, so the test can tell.
+	off := deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"store": "off"}}})
+	offLB := roundRobin(t, startNode(t, off, addrs(rs...), quietLog(t)), startNode(t, off, addrs(rs...), quietLog(t))) + "/mcp"
+	failed := 0
+	for range 3 {
+		c, _, err := mcptest.NewClient(t, offLB, mcptest.Config{
+			Version: mcp.ProtocolVersion20251125, Listen: true, Headers: map[string]string{"apikey": demoKey}})
+		if err != nil {
+			failed++
+			continue
+		}
+		ask, err1 := mcptest.CallToolErr(c, "ask", map[string]any{"message": "q?"}, nil, 2*time.Second)
+		sample, err2 := mcptest.CallToolErr(c, "sample", map[string]any{"prompt": "hi"}, nil, 2*time.Second)
+		if err1 != nil || err2 != nil || ask.IsError || sample.IsError {
+			failed++
+		}
+		_ = c.Close()
+	}
+	t.Logf("control without pinning (session.store off): %d of 3 sessions failed, misroutes at the replicas now %d", failed, misroutes(t, rs...))
+	if failed == 0 {
+		t.Error("without pinning every session still worked: this test cannot tell pinning from luck")
+	}
+
+	// The reference server and the official TypeScript client.
+	es := []*peers.Replica{peers.StartEverything(t), peers.StartEverything(t), peers.StartEverything(t)}
+	ea := startNode(t, cfg, addrs(es...), quietLog(t))
+	eb := startNode(t, cfg, addrs(es...), quietLog(t))
+	elb := roundRobin(t, ea, eb) + "/mcp"
+	const runs = 5
+	ok := 0
+	for i := range runs {
+		res, err := peers.RunNodeClient(t, elb, map[string]string{"apikey": demoKey}, "full")
+		if err != nil || !res.OK {
+			t.Errorf("TypeScript run %d: %v\n%s", i, err, res.Raw)
+			continue
+		}
+		good := true
+		for _, step := range []string{"elicitation", "sampling"} {
+			if s := res.Step(step); s == nil || !s.OK {
+				good = false
+				t.Errorf("TypeScript run %d: step %s: %+v", i, step, s)
+			}
+		}
+		if len(res.ServerRequests) < 2 {
+			good = false
+			t.Errorf("TypeScript run %d: server requests answered: %+v", i, res.ServerRequests)
+		}
+		if good {
+			ok++
+		}
+		t.Logf("TypeScript run %d: session %s, %d server requests answered, %d ms", i, res.SessionID, len(res.ServerRequests), res.ElapsedMs)
+	}
+	t.Logf("TypeScript client through round-robin over 2 nodes, 3 everything replicas: %d of %d runs with every elicitation and sampling round trip", ok, runs)
+}
+
+// TestReplicaDeath: the replica a session is pinned to dies. Its clients get
+// an error, then the 404 envelope, re-initialise onto the live replica and
+// work again; the live replica's sessions never notice.
+func TestReplicaDeath(t *testing.T) {
+	live, dead := peers.StartLegacy(t, "replica-live"), peers.StartLegacy(t, "replica-dead")
+	m := freeAddr(t)
+	node := startNode(t, deck(t, deckOptions{}), addrs(live, dead), withMetrics(m), quietLog(t))
+
+	// Six sessions, three on each replica.
+	var onLive, onDead []*rawMCP
+	for i := 0; (len(onLive) < 3 || len(onDead) < 3) && i < 40; i++ {
+		c := newPinRaw(demoKey, 10*time.Second)
+		if r := c.initialize(t, node.URL()); r.Status != http.StatusOK {
+			t.Fatalf("initialize: %d %s", r.Status, r.Body)
+		}
+		c.initialized(t, node.URL())
+		switch name, r := c.whoami(t, node.URL()); name {
+		case live.Name():
+			if len(onLive) < 3 {
+				onLive = append(onLive, c)
+			}
+		case dead.Name():
+			if len(onDead) < 3 {
+				onDead = append(onDead, c)
+			}
+		default:
+			t.Fatalf("whoami: %d %s", r.Status, r.Body)
+		}
+	}
+	if len(onLive) < 3 || len(onDead) < 3 {
+		t.Fatalf("sessions not spread: %d on %s, %d on %s", len(onLive), live.Name(), len(onDead), dead.Name())
+	}
+
+	dead.Kill()
+	killed := time.Now()
+
+	// The live replica's sessions keep working throughout.
+	stop := make(chan struct{})
+	var liveCalls atomic.Int64
+	var bg sync.WaitGroup
+	for i, c := range onLive {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			g := goTB{t}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if name, r := c.whoami(g, node.URL()); name != live.Name() {
+					t.Errorf("live session %d during the recovery: %d %s", i, r.Status, r.Body)
+					return
+				}
+				liveCalls.Add(1)
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+
+	type recovery struct {
+		errors  int // gateway errors before the 404
+		inits   int // initialize attempts until one reached the live replica
+		elapsed time.Duration
+	}
+	recs := make([]recovery, len(onDead))
+	var wg sync.WaitGroup
+	for i, c := range onDead {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := goTB{t}
+			var rec recovery
+			got404 := false
+			for n := 0; n < 20 && !got404; n++ {
+				id := fmt.Sprintf(`"death-%d-%d"`, i, n)
+				r := c.post(g, node.URL(), `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/list","params":{}}`)
+				switch {
+				case r.Status == http.StatusNotFound:
+					if !pluginNotFound(r) || r.Message["id"] != strings.Trim(id, `"`) {
+						t.Errorf("dead session %d: 404 is not the envelope echoing %s: %s", i, id, r.Body)
+					}
+					got404 = true
+				case r.Status >= 500 && r.Message["jsonrpc"] == "2.0" && r.Message["error"] != nil:
+					rec.errors++ // Kong's 502 (connect refused), JSON-RPC shaped by error_template.json
+				default:
+					t.Errorf("dead session %d: request %d answered %d %s", i, n, r.Status, r.Body)
+					return
+				}
+			}
+			if !got404 {
+				t.Errorf("dead session %d: no 404 after %d gateway errors", i, rec.errors)
+				return
+			}
+			// Re-initialise: the balancer may still pick the dead replica
+			// (Kong has no health checks here), so retry as a client would.
+			for rec.inits < 10 {
+				rec.inits++
+				if r := c.initialize(g, node.URL()); r.Status != http.StatusOK || c.session == "" {
+					continue
+				}
+				c.initialized(g, node.URL())
+				if name, r := c.whoami(g, node.URL()); name != live.Name() {
+					t.Errorf("dead session %d re-initialised: whoami %d %s", i, r.Status, r.Body)
+					return
+				}
+				rec.elapsed = time.Since(killed)
+				recs[i] = rec
+				return
+			}
+			t.Errorf("dead session %d: no initialize reached the live replica in %d attempts", i, rec.inits)
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+
+	var times durations
+	for i, r := range recs {
+		if r.elapsed > 0 {
+			times = append(times, r.elapsed)
+		}
+		t.Logf("session %d of the dead replica: %d gateway error(s) before the 404, %d initialize attempt(s), working again %v after the kill",
+			i, r.errors, r.inits, r.elapsed.Round(time.Millisecond))
+	}
+	t.Logf("recovery after the replica's death: %v; live sessions made %d calls meanwhile", times, liveCalls.Load())
+	if liveCalls.Load() == 0 {
+		t.Error("the live sessions made no call during the recovery")
+	}
+	for _, c := range onLive { // and afterwards
+		if name, r := c.whoami(t, node.URL()); name != live.Name() {
+			t.Errorf("live session after the recovery: %d %s", r.Status, r.Body)
+		}
+	}
+	if st := live.MustStats(t); st.MisroutedTotal != 0 {
+		t.Errorf("the live replica saw %d requests of sessions it does not own", st.MisroutedTotal)
+	}
+	mt := metrics(t, m)
+	if lost := mt["mcp_relay_sessions_lost_total"]; lost != float64(len(onDead)) {
+		t.Errorf("sessions_lost_total %v, want %d", lost, len(onDead))
+	}
+	t.Logf("metrics: sessions_lost_total %v, sessions_unknown_total %v", mt["mcp_relay_sessions_lost_total"], mt["mcp_relay_sessions_unknown_total"])
+}
+
+// outageReq sends one tools/call whoami and measures it; it never fails on
+// the answer, only on a transport error (which includes the client timeout).
+func outageReq(g goTB, c *rawMCP, url string) (string, rpcResult, time.Duration) {
+	var name string
+	var r rpcResult
+	d := timed(func() { name, r = c.whoami(g, url) })
+	return name, r, d
+}
+
+// newSessions creates n sessions through a, checks that each answers
+// whoami through b then a with its creator, and returns them.
+func newSessions(t *testing.T, a, b *standin.Node, rs []*peers.Replica, n int) []*rawMCP {
+	t.Helper()
+	out := make([]*rawMCP, n)
+	names := make([][2]string, n)
+	forEach(t, n, 3, func(g goTB, i int) {
+		c := newPinRaw(demoKey, 10*time.Second)
+		if r := c.initialize(g, a.URL()); r.Status != http.StatusOK || c.session == "" {
+			g.Fatalf("initialize %d: %d %s", i, r.Status, r.Body)
+		}
+		if r := c.initialized(g, b.URL()); r.Status != http.StatusAccepted {
+			g.Errorf("session %d: notifications/initialized through B: %d %s", i, r.Status, r.Body)
+		}
+		n1, _ := c.whoami(g, b.URL())
+		n2, _ := c.whoami(g, a.URL())
+		names[i] = [2]string{n1, n2}
+		out[i] = c
+	})
+	owner := creators(t, rs...)
+	for i, c := range out {
+		if c == nil {
+			continue
+		}
+		if want := owner[c.session]; names[i][0] != want || names[i][1] != want {
+			t.Errorf("session %d created by %q: whoami through B %q, A %q", i, want, names[i][0], names[i][1])
+		}
+	}
+	return out
+}
+
+// TestRedisOutage: Redis stops, then pauses. With store_error pass, requests
+// complete unpinned in bounded time; with reject they get a 503 envelope;
+// pinning resumes by itself when Redis is back.
+func TestRedisOutage(t *testing.T) {
+	rd := redistest.StartServer(t)
+	rs := startLegacyReplicas(t, 3)
+	pass := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
+		map[string]any{"store_error": "pass", "redis": map[string]any{"timeout": 500}})})
+	reject := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
+		map[string]any{"store_error": "reject", "redis": map[string]any{"timeout": 500}})})
+	mA, mB := freeAddr(t), freeAddr(t)
+	a := startNode(t, pass, addrs(rs...), withMetrics(mA), quietLog(t))
+	b := startNode(t, pass, addrs(rs...), withMetrics(mB), quietLog(t))
+	c := startNode(t, reject, addrs(rs...), quietLog(t))
+	d := startNode(t, reject, addrs(rs...), quietLog(t))
+	const bound = 5 * time.Second
+
+	before := newSessions(t, a, b, rs, 6)
+	rejected := newSessions(t, c, d, rs, 3)
+	if mis := misroutes(t, rs...); mis != 0 {
+		t.Fatalf("%d misroutes before the outage", mis)
+	}
+
+	// outage sends requests of the pass and reject sessions through every
+	// node while Redis is down or paused, and checks the bound.
+	outage := func(what string) {
+		t.Helper()
+		// Two rounds of every pass session through both nodes, every reject
+		// session through both nodes, and one initialize, all at once.
+		type job struct {
+			s      *rawMCP
+			i      int
+			n      *standin.Node
+			reject bool
+		}
+		var jobs []job
+		for range 2 {
+			for i, s := range before {
+				jobs = append(jobs, job{s, i, a, false}, job{s, i, b, false})
+			}
+		}
+		for i, s := range rejected {
+			jobs = append(jobs, job{s, i, c, true}, job{s, i, d, true})
+		}
+		jobs = append(jobs, job{nil, -1, a, false})
+		var mu sync.Mutex
+		var times, rtimes durations
+		unpinned := 0
+		forEach(t, len(jobs), len(jobs), func(g goTB, k int) {
+			j := jobs[k]
+			var r rpcResult
+			var name string
+			var took time.Duration
+			switch {
+			case j.s == nil: // a new session can still be created (Kong balances it)
+				took = timed(func() { r = newPinRaw(demoKey, 10*time.Second).initialize(g, j.n.URL()) })
+				if r.Status != http.StatusOK {
+					t.Errorf("%s: initialize: %d %s", what, r.Status, r.Body)
+				}
+			case j.reject:
+				id := fmt.Sprintf("outage-%d", k)
+				took = timed(func() {
+					r = j.s.post(g, j.n.URL(), `{"jsonrpc":"2.0","id":"`+id+`","method":"tools/list","params":{}}`)
+				})
+				if r.Status != http.StatusServiceUnavailable || reasonOf(r) != "store_unavailable" ||
+					r.errorField("code") != float64(-32002) || r.Message["id"] != id {
+					t.Errorf("%s: reject session %d: %d %s, want the 503 store_unavailable envelope", what, j.i, r.Status, r.Body)
+				}
+			default:
+				name, r, took = outageReq(g, j.s, j.n.URL())
+				switch {
+				case r.Status == http.StatusOK && name != "":
+				case r.Status == http.StatusNotFound && !pluginNotFound(r):
+					mu.Lock()
+					unpinned++ // balanced to a replica that does not know it
+					mu.Unlock()
+				default:
+					t.Errorf("%s: pass session %d: %d %s", what, j.i, r.Status, r.Body)
+				}
+			}
+			if took > bound {
+				t.Errorf("%s: request %d (session %d, reject %v) took %v", what, k, j.i, j.reject, took)
+			}
+			mu.Lock()
+			if j.reject {
+				rtimes = append(rtimes, took)
+			} else {
+				times = append(times, took)
+			}
+			mu.Unlock()
+		})
+		t.Logf("%s, store_error pass: %d requests (one an initialize): %v; %d of them balanced to a replica that did not know the session",
+			what, len(times), times, unpinned)
+		t.Logf("%s, store_error reject: %d requests answered 503: %v", what, len(rtimes), rtimes)
+	}
+
+	// recovered creates sessions after Redis is back and checks they are
+	// pinned again: no misroute at the replicas.
+	recovered := func(what string, back time.Time) []*rawMCP {
+		t.Helper()
+		// Wait (bounded) until a probe session created through A is pinned
+		// through B: B's pins_total counts it, and its creator answers.
+		probes, pinnedAt := 0, time.Duration(0)
+		for time.Since(back) < 10*time.Second && pinnedAt == 0 {
+			probes++
+			p := newPinRaw(demoKey, 10*time.Second)
+			if r := p.initialize(t, a.URL()); r.Status != http.StatusOK || p.session == "" {
+				t.Fatalf("%s: initialize: %d %s", what, r.Status, r.Body)
+			}
+			pins := metrics(t, mB)["mcp_relay_pins_total"]
+			name, _ := p.whoami(t, b.URL())
+			if metrics(t, mB)["mcp_relay_pins_total"] == pins+1 && name == creators(t, rs...)[p.session] {
+				pinnedAt = time.Since(back)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if pinnedAt == 0 {
+			t.Fatalf("%s: no session pinned within 10 s (%d probes)", what, probes)
+		}
+		if pinnedAt > 3*time.Second {
+			t.Errorf("%s: pinning resumed only after %v", what, pinnedAt)
+		}
+		t.Logf("%s: the first pinned session was created %v after Redis came back (%d probe sessions)", what, pinnedAt.Round(time.Millisecond), probes)
+		for _, r := range rs {
+			if err := r.ResetStats(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after := newSessions(t, a, b, rs, 6)
+		for _, s := range after {
+			for _, n := range []*standin.Node{b, a, b} {
+				if r := s.request(t, n.URL(), "tools/list", ""); r.Status != http.StatusOK {
+					t.Errorf("%s: new session: %d %s", what, r.Status, r.Body)
+				}
+			}
+		}
+		more := newSessions(t, c, d, rs, 2)
+		if mis := misroutes(t, rs...); mis != 0 {
+			t.Errorf("%s: %d misroutes among sessions created after Redis came back", what, mis)
+		}
+		t.Logf("%s: %d new sessions pinned again through both node pairs, misroutes %d", what, len(after)+len(more), misroutes(t, rs...))
+		return after
+	}
+
+	rd.Stop()
+	outage("Redis stopped")
+	rd.Start()
+	afterRestart := recovered("Redis restarted (same port, empty)", time.Now())
+	// The records were in the stopped Redis only: old sessions are unknown.
+	for i, s := range before {
+		if r := s.request(t, b.URL(), "tools/list", ""); !pluginNotFound(r) {
+			t.Errorf("session %d from before the restart: %d %s, want the 404 envelope", i, r.Status, r.Body)
+		}
+	}
+
+	before = afterRestart
+	rejected = newSessions(t, c, d, rs, 3)
+	rd.Pause()
+	paused := time.Now()
+	// Each node keeps serving its cached records until its subscriber
+	// notices the silence (a ping unanswered); those requests stay pinned.
+	// Wait (bounded) until B's lookups really reach the paused Redis.
+	cached := 0
+	for time.Since(paused) < 6*time.Second {
+		name, r, took := outageReq(goTB{t}, before[0], b.URL())
+		if took > 400*time.Millisecond {
+			break
+		}
+		if want := creators(t, rs...)[before[0].session]; name != want {
+			t.Errorf("Redis paused, cached record: whoami %q (%d %s), want %q", name, r.Status, r.Body, want)
+		}
+		cached++
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("Redis paused: node B served %d requests pinned from its cache for %v, then its lookups reached Redis",
+		cached, time.Since(paused).Round(time.Millisecond))
+	// The reject pair's caches go stale on their own clocks: wait (bounded)
+	// until both answer from the paused Redis, i.e. with the 503 envelope.
+	for _, n := range []*standin.Node{c, d} {
+		for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			r := rejected[0].post(goTB{t}, n.URL(), `{"jsonrpc":"2.0","id":"probe","method":"tools/list","params":{}}`)
+			if r.Status == http.StatusServiceUnavailable {
+				break
+			}
+		}
+	}
+	outage("Redis paused (SIGSTOP)")
+	rd.Resume()
+	recovered("Redis resumed", time.Now())
+	for i, s := range before { // records survive a pause
+		if name, r := s.whoami(t, b.URL()); name == "" {
+			t.Errorf("session %d from before the pause: %d %s", i, r.Status, r.Body)
+		}
+	}
+	ma := metrics(t, mA)
+	t.Logf("node A: store_errors_total %v", ma["mcp_relay_store_errors_total"])
+	if ma["mcp_relay_store_errors_total"] == 0 {
+		t.Error("node A counted no store error during the outages")
+	}
+}
+
+// TestRedisClusterPinning: the two-node pinning test on a real three-master
+// Redis Cluster.
+func TestRedisClusterPinning(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	var nodes []any
+	for _, addr := range cl.Addrs() {
+		nodes = append(nodes, map[string]any{"ip": "127.0.0.1", "port": loopbackPort(t, addr)})
+	}
+	rs := startLegacyReplicas(t, 3)
+	cfg := deck(t, deckOptions{relay: map[string]any{"session": map[string]any{
+		"store": "redis", "redis": map[string]any{"cluster_nodes": nodes}}}})
+	mA, mB := freeAddr(t), freeAddr(t)
+	a := startNode(t, cfg, addrs(rs...), withMetrics(mA), quietLog(t))
+	b := startNode(t, cfg, addrs(rs...), withMetrics(mB), quietLog(t))
+
+	const sessions = 60
+	start := time.Now()
+	run := runPinning(t, a, b, rs, sessions, 6)
+	mis := misroutes(t, rs...)
+	if mis != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", mis)
+	}
+	ma, mb := metrics(t, mA), metrics(t, mB)
+	if ma["mcp_relay_store_errors_total"]+mb["mcp_relay_store_errors_total"] != 0 {
+		t.Errorf("store errors: A %v B %v", ma["mcp_relay_store_errors_total"], mb["mcp_relay_store_errors_total"])
+	}
+	// The records really are spread over the cluster's masters.
+	var keys []string
+	for i := range 3 {
+		n, err := cl.Node(i).Do("DBSIZE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, n)
+	}
+	t.Logf("Redis Cluster: store lookup latency, learn waits included: A %s; B %s", lookupLatency(ma), lookupLatency(mb))
+	t.Logf("Redis Cluster, %d sessions in %v: misroutes %d; pins_after_wait A %v B %v; first request through B: %v; "+
+		"right after DELETE: %d plugin 404, %d replica 404; keys per master %v",
+		sessions, time.Since(start).Round(time.Millisecond), mis, ma["mcp_relay_pins_after_wait_total"],
+		mb["mcp_relay_pins_after_wait_total"], run.firstOther, run.immediate, run.replica404, keys)
+}
+
+// TestSessionSecurity: a session belongs to its consumer; DELETE by its
+// owner revokes it on every node; idle sessions expire after session.ttl.
+func TestSessionSecurity(t *testing.T) {
+	t.Run("consumer binding and revocation", func(t *testing.T) {
+		rd := redistest.StartServer(t)
+		rs := startLegacyReplicas(t, 2)
+		cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), map[string]any{"learn_wait_ms": 250})})
+		var logA, logB recordLog
+		a := startNode(t, cfg, addrs(rs...), logA.option(), quietLog(t))
+		b := startNode(t, cfg, addrs(rs...), logB.option(), quietLog(t))
+		owner := newSessions(t, a, b, rs, 1)[0]
+		ownerName, _ := owner.whoami(t, a.URL())
+		served := func() int64 {
+			var n int64
+			for _, r := range rs {
+				n += r.MustStats(t).RequestsBySession[owner.session]
+			}
+			return n
+		}
+		seen := served()
+
+		thief := newPinRaw(otherKey, 10*time.Second)
+		thief.session = owner.session
+		var stolen durations
+		for i, n := range []*standin.Node{a, b, a} {
+			var r rpcResult
+			id := fmt.Sprintf("steal-%d", i)
+			stolen = append(stolen, timed(func() {
+				r = thief.post(t, n.URL(), `{"jsonrpc":"2.0","id":"`+id+`","method":"tools/call","params":{"name":"whoami","arguments":{}}}`)
+			}))
+			if !pluginNotFound(r) || r.Message["id"] != id {
+				t.Errorf("another consumer's request %d: %d %s, want the 404 envelope echoing %q", i, r.Status, r.Body, id)
+			}
+		}
+		var del rpcResult
+		stolen = append(stolen, timed(func() { del = thief.delete(t, b.URL()) }))
+		if del.Status != http.StatusNotFound {
+			t.Errorf("another consumer's DELETE: %d %s, want 404", del.Status, del.Body)
+		}
+		// Let the Log phase of the other consumer's requests run: they must
+		// neither end nor lose the session.
+		logA.waitRecords(t, 5*time.Second, func(recs []standin.RequestRecord) bool {
+			n := 0
+			for _, r := range recs {
+				if r.Consumer == "other" {
+					n++
+				}
+			}
+			return n == 2
+		})
+		logB.waitRecords(t, 5*time.Second, func(recs []standin.RequestRecord) bool {
+			n := 0
+			for _, r := range recs {
+				if r.Consumer == "other" {
+					n++
+				}
+			}
+			return n == 2 // one request and the DELETE
+		})
+		if got := served(); got != seen {
+			t.Errorf("another consumer's requests reached the replica: %d requests of the session, %d before", got, seen)
+		}
+		for _, n := range []*standin.Node{a, b} {
+			if name, r := owner.whoami(t, n.URL()); name != ownerName {
+				t.Errorf("owner after the other consumer's attempts: %d %s", r.Status, r.Body)
+			}
+		}
+		stranger := newPinRaw(demoKey, 10*time.Second)
+		stranger.session = randomID()
+		var unknown rpcResult
+		unknownWait := timed(func() { unknown = stranger.request(t, b.URL(), "tools/list", "") })
+		if !pluginNotFound(unknown) {
+			t.Errorf("unknown session id: %d %s", unknown.Status, unknown.Body)
+		}
+		// Neither the answer nor its timing may tell that the session exists.
+		if stolen.pct(0) < 200*time.Millisecond || unknownWait < 200*time.Millisecond {
+			t.Errorf("another consumer's 404 after %v (fastest), an unknown id's after %v: both should pay the 250 ms learn wait",
+				stolen.pct(0), unknownWait)
+		}
+		t.Logf("another consumer's requests and DELETE: 404 after %v; an unknown id: 404 after %v (learn_wait_ms 250)", stolen, unknownWait)
+
+		// The owner's DELETE revokes the session on both nodes.
+		if r := owner.delete(t, a.URL()); r.Status != http.StatusOK {
+			t.Fatalf("owner's DELETE: %d %s", r.Status, r.Body)
+		}
+		revoked := time.Now()
+		first := owner.request(t, b.URL(), "tools/list", "")
+		for _, n := range []*standin.Node{b, a} {
+			ok := false
+			for range 40 {
+				if r := owner.request(t, n.URL(), "tools/list", ""); pluginNotFound(r) {
+					ok = true
+					break
+				} else if r.Status/100 == 2 {
+					t.Errorf("request after the owner's DELETE succeeded: %d %s", r.Status, r.Body)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !ok {
+				t.Errorf("node %s never answered the 404 envelope after the owner's DELETE", n.URL())
+			}
+		}
+		t.Logf("request right after the owner's DELETE (other node): %d plugin envelope %v; both nodes answer 404 %v after it",
+			first.Status, pluginNotFound(first), time.Since(revoked).Round(time.Millisecond))
+		if first.Status != http.StatusNotFound {
+			t.Errorf("request right after the owner's DELETE: %d %s", first.Status, first.Body)
+		}
+		if mis := misroutes(t, rs...); mis != 0 {
+			t.Errorf("%d misroutes", mis)
+		}
+	})
+
+	t.Run("ttl", func(t *testing.T) {
+		rd := redistest.StartServer(t)
+		rs := startLegacyReplicas(t, 2)
+		for _, store := range []string{"redis", "memory"} {
+			t.Run(store, func(t *testing.T) {
+				t.Parallel() // both mostly sleep
+				relay := redisSession(rd.Host(), rd.Port(), map[string]any{"ttl": 1})
+				if store == "memory" {
+					relay = map[string]any{"session": map[string]any{"store": "memory", "ttl": 1}}
+				}
+				cfg := deck(t, deckOptions{relay: relay})
+				a := startNode(t, cfg, addrs(rs...), quietLog(t))
+				b := a
+				if store == "redis" {
+					b = startNode(t, cfg, addrs(rs...), quietLog(t))
+				}
+				ss := newSessions(t, a, b, rs, 2)
+				idle, busy := ss[0], ss[1]
+				busyName, _ := busy.whoami(t, a.URL())
+
+				start := time.Now()
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() { // busy: a request every 300 ms for 3.3 x ttl
+					defer wg.Done()
+					g := goTB{t}
+					for i := 0; time.Since(start) < 3300*time.Millisecond; i++ {
+						n := a
+						if i%2 == 1 {
+							n = b
+						}
+						if name, r := busy.whoami(g, n.URL()); name != busyName {
+							t.Errorf("%s: busy session after %v: %d %s", store, time.Since(start).Round(time.Millisecond), r.Status, r.Body)
+							return
+						}
+						time.Sleep(300 * time.Millisecond)
+					}
+				}()
+				// idle: untouched; one request after 2 x ttl (any earlier
+				// request would slide its expiry), then polled up to 5 s.
+				time.Sleep(2 * time.Second)
+				var expiredAfter time.Duration
+				for time.Since(start) < 7*time.Second {
+					r := idle.request(t, b.URL(), "tools/list", "")
+					if pluginNotFound(r) {
+						expiredAfter = time.Since(start)
+						break
+					}
+					if r.Status != http.StatusOK {
+						t.Errorf("%s: idle session: %d %s", store, r.Status, r.Body)
+						break
+					}
+					time.Sleep(500 * time.Millisecond)
+				}
+				wg.Wait()
+				if expiredAfter == 0 {
+					t.Errorf("%s: the session idle for more than ttl (1 s) was still served after %v", store, time.Since(start).Round(time.Millisecond))
+				}
+				alive := time.Since(start)
+				if name, r := busy.whoami(t, b.URL()); name != busyName {
+					t.Errorf("%s: busy session at the end: %d %s", store, r.Status, r.Body)
+				}
+				t.Logf("%s, ttl 1 s: idle session answered 404 at its first request %v after it was last used; busy session alive after %v",
+					store, expiredAfter.Round(time.Millisecond), alive.Round(time.Millisecond))
+			})
+		}
+	})
+}
+
+// randomID is a session id nobody minted.
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// modernMeta is the _meta a 2026-07-28 request carries in its params.
+const modernMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+	`"io.modelcontextprotocol/clientInfo":{"name":"e2e-modern","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}`
+
+// TestModernTrafficNeverWaits: 2026-07-28 requests carrying an unknown
+// Mcp-Session-Id are neither answered, pinned nor delayed by the learn wait.
+func TestModernTrafficNeverWaits(t *testing.T) {
+	s := server.NewMCPServer("modern", "1.0.0")
+	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText(req.GetString("text", "")), nil
+	})
+	ln := listen(t)
+	srv := &http.Server{Handler: server.NewStreamableHTTPServer(s, server.WithDisableLocalhostProtection(true)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	var log recordLog
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 2000}}}),
+		[]string{ln.Addr().String()}, log.option(), quietLog(t))
+
+	const requests = 20
+	var each durations
+	statuses := map[int]int{}
+	total := timed(func() {
+		for i := range requests {
+			c := newPinRaw(demoKey, 10*time.Second)
+			c.session, c.version = randomID(), "2026-07-28"
+			var r rpcResult
+			var d time.Duration
+			if i%2 == 0 {
+				d = timed(func() {
+					r = c.post(t, node.URL(), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{%s}}`, i, modernMeta), "Mcp-Method", "tools/list")
+				})
+			} else {
+				d = timed(func() {
+					r = c.post(t, node.URL(), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"m%d"},%s}}`, i, i, modernMeta),
+						"Mcp-Method", "tools/call", "Mcp-Name", "echo")
+				})
+			}
+			each = append(each, d)
+			statuses[r.Status]++
+			if want := fmt.Sprintf("m%d", i); i%2 == 1 && toolText(r) != want {
+				t.Errorf("modern tools/call %d: echo %q, want %q", i, toolText(r), want)
+			}
+			if r.Status != http.StatusOK {
+				t.Errorf("modern request %d: %d %s", i, r.Status, r.Body)
+			}
+			if r.Status == http.StatusNotFound || reasonOf(r) != "" {
+				t.Errorf("modern request %d answered by the plugin: %d %s", i, r.Status, r.Body)
+			}
+			if d >= 2*time.Second {
+				t.Errorf("modern request %d took %v: it paid the learn wait", i, d)
+			}
+		}
+	})
+	if total >= 10*time.Second {
+		t.Errorf("%d modern requests took %v together; a learn wait each would be %v", requests, total, requests*2*time.Second)
+	}
+
+	// Control: a legacy request with an unknown id does pay the wait.
+	c := newPinRaw(demoKey, 10*time.Second)
+	c.session = randomID()
+	var r rpcResult
+	legacyWait := timed(func() { r = c.request(t, node.URL(), "tools/list", "") })
+	if !pluginNotFound(r) || legacyWait < 1900*time.Millisecond {
+		t.Errorf("control: legacy request with an unknown id: %d after %v %s, want the 404 envelope after the 2 s wait", r.Status, legacyWait, r.Body)
+	}
+
+	recs := log.waitRecords(t, 5*time.Second, func(recs []standin.RequestRecord) bool { return len(recs) >= requests+1 })
+	modern := 0
+	for _, rec := range recs {
+		if rec.Method != http.MethodPost || rec.Status == http.StatusNotFound {
+			continue
+		}
+		modern++
+		if rec.Exited || rec.Calls["access"]["kong.service.set_target"] > 0 {
+			t.Errorf("modern request touched by the plugin: %s", rec)
+		}
+	}
+	if modern != requests {
+		t.Errorf("%d modern request records, want %d", modern, requests)
+	}
+	t.Logf("%d modern requests with unknown session ids, learn_wait_ms 2000: answered by the server %v, together %v, each %v; "+
+		"control legacy request with an unknown id: 404 after %v",
+		requests, statuses, total.Round(time.Millisecond), each, legacyWait.Round(time.Millisecond))
+}
+
+// TestPinningEndBeforeNextRequest: a request sent right after its session's
+// DELETE was answered must get the plugin's 404 and never reach the replica
+// (through the same node with the memory store, through the other node with
+// Redis). It fails today: handler/log.go ends the record in the Log phase,
+// which Kong runs in a timer after the client already has the DELETE answer,
+// so a fast client's next request still finds the session active and is
+// pinned to the replica (session/redis.go's tombstone comment assumes the
+// end lands "before the client can send its next request"). DELETE is always
+// buffered, so ending it in the Response phase, before Kong sends the
+// answer, would close the window.
+func TestPinningEndBeforeNextRequest(t *testing.T) {
+	rd := redistest.StartServer(t)
+	rs := startLegacyReplicas(t, 2)
+	for _, store := range []string{"memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			relay := redisSession(rd.Host(), rd.Port(), nil)
+			if store == "memory" {
+				relay = map[string]any{"session": map[string]any{"store": "memory"}}
+			}
+			cfg := deck(t, deckOptions{relay: relay})
+			a := startNode(t, cfg, addrs(rs...), quietLog(t))
+			b := a
+			if store == "redis" {
+				b = startNode(t, cfg, addrs(rs...), quietLog(t))
+			}
+			const sessions = 200
+			var reached atomic.Int64
+			forEach(t, sessions, 8, func(g goTB, i int) {
+				c := newPinRaw(demoKey, 10*time.Second)
+				if r := c.initialize(g, a.URL()); r.Status != http.StatusOK || c.session == "" {
+					g.Fatalf("initialize: %d %s", r.Status, r.Body)
+				}
+				if name, r := c.whoami(g, b.URL()); name == "" {
+					g.Fatalf("whoami: %d %s", r.Status, r.Body)
+				}
+				if r := c.delete(g, a.URL()); r.Status != http.StatusOK {
+					g.Fatalf("DELETE: %d %s", r.Status, r.Body)
+				}
+				if r := c.request(g, b.URL(), "tools/list", ""); !pluginNotFound(r) {
+					reached.Add(1)
+					if r.Status/100 == 2 {
+						t.Errorf("session %d: request right after DELETE succeeded: %d %s", i, r.Status, r.Body)
+					}
+				}
+			})
+			t.Logf("%s: %d of %d requests sent right after their session's DELETE reached the replica instead of getting the plugin's 404",
+				store, reached.Load(), sessions)
+			if reached.Load() != 0 {
+				t.Errorf("%s: %d of %d requests right after DELETE were not answered 404 by the plugin: "+
+					"the record is ended in the Log phase, after the client already has the DELETE answer", store, reached.Load(), sessions)
+			}
+		})
+	}
+}
