@@ -330,4 +330,3 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached within 5 s")
 }
-
