@@ -7,7 +7,6 @@ package e2e
 // are always counted by the replicas themselves.
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/test/peers"
@@ -1006,18 +1004,11 @@ const modernMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-
 // TestModernTrafficNeverWaits: 2026-07-28 requests carrying an unknown
 // Mcp-Session-Id are neither answered, pinned nor delayed by the learn wait.
 func TestModernTrafficNeverWaits(t *testing.T) {
-	s := server.NewMCPServer("modern", "1.0.0")
-	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return mcp.NewToolResultText(req.GetString("text", "")), nil
-	})
-	ln := listen(t)
-	srv := &http.Server{Handler: server.NewStreamableHTTPServer(s, server.WithDisableLocalhostProtection(true)), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	modern := startModernServer(t)
 
 	var log recordLog
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 2000}}}),
-		[]string{ln.Addr().String()}, log.option(), quietLog(t))
+		[]string{modern}, log.option(), quietLog(t))
 
 	const requests = 20
 	var each durations
@@ -1068,18 +1059,18 @@ func TestModernTrafficNeverWaits(t *testing.T) {
 	}
 
 	recs := log.waitRecords(t, 5*time.Second, func(recs []standin.RequestRecord) bool { return len(recs) >= requests+1 })
-	modern := 0
+	seen := 0
 	for _, rec := range recs {
 		if rec.Method != http.MethodPost || rec.Status == http.StatusNotFound {
 			continue
 		}
-		modern++
+		seen++
 		if rec.Exited || rec.Calls["access"]["kong.service.set_target"] > 0 {
 			t.Errorf("modern request touched by the plugin: %s", rec)
 		}
 	}
-	if modern != requests {
-		t.Errorf("%d modern request records, want %d", modern, requests)
+	if seen != requests {
+		t.Errorf("%d modern request records, want %d", seen, requests)
 	}
 	t.Logf("%d modern requests with unknown session ids, learn_wait_ms 2000: answered by the server %v, together %v, each %v; "+
 		"control legacy request with an unknown id: 404 after %v",

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -292,17 +291,10 @@ func TestCORSPreflight(t *testing.T) {
 // TestModernClientUntouched: mcp-go's default client speaks 2026-07-28 to a
 // server that serves it; the plugin neither answers, pins nor delays it.
 func TestModernClientUntouched(t *testing.T) {
-	s := server.NewMCPServer("modern", "1.0.0")
-	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return mcp.NewToolResultText(req.GetString("text", "")), nil
-	})
-	ln := listen(t)
-	srv := &http.Server{Handler: server.NewStreamableHTTPServer(s, server.WithDisableLocalhostProtection(true)), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	modern := startModernServer(t)
 
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 3000}}}),
-		[]string{ln.Addr().(*net.TCPAddr).String()})
+		[]string{modern})
 	c, init, err := mcptest.NewClient(t, node.URL()+"/mcp", mcptest.Config{Headers: map[string]string{"apikey": demoKey}})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
@@ -329,4 +321,19 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("condition not reached within 5 s")
+}
+
+// startModernServer runs an mcp-go server with its defaults (both protocol
+// eras, 2026-07-28 stateless) and an echo tool; it returns its address.
+func startModernServer(t testing.TB) string {
+	t.Helper()
+	s := server.NewMCPServer("modern", "1.0.0")
+	s.AddTool(mcp.NewTool("echo", mcp.WithString("text")), func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return mcp.NewToolResultText(req.GetString("text", "")), nil
+	})
+	ln := listen(t)
+	srv := &http.Server{Handler: server.NewStreamableHTTPServer(s, server.WithDisableLocalhostProtection(true)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
 }
