@@ -194,7 +194,7 @@ var root = &field{
 				},
 				{
 					name: "max_sessions", typ: kInteger, required: true, def: 1000000, between: rng(1, 100000000),
-					doc: "Most session records the memory store keeps on this Kong node; the least recently used go first.",
+					doc: "Most session records the memory store keeps on this Kong node; beyond it, records not used lately are evicted first (second-chance, close to least recently used).",
 				},
 				{
 					name: "max_id_length", typ: kInteger, required: true, def: 256, between: rng(16, 1024),
