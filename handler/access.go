@@ -28,6 +28,9 @@ func (p *Plugin) access(k kong.PDK) {
 		return
 	}
 	r := newRequest(method, headers)
+	if panicTest && first(headers, hPanicTest) == "access" {
+		panic("injected panic (panictest build)")
+	}
 
 	if method == "OPTIONS" { // CORS preflight passes untouched
 		p.stream(k)

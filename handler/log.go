@@ -39,6 +39,9 @@ func (p *Plugin) log(k kong.PDK) {
 		return
 	}
 	f := readServed(data)
+	if panicTest && gjson.GetBytes(data, "request.headers.x-mcp-relay-panic").Str == "log" {
+		panic("injected panic (panictest build)")
+	}
 	if f.modern || (f.requestSession == "" && f.responseSession == "") {
 		return
 	}

@@ -17,6 +17,7 @@ const (
 	hConsumerName    = "x-consumer-username"
 	hAnonymous       = "x-anonymous-consumer"
 	hWWWAuthenticate = "www-authenticate"
+	hPanicTest       = "x-mcp-relay-panic" // panictest builds only
 )
 
 // statelessVersion is the first MCP version without sessions (2026-07-28).

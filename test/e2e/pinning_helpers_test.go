@@ -94,9 +94,7 @@ type tailLog struct {
 func (w *tailLog) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.lines = append(w.lines, l)
-	}
+	w.lines = append(w.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
 	if over := len(w.lines) - w.max; over > 0 {
 		w.lines = slices.Delete(w.lines, 0, over)
 	}

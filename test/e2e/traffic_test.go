@@ -16,20 +16,6 @@ import (
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
-// records collects what the stand-in saw, by request, once Log has run.
-type records struct{ ch <-chan standin.RequestRecord }
-
-func (r records) next(t *testing.T) standin.RequestRecord {
-	t.Helper()
-	select {
-	case rec := <-r.ch:
-		return rec
-	case <-time.After(10 * time.Second):
-		t.Fatal("no request record within 10 s")
-	}
-	return standin.RequestRecord{}
-}
-
 // drain returns the records that arrive until the node is idle.
 func drain(n *standin.Node) []standin.RequestRecord {
 	n.WaitIdle(5 * time.Second)

@@ -1,0 +1,5 @@
+//go:build panictest
+
+package handler
+
+const panicTest = true
