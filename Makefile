@@ -4,7 +4,7 @@ BIN     := bin
 PLUGIN  := $(BIN)/mcp-relay
 NODE_DIR := test/node
 
-.PHONY: build run test test-short lint bench fuzz clean node-deps
+.PHONY: build run test lint fuzz clean node-deps
 
 build: $(PLUGIN)
 
@@ -30,7 +30,20 @@ test: node-deps build
 
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags panictest ./handler
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+
+# Every fuzz target for a bounded number of inputs (FUZZ_EXECS each), on top
+# of the committed seed corpora that `make test` already runs. Counted in
+# executions, not seconds: go1.26's -fuzztime=Ns can end in a spurious
+# "context deadline exceeded".
+FUZZ_EXECS ?= 30000x
+FUZZ_TARGETS := envelope:FuzzParse envelope:FuzzDecodeHeader schema:FuzzParse handler:FuzzValidSessionID handler:FuzzReadServed
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
+	  echo "fuzz ./$$pkg $$fn ($(FUZZ_EXECS))"; \
+	  $(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_EXECS) -fuzzminimizetime 10s >/dev/null \
+	    || { echo "fuzz ./$$pkg $$fn failed: see testdata/fuzz/$$fn"; exit 1; }; done
 
 clean:
 	rm -rf $(BIN)
