@@ -15,7 +15,8 @@ import (
 // unknown session), pin it to its session's replica, and whether Kong may
 // buffer the upstream answer (only when the Response phase may rewrite it).
 func (p *Plugin) access(k kong.PDK) {
-	defer p.recoverPhase(k, "access")
+	var r request // what was read so far, for the envelope of a panic
+	defer p.recoverPhase(k, "access", &r)
 
 	method, err := k.RequestMethod()
 	if err != nil {
@@ -27,10 +28,7 @@ func (p *Plugin) access(k kong.PDK) {
 		logger.Error("reading request headers", "err", err)
 		return
 	}
-	r := newRequest(method, headers)
-	if panicTest && first(headers, hPanicTest) == "access" {
-		panic("injected panic (panictest build)")
-	}
+	r = newRequest(method, headers)
 
 	if method == "OPTIONS" { // CORS preflight passes untouched
 		p.stream(k)
@@ -42,6 +40,9 @@ func (p *Plugin) access(k kong.PDK) {
 			logger.Error("reading request body", "err", err)
 		}
 		r.withBody(envelope.Parse(body, p.cfg.Envelope.MaxBodyBytes))
+	}
+	if panicTest && first(headers, hPanicTest) == "access" {
+		panic("injected panic (panictest build)")
 	}
 
 	if p.anonymous(headers) {

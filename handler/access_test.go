@@ -1,6 +1,10 @@
 package handler
 
 import (
+	"context"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session"
 	"slices"
 	"strings"
 	"testing"
@@ -135,6 +139,21 @@ func TestAccessAnonymousNonMCPGetsPlain401(t *testing.T) {
 	}
 }
 
+func TestAccessPanicEchoesTheID(t *testing.T) {
+	p := newPlugin(t, `{"session":{"store":"memory","learn_wait_ms":0}}`)
+	p.store = nil
+	// A panic after the body was read: a nil store dereference stands in.
+	f := &fakeKong{method: "POST", headers: hdr("mcp-session-id", "s"), body: []byte(`{"jsonrpc":"2.0","id":"p-1","method":"ping"}`)}
+	p.store = panicStore{}
+	p.access(f)
+	if !f.exited || f.exitStatus != 500 {
+		t.Fatalf("want 500 envelope, got exited=%v %d", f.exited, f.exitStatus)
+	}
+	if env := f.exitJSON(t); env["id"] != "p-1" {
+		t.Fatalf("want the id echoed: %s", f.exitBody)
+	}
+}
+
 func TestAccessRecoversFromPanic(t *testing.T) {
 	p := newPlugin(t, storeOff)
 	f := &fakeKong{method: "POST", headers: hdr(), body: []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`),
@@ -146,4 +165,11 @@ func TestAccessRecoversFromPanic(t *testing.T) {
 	if env := f.exitJSON(t); env["error"].(map[string]any)["code"].(float64) != -32603 {
 		t.Fatalf("want -32603: %s", f.exitBody)
 	}
+}
+
+// panicStore panics on every call, as a bug in a store would.
+type panicStore struct{ session.Store }
+
+func (panicStore) Lookup(context.Context, string, time.Duration) (session.Record, bool, error) {
+	panic("store bug")
 }

@@ -29,7 +29,7 @@ var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-r
 // request (kong.log.serialize(): one PDK call). It runs in a timer after the
 // client already has the answer; Access covers that race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
-	defer p.recoverPhase(k, "log")
+	defer p.recoverPhase(k, "log", nil)
 	if p.store == nil {
 		return
 	}
@@ -159,8 +159,9 @@ func headerValue(v gjson.Result) string {
 }
 
 // recoverPhase turns a panic into a logged error and, where a client is
-// still waiting, a 500 envelope, so the process serving the node lives on.
-func (p *Plugin) recoverPhase(k kong.PDK, phase string) {
+// still waiting, a 500 envelope (echoing the request's id when Access had
+// read it), so the process serving the node lives on.
+func (p *Plugin) recoverPhase(k kong.PDK, phase string, r *request) {
 	v := recover()
 	if v == nil {
 		return
@@ -171,12 +172,24 @@ func (p *Plugin) recoverPhase(k kong.PDK, phase string) {
 		return
 	}
 	defer func() { _ = recover() }() // the connection may be gone
-	body, _ := envelope.Append(nil, envelope.Request{}, envelope.Error{
-		Code: envelope.CodeInternalError, Message: reasonInternal.message,
-		Data: envelope.Data{Status: 500, Reason: reasonInternal.name},
-	})
 	envelopes.WithLabelValues(reasonInternal.name).Inc()
-	k.Exit(500, body, jsonOnly)
+	k.Exit(500, internalEnvelope(r), jsonOnly)
+}
+
+// internalEnvelope answers a request whose handler panicked. The request
+// may be what caused the panic: on a second one, answer with id null.
+func internalEnvelope(r *request) (body []byte) {
+	e := envelope.Error{Code: envelope.CodeInternalError, Message: reasonInternal.message,
+		Data: envelope.Data{Status: 500, Reason: reasonInternal.name}}
+	defer func() {
+		if recover() != nil || len(body) == 0 {
+			body, _ = envelope.Append(nil, envelope.Request{}, e)
+		}
+	}()
+	if r != nil {
+		body, _ = envelope.Append(nil, r.rpc, e)
+	}
+	return body
 }
 
 // fingerprint names a session in logs without revealing its id.
