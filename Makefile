@@ -4,7 +4,7 @@ BIN     := bin
 PLUGIN  := $(BIN)/mcp-relay
 NODE_DIR := test/node
 
-.PHONY: build run test lint fuzz clean node-deps
+.PHONY: build run test lint fuzz clean node-deps bench
 
 build: $(PLUGIN)
 
@@ -49,3 +49,9 @@ clean:
 	rm -rf $(BIN)
 
 FORCE:
+
+# Measurements (issue 5): PDK round trips per request kind, Go cost,
+# throughput with and without mcp-relay, bytes per session; one markdown
+# report on stdout and in bench/results.md. BENCHFLAGS=-short for a smoke run.
+bench: build
+	$(GO) run ./test/cmd/bench -plugin $(PLUGIN) -out bench/results.md $(BENCHFLAGS)

@@ -1,0 +1,197 @@
+// Command bench is `make bench`: it measures mcp-relay through the Kong
+// stand-in and the Go benchmarks, and prints one markdown report.
+//
+//	go run ./test/cmd/bench -plugin bin/mcp-relay -out bench/results.md [-short]
+//
+// Sections: PDK round trips per request kind (counted by the stand-in), Go
+// cost (go test -bench of handler, envelope and the memory session store),
+// throughput with and without mcp-relay on the same route and replicas,
+// and the memory store's bytes per session.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mcp-relay/mcp-relay/test/standin"
+)
+
+const upstreamName = "mcp-replicas"
+
+type config struct {
+	plugin, deck, errTemplate string
+	short                     bool
+	workers, requests, rounds int
+	count                     int
+	verbose                   bool
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.plugin, "plugin", "bin/mcp-relay", "plugin executable (its file name is the plugin name)")
+	flag.StringVar(&c.deck, "deck", "kong/kong.yaml", "decK file the nodes start from")
+	flag.StringVar(&c.errTemplate, "error-template", "kong/error_template.json", "error_template_json of the nodes")
+	out := flag.String("out", "", "also write the report to this file")
+	flag.BoolVar(&c.short, "short", false, "smoke run: fewer requests, go test -count 1")
+	flag.IntVar(&c.workers, "workers", 8, "concurrent load workers")
+	flag.IntVar(&c.requests, "requests", 2000, "requests per worker and run (throughput)")
+	flag.IntVar(&c.rounds, "rounds", 2, "throughput rounds (each round runs both configs, order alternating)")
+	flag.IntVar(&c.count, "count", 5, "go test -count")
+	flag.BoolVar(&c.verbose, "v", false, "show the nodes' logs")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	if c.short {
+		c.requests, c.count = 100, 1
+	}
+	if c.workers < 1 || c.requests < 1 || c.rounds < 1 || c.count < 1 {
+		log.Fatal("-workers, -requests, -rounds and -count must be positive")
+	}
+	if _, err := os.Stat(c.plugin); err != nil {
+		log.Fatalf("plugin: %v (run make build)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	start := time.Now()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mcp-relay benchmark\n\n")
+	machine(&b, c)
+
+	env, err := newEnv(ctx, c)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer env.close()
+
+	log.Print("PDK round trips per request kind")
+	if err := pdkSection(ctx, &b, env); err != nil {
+		log.Fatal(err)
+	}
+	log.Print("throughput with and without mcp-relay")
+	if err := throughputSection(ctx, &b, env); err != nil {
+		log.Fatal(err)
+	}
+	env.close()
+	log.Print("Go cost (go test -bench)")
+	goSection(&b, c)
+	log.Print("memory per session")
+	memorySection(&b)
+	fmt.Fprintf(&b, "\n_Run took %v._\n", time.Since(start).Round(time.Second))
+
+	fmt.Print(b.String())
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("wrote %s", *out)
+	}
+}
+
+func machine(b *strings.Builder, c config) {
+	model := "unknown"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	goVersion := runtime.Version()
+	if o, err := exec.Command("go", "version").Output(); err == nil {
+		goVersion = strings.TrimSpace(string(o))
+	}
+	mode := "full"
+	if c.short {
+		mode = "short (smoke test)"
+	}
+	fmt.Fprintf(b, "| machine | |\n|---|---|\n")
+	fmt.Fprintf(b, "| nproc | %d |\n| CPU | %s |\n| go | %s |\n| date | %s |\n| mode | %s |\n\n",
+		runtime.NumCPU(), model, goVersion, time.Now().UTC().Format(time.RFC3339), mode)
+}
+
+// deckYAML is the deck file with the mcp-relay plugin entry kept or removed.
+func deckYAML(path string, relay bool) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	svcs, _ := doc["services"].([]any)
+	if len(svcs) == 0 {
+		return nil, errors.New("deck: no service")
+	}
+	svc, _ := svcs[0].(map[string]any)
+	routes, _ := svc["routes"].([]any)
+	if len(routes) == 0 {
+		return nil, errors.New("deck: no route")
+	}
+	route, _ := routes[0].(map[string]any)
+	plugins, _ := route["plugins"].([]any)
+	var kept []any
+	found := false
+	for _, p := range plugins {
+		if m, _ := p.(map[string]any); m != nil && m["name"] == "mcp-relay" {
+			found = true
+			if !relay {
+				continue
+			}
+		}
+		kept = append(kept, p)
+	}
+	if !found {
+		return nil, errors.New("deck: no mcp-relay plugin on the route")
+	}
+	route["plugins"] = kept
+	return yaml.Marshal(doc)
+}
+
+// serve serves h on 127.0.0.1:0 until ctx ends.
+func serve(ctx context.Context, h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	stop := func() { _ = srv.Close() }
+	go func() { <-ctx.Done(); stop() }()
+	return ln.Addr().String(), stop, nil
+}
+
+// startNode starts one stand-in node from the deck (with or without
+// mcp-relay) in front of targets.
+func startNode(ctx context.Context, c config, relay bool, targets []string, onRecord func(standin.RequestRecord)) (*standin.Node, error) {
+	d, err := deckYAML(c.deck, relay)
+	if err != nil {
+		return nil, err
+	}
+	var logw io.Writer = io.Discard
+	if c.verbose {
+		logw = os.Stderr
+	}
+	o := standin.Options{Plugin: c.plugin, DeckYAML: d, Log: logw,
+		Targets:  map[string][]string{upstreamName: targets},
+		OnRecord: onRecord, RecordBuffer: 16}
+	if _, err := os.Stat(c.errTemplate); err == nil {
+		o.ErrorTemplateJSON = c.errTemplate
+	}
+	return standin.Start(ctx, o)
+}
