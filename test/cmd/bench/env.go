@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -96,21 +94,6 @@ type result struct {
 
 func (r result) String() string {
 	return fmt.Sprintf("%d %s %.200s", r.Status, r.ContentType, r.Body)
-}
-
-// message is the JSON-RPC message of a JSON or SSE answer (last data line).
-func (r result) message() map[string]any {
-	payload := r.Body
-	if strings.HasPrefix(r.ContentType, "text/event-stream") {
-		for _, line := range bytes.Split(r.Body, []byte("\n")) {
-			if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-				payload = bytes.TrimSpace(d)
-			}
-		}
-	}
-	var m map[string]any
-	_ = json.Unmarshal(payload, &m)
-	return m
 }
 
 // newRequest builds a request; header is name, value pairs.
