@@ -1,0 +1,370 @@
+package e2e
+
+// TestSoak: sustained legacy MCP traffic through two Kong nodes sharing a
+// Redis session store, with a Redis restart (data lost) in the middle.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/standin"
+)
+
+// Soak profiles, chosen with the MCP_RELAY_SOAK environment variable:
+//
+//   - default (CI):        200 sessions, 20 s of traffic (about 30 s in all);
+//   - MCP_RELAY_SOAK=long: 2,000 sessions, 2 minutes of traffic.
+//
+// In both, 8 workers send tools/call whoami round-robin over the sessions,
+// alternating the Kong node per session, and Redis is stopped in the middle
+// of the run and started again (same port, empty) about 2 s later.
+const (
+	soakWorkers       = 8
+	soakClientTimeout = 10 * time.Second
+	soakRedisDown     = 2 * time.Second
+	soakMaxGoroutines = 10       // growth of go_goroutines allowed per plugin process
+	soakMaxRSS        = 64 << 20 // growth of process_resident_memory_bytes allowed
+)
+
+func soakProfile() (name string, sessions int, traffic time.Duration) {
+	if os.Getenv("MCP_RELAY_SOAK") == "long" {
+		return "long", 2000, 2 * time.Minute
+	}
+	return "ci", 200, 20 * time.Second
+}
+
+// soakPost sends one JSON-RPC message for c's session without failing the
+// test on a transport error, which it returns instead (a client timeout
+// included).
+func soakPost(c *rawMCP, baseURL, body string) (rpcResult, error) {
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/mcp", strings.NewReader(body))
+	if err != nil {
+		return rpcResult{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	c.headers(req)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return rpcResult{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	r := rpcResult{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	payload := raw
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		for _, line := range bytes.Split(raw, []byte("\n")) {
+			if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+				payload = bytes.TrimSpace(d)
+			}
+		}
+	}
+	_ = json.Unmarshal(payload, &r.Message)
+	return r, err
+}
+
+// isTimeout tells whether err is the client's timeout (a hung request).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// soakSession is one session of the soak; its mutex keeps two workers from
+// using (or re-initialising) it at once.
+type soakSession struct {
+	mu   sync.Mutex
+	c    *rawMCP
+	next int // requests sent on it: picks the node
+}
+
+// soakAnswer is one distinct (session, whoami answer, outage window) triple.
+type soakAnswer struct {
+	session, name string
+	window        bool
+}
+
+// Outage phases of the run: a request overlaps the outage window when the
+// phase was soakOutage when it was sent or when it was answered.
+const (
+	soakBefore int32 = iota
+	soakOutage
+	soakAfter
+)
+
+func TestSoak(t *testing.T) {
+	profile, sessions, traffic := soakProfile()
+	testStart := time.Now()
+	rd := redistest.StartServer(t)
+	rs := startLegacyReplicas(t, 3)
+	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
+		map[string]any{"store_error": "pass", "redis": map[string]any{"timeout": 500}})})
+	mA, mB := freeAddr(t), freeAddr(t)
+	a := startNode(t, cfg, addrs(rs...), withMetrics(mA), quietLog(t))
+	b := startNode(t, cfg, addrs(rs...), withMetrics(mB), quietLog(t))
+	nodes := []*standin.Node{a, b}
+	maddrs := []string{mA, mB}
+
+	// Create the sessions: initialize through A or B alternately, then
+	// notifications/initialized through the other node.
+	ss := make([]*soakSession, sessions)
+	created := timed(func() {
+		forEach(t, sessions, soakWorkers, func(g goTB, i int) {
+			c := newPinRaw(demoKey, soakClientTimeout)
+			if r := c.initialize(g, nodes[i%2].URL()); r.Status != http.StatusOK || c.session == "" {
+				g.Fatalf("session %d: initialize: %d %s", i, r.Status, r.Body)
+			}
+			if r := c.initialized(g, nodes[(i+1)%2].URL()); r.Status != http.StatusAccepted {
+				g.Fatalf("session %d: notifications/initialized: %d %s", i, r.Status, r.Body)
+			}
+			ss[i] = &soakSession{c: c, next: i}
+		})
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	mis0 := misroutes(t, rs...)
+	if mis0 != 0 {
+		t.Fatalf("%d misroutes while creating the sessions", mis0)
+	}
+	base := []map[string]float64{metrics(t, mA), metrics(t, mB)}
+
+	var (
+		phase                            atomic.Int32
+		requests, whoamis, pinned        atomic.Int64 // pinned: 200 whoami answers
+		reinits, hung, transportErrors   atomic.Int64
+		replica404Outage, unexpected     atomic.Int64
+		initializedBalanced, pluginNotFd atomic.Int64
+		mu                               sync.Mutex
+		answers                          = map[soakAnswer]int{}
+		lat                              durations
+		rr                               atomic.Int64
+	)
+	// fail reports an unexpected answer, at most 20 times in the log.
+	fail := func(format string, args ...any) {
+		if unexpected.Add(1) <= 20 {
+			t.Errorf(format, args...)
+		}
+	}
+	// send sends one message, counts it and tells whether the request
+	// overlapped the outage window.
+	send := func(c *rawMCP, url, body string) (rpcResult, bool, error) {
+		p0 := phase.Load()
+		start := time.Now()
+		r, err := soakPost(c, url, body)
+		d := time.Since(start)
+		window := p0 == soakOutage || phase.Load() == soakOutage
+		requests.Add(1)
+		mu.Lock()
+		lat = append(lat, d)
+		mu.Unlock()
+		if err != nil {
+			if isTimeout(err) {
+				hung.Add(1)
+				fail("request hung (client timeout %v after %v): %v", soakClientTimeout, d.Round(time.Millisecond), err)
+			} else {
+				transportErrors.Add(1)
+				fail("transport error: %v", err)
+			}
+		}
+		return r, window, err
+	}
+	// reinit creates a new session for s: initialize through one node,
+	// notifications/initialized through the other.
+	reinit := func(s *soakSession, k int) {
+		reinits.Add(1)
+		c := newPinRaw(demoKey, soakClientTimeout)
+		r, _, err := send(c, nodes[k%2].URL(), fmt.Sprintf(
+			`{"jsonrpc":"2.0","id":%d,"method":"initialize","params":{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"e2e-soak","version":"1"}}}`,
+			rpcIDs.Add(1), c.version))
+		if err != nil {
+			return
+		}
+		if c.session = r.Header.Get("Mcp-Session-Id"); r.Status != http.StatusOK || c.session == "" {
+			fail("re-initialize: %d %s", r.Status, r.Body)
+			return
+		}
+		s.c = c
+		r, window, err := send(c, nodes[(k+1)%2].URL(), `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+		switch {
+		case err != nil:
+		case r.Status == http.StatusAccepted:
+		case window && r.Status == http.StatusNotFound && !pluginNotFound(r):
+			initializedBalanced.Add(1) // passed during the outage to another replica
+		case r.Status == http.StatusNotFound && pluginNotFound(r):
+			// Learned while Redis was unreachable: the next whoami re-initialises.
+		default:
+			fail("notifications/initialized after re-initialize: %d %s", r.Status, r.Body)
+		}
+	}
+
+	trafficStart := time.Now()
+	deadline := trafficStart.Add(traffic)
+	var wg sync.WaitGroup
+	for range soakWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				s := ss[int(rr.Add(1)-1)%len(ss)]
+				s.mu.Lock()
+				k := s.next
+				s.next++
+				whoamis.Add(1)
+				r, window, err := send(s.c, nodes[k%2].URL(), fmt.Sprintf(
+					`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`, rpcIDs.Add(1)))
+				switch {
+				case err != nil:
+				case r.Status == http.StatusOK && toolText(r) != "":
+					pinned.Add(1)
+					mu.Lock()
+					answers[soakAnswer{s.c.session, toolText(r), window}]++
+					mu.Unlock()
+				case pluginNotFound(r):
+					pluginNotFd.Add(1)
+					if !window && phase.Load() == soakBefore {
+						fail("session %s: the plugin's 404 before the outage", s.c.session)
+					}
+					reinit(s, k) // its record was lost with Redis's data: by design
+				case window && r.Status == http.StatusNotFound:
+					replica404Outage.Add(1) // passed during the outage to another replica
+				default:
+					fail("whoami (outage window %v): %d %s", window, r.Status, r.Body)
+				}
+				s.mu.Unlock()
+			}
+		}()
+	}
+
+	// The outage, in the middle of the run. The window ends once neither
+	// node counts a new store error for 500 ms (under continuous traffic):
+	// both reach Redis again, so nothing is passed unpinned any more.
+	var stopAt, backAt, windowEnd time.Time
+	time.Sleep(time.Until(trafficStart.Add(traffic / 2)))
+	storeErrors := func() float64 {
+		return metrics(t, mA)["mcp_relay_store_errors_total"] + metrics(t, mB)["mcp_relay_store_errors_total"]
+	}
+	errs0 := storeErrors()
+	phase.Store(soakOutage)
+	stopAt = time.Now()
+	rd.Stop()
+	time.Sleep(soakRedisDown)
+	rd.Start()
+	backAt = time.Now()
+	last, lastChange := storeErrors(), time.Now()
+	for time.Since(backAt) < 15*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if n := storeErrors(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) >= 500*time.Millisecond {
+			break
+		}
+	}
+	phase.Store(soakAfter)
+	windowEnd = time.Now()
+	if windowEnd.Sub(backAt) > 10*time.Second {
+		t.Errorf("store errors still counted %v after Redis came back", windowEnd.Sub(backAt).Round(time.Millisecond))
+	}
+	if windowEnd.After(deadline.Add(-2 * time.Second)) {
+		t.Errorf("the outage window ended %v before the end of the traffic: too late to check pinning after it",
+			deadline.Sub(windowEnd).Round(time.Millisecond))
+	}
+	wg.Wait()
+	took := time.Since(trafficStart)
+	storeErrs := last - errs0
+
+	// Every 200 answer against the session's creator, as the replicas report it.
+	owner := creators(t, rs...)
+	var wrongOutage, wrongPinned, rightOutage int
+	for ans, n := range answers {
+		want := owner[ans.session]
+		switch {
+		case ans.name == want && ans.window:
+			rightOutage += n
+		case ans.name == want:
+		case ans.window:
+			wrongOutage += n // passed during the outage: Kong balanced it
+		default:
+			wrongPinned += n
+			if wrongPinned <= 20 {
+				t.Errorf("session %s created by %q: %d whoami answers from %q outside the outage window", ans.session, want, n, ans.name)
+			}
+		}
+	}
+	balanced := int(replica404Outage.Load()) + int(initializedBalanced.Load()) + wrongOutage
+	mis := misroutes(t, rs...) - mis0
+	if mis > balanced {
+		t.Errorf("the replicas counted %d misroutes, more than the %d requests passed unpinned during the outage", mis, balanced)
+	}
+	if wrongPinned != 0 {
+		t.Errorf("%d whoami answers of pinned requests came from a replica other than the session's creator", wrongPinned)
+	}
+	if hung.Load() != 0 || transportErrors.Load() != 0 {
+		t.Errorf("%d requests hung (client timeout %v), %d transport errors", hung.Load(), soakClientTimeout, transportErrors.Load())
+	}
+	if pinned.Load() == 0 {
+		t.Error("no whoami answered 200")
+	}
+
+	// The plugin processes: goroutines back within +10 of their value after
+	// session creation (waiting, bounded, for connections to wind down),
+	// resident memory at most +64 MiB.
+	var end []map[string]float64
+	for settle := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		end = []map[string]float64{metrics(t, mA), metrics(t, mB)}
+		ok := true
+		for i := range end {
+			ok = ok && end[i]["go_goroutines"] <= base[i]["go_goroutines"]+soakMaxGoroutines
+		}
+		if ok || time.Since(settle) > 10*time.Second {
+			break
+		}
+	}
+	for i, name := range []string{"A", "B"} {
+		g0, g1 := base[i]["go_goroutines"], end[i]["go_goroutines"]
+		r0, r1 := base[i]["process_resident_memory_bytes"], end[i]["process_resident_memory_bytes"]
+		t.Logf("plugin of node %s (metrics %s): go_goroutines %v -> %v (%+v); process_resident_memory_bytes %.1f MiB -> %.1f MiB (%+.1f MiB); "+
+			"learned %v pins %v unknown %v store_errors %v",
+			name, maddrs[i], g0, g1, g1-g0, r0/(1<<20), r1/(1<<20), (r1-r0)/(1<<20),
+			end[i]["mcp_relay_sessions_learned_total"], end[i]["mcp_relay_pins_total"],
+			end[i]["mcp_relay_sessions_unknown_total"], end[i]["mcp_relay_store_errors_total"])
+		if g0 == 0 || r0 == 0 {
+			t.Errorf("node %s: go_goroutines or process_resident_memory_bytes missing from the metrics", name)
+		}
+		if g1 > g0+soakMaxGoroutines {
+			t.Errorf("node %s: go_goroutines grew from %v to %v (more than +%d)", name, g0, g1, soakMaxGoroutines)
+		}
+		if r1 > r0+soakMaxRSS {
+			t.Errorf("node %s: resident memory grew from %.1f MiB to %.1f MiB (more than +64 MiB)", name, r0/(1<<20), r1/(1<<20))
+		}
+	}
+	for _, r := range rs {
+		st := r.MustStats(t)
+		t.Logf("%s: %d sessions created, %d requests, %d misrouted", st.Name, st.SessionsCreated, st.RequestsTotal, st.MisroutedTotal)
+	}
+	t.Logf("profile %s: %d sessions created in %v by %d workers; %d workers for %v of traffic",
+		profile, sessions, created.Round(time.Millisecond), soakWorkers, soakWorkers, took.Round(time.Millisecond))
+	t.Logf("requests: %d in all (%d whoami, the rest re-initialisations), %.0f requests/s; latency %v",
+		requests.Load(), whoamis.Load(), float64(requests.Load())/took.Seconds(), lat)
+	t.Logf("Redis stopped %v into the traffic, started again %v later (same port, empty); outage window (until no new store error for 500 ms) %v; store errors counted %v",
+		stopAt.Sub(trafficStart).Round(time.Millisecond), backAt.Sub(stopAt).Round(time.Millisecond),
+		windowEnd.Sub(stopAt).Round(time.Millisecond), storeErrs)
+	t.Logf("whoami answered 200: %d (%d within the outage window from the creator); plugin 404 (record lost): %d, sessions re-initialised by design: %d",
+		pinned.Load(), rightOutage, pluginNotFd.Load(), reinits.Load())
+	t.Logf("balanced during the outage (store_error pass): %d (replica 404 on whoami %d, whoami from another replica %d, notifications/initialized to another replica %d); misroutes counted at the replicas %d",
+		balanced, replica404Outage.Load(), wrongOutage, initializedBalanced.Load(), mis)
+	t.Logf("wrong whoami answers of pinned requests: %d; hung requests: %d; transport errors: %d; other unexpected answers: %d",
+		wrongPinned, hung.Load(), transportErrors.Load(), unexpected.Load()-hung.Load()-transportErrors.Load())
+	t.Logf("test run time %v", time.Since(testStart).Round(time.Millisecond))
+}
