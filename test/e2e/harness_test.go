@@ -210,8 +210,14 @@ func (c *rawMCP) do(t testing.TB, req *http.Request) rpcResult {
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
+	r, _ := readResult(resp)
+	return r
+}
+
+// readResult reads an answer, JSON or SSE, and closes its body.
+func readResult(resp *http.Response) (rpcResult, error) {
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	r := rpcResult{Status: resp.StatusCode, Header: resp.Header, Body: body}
 	payload := body
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -223,7 +229,7 @@ func (c *rawMCP) do(t testing.TB, req *http.Request) rpcResult {
 		}
 	}
 	_ = json.Unmarshal(payload, &r.Message)
-	return r
+	return r, err
 }
 
 func (c *rawMCP) request(t testing.TB, baseURL, method, params string) rpcResult {

@@ -4,11 +4,8 @@ package e2e
 // Redis session store, with a Redis restart (data lost) in the middle.
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,19 +57,7 @@ func soakPost(c *rawMCP, baseURL, body string) (rpcResult, error) {
 	if err != nil {
 		return rpcResult{}, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	r := rpcResult{Status: resp.StatusCode, Header: resp.Header, Body: raw}
-	payload := raw
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		for _, line := range bytes.Split(raw, []byte("\n")) {
-			if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-				payload = bytes.TrimSpace(d)
-			}
-		}
-	}
-	_ = json.Unmarshal(payload, &r.Message)
-	return r, err
+	return readResult(resp)
 }
 
 // isTimeout tells whether err is the client's timeout (a hung request).

@@ -38,6 +38,15 @@ func (c *call) phase() phase { return c.r.phase }
 
 func (c *call) check(accepted phase) error { return checkPhase(c.r.phase, accepted) }
 
+// clientAPI is the guard of kong.client's connection getters: any phase but
+// init_worker, and only while the request is live (not in the log timer).
+func (c *call) clientAPI() error {
+	if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
+		return err
+	}
+	return c.r.requestAPI()
+}
+
 type pdkHandler func(c *call) (proto.Message, error)
 
 // pdkMethod is an entry of rpc_service (load_service in pb_rpc.lua).
@@ -368,37 +377,25 @@ func init() {
 	pdkHandlers = map[string]pdkHandler{
 		// kong/pdk/client.lua
 		"kong.client.get_ip": func(c *call) (proto.Message, error) {
-			if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
-				return nil, err
-			}
-			if err := c.r.requestAPI(); err != nil {
+			if err := c.clientAPI(); err != nil {
 				return nil, err
 			}
 			return pbString(c.r.remoteIP), nil
 		},
 		"kong.client.get_forwarded_ip": func(c *call) (proto.Message, error) {
-			if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
-				return nil, err
-			}
-			if err := c.r.requestAPI(); err != nil {
+			if err := c.clientAPI(); err != nil {
 				return nil, err
 			}
 			return pbString(c.r.remoteIP), nil
 		},
 		"kong.client.get_port": func(c *call) (proto.Message, error) {
-			if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
-				return nil, err
-			}
-			if err := c.r.requestAPI(); err != nil {
+			if err := c.clientAPI(); err != nil {
 				return nil, err
 			}
 			return pbInt(c.r.remotePort), nil
 		},
 		"kong.client.get_forwarded_port": func(c *call) (proto.Message, error) {
-			if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
-				return nil, err
-			}
-			if err := c.r.requestAPI(); err != nil {
+			if err := c.clientAPI(); err != nil {
 				return nil, err
 			}
 			return pbInt(c.r.remotePort), nil
@@ -603,10 +600,7 @@ func init() {
 			return pbString(c.r.host), nil
 		},
 		"kong.request.get_port": func(c *call) (proto.Message, error) {
-			if err := checkNotPhase(c.phase(), phInitWorker); err != nil {
-				return nil, err
-			}
-			if err := c.r.requestAPI(); err != nil {
+			if err := c.clientAPI(); err != nil {
 				return nil, err
 			}
 			return pbInt(c.r.serverPort), nil
