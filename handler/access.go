@@ -18,34 +18,41 @@ func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
 	defer p.recoverPhase(k, "access", &r)
 
-	method, err := k.RequestMethod()
-	if err != nil {
-		logger.Error("reading request method", "err", err)
-		return
-	}
 	headers, err := k.RequestHeaders()
 	if err != nil {
 		logger.Error("reading request headers", "err", err)
 		return
 	}
-	r = newRequest(method, headers)
+	r = newRequest(headers)
+	if r.mayHaveBody() {
+		// Without the header check, a 2026-07-28 request names its method
+		// in Mcp-Method: its body is read only if the plugin answers it.
+		r.bodyUnread = r.modern && !p.cfg.Upstream.CheckMethodHeaders && first(headers, hMethod) != ""
+		if !r.bodyUnread {
+			p.readBody(k, &r)
+		}
+	}
+	// The method costs a round trip: ask only where headers and body leave
+	// it open and it matters (a CORS preflight, a session's GET or DELETE).
+	if r.needsMethod() {
+		if r.method, err = k.RequestMethod(); err != nil {
+			logger.Error("reading request method", "err", err)
+			return
+		}
+	}
 
-	if method == "OPTIONS" { // CORS preflight passes untouched
+	if r.method == "OPTIONS" { // CORS preflight passes untouched
 		p.stream(k)
 		return
-	}
-	if method == "POST" {
-		body, err := k.RequestBody()
-		if err != nil {
-			logger.Error("reading request body", "err", err)
-		}
-		r.withBody(envelope.Parse(body, p.cfg.Envelope.MaxBodyBytes))
 	}
 	if panicTest && first(headers, hPanicTest) == "access" {
 		panic("injected panic (panictest build)")
 	}
 
 	if p.anonymous(headers) {
+		if r.bodyUnread { // the envelope echoes the id
+			p.readBody(k, &r)
+		}
 		if !r.mcp {
 			envelopes.WithLabelValues("unauthorized_plain").Inc()
 			k.Exit(401, []byte(`{"message":"Unauthorized"}`), p.authHeaders())
@@ -61,7 +68,7 @@ func (p *Plugin) access(k kong.PDK) {
 
 	if r.modern {
 		// Kong routes and ACLs may match on these headers: they must not lie.
-		if r.rpc.Kind == envelope.Single &&
+		if p.cfg.Upstream.CheckMethodHeaders && r.rpc.Kind == envelope.Single &&
 			!envelope.MatchesHeaders(r.rpc, first(headers, hMethod), first(headers, hName)) {
 			p.reply(k, &r, reasonMismatch, "")
 			return
@@ -80,24 +87,36 @@ func (p *Plugin) access(k kong.PDK) {
 // buffered says whether the upstream answer may be held back for the
 // Response phase: never for a stream, only where a rewrite may be needed.
 func (p *Plugin) buffered(r *request) bool {
-	switch r.method {
-	case "DELETE":
+	if r.method == "DELETE" {
 		return true
-	case "POST":
-		switch r.rpc.Kind {
-		case envelope.Single:
-			return p.buffers(r.rpc.Method)
-		case envelope.Batch:
-			all, n := true, 0
-			r.rpc.Elements(func(e envelope.Request) bool {
-				n++
-				all = p.buffers(e.Method)
-				return all
-			})
-			return all && n > 0
-		}
+	}
+	if r.bodyUnread {
+		return p.buffers(first(r.headers, hMethod))
+	}
+	switch r.rpc.Kind {
+	case envelope.Single:
+		// A new session is learned from its initialize answer: Response
+		// must see it.
+		return p.buffers(r.rpc.Method) || (p.store != nil && r.rpc.Method == "initialize" && !r.modern)
+	case envelope.Batch:
+		all, n := true, 0
+		r.rpc.Elements(func(e envelope.Request) bool {
+			n++
+			all = p.buffers(e.Method)
+			return all
+		})
+		return all && n > 0
 	}
 	return false
+}
+
+func (p *Plugin) readBody(k kong.PDK, r *request) {
+	body, err := k.RequestBody()
+	if err != nil {
+		logger.Error("reading request body", "err", err)
+	}
+	r.bodyUnread = false
+	r.withBody(envelope.Parse(body, p.cfg.Envelope.MaxBodyBytes))
 }
 
 func (p *Plugin) stream(k kong.PDK) {
@@ -154,6 +173,12 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		// nor its timing may tell that the session exists.
 		time.Sleep(time.Until(start.Add(wait)))
 		found = false
+	}
+	if found && rec.State == session.Active && p.replicas != nil && p.replicas.pinned(rec.Target, start) {
+		ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
+		p.setState(ctx, id, session.Lost)
+		cancel()
+		rec.State = session.Lost
 	}
 	if !found || rec.State != session.Active {
 		if found && rec.State == session.Lost {

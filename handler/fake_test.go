@@ -3,6 +3,7 @@ package handler
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/mcp-relay/mcp-relay/kong"
@@ -49,6 +50,15 @@ func (f *fakeKong) RequestMethod() (string, error) {
 }
 func (f *fakeKong) RequestHeaders() (map[string][]string, error) {
 	f.call("request.get_headers")
+	if len(f.body) > 0 && f.headers["content-length"] == nil && f.headers["transfer-encoding"] == nil {
+		// What every HTTP/1.1 client sends with a body.
+		h := make(map[string][]string, len(f.headers)+1)
+		for k, v := range f.headers {
+			h[k] = v
+		}
+		h["content-length"] = []string{strconv.Itoa(len(f.body))}
+		return h, nil
+	}
 	return f.headers, nil
 }
 func (f *fakeKong) RequestBody() ([]byte, error) { f.call("request.get_raw_body"); return f.body, nil }

@@ -25,12 +25,14 @@ import (
 // handler, so header values cannot forge log lines.
 var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")
 
-// log learns and loses sessions from what Kong saved of the finished
-// request (kong.log.serialize(): one PDK call). It runs in a timer after the
-// client already has the answer; Access covers that race with the learn wait.
+// log learns new sessions from what Kong saved of the finished request
+// (kong.log.serialize(): the only place Kong tells which replica it chose).
+// Kong runs it in a timer after the client has the answer, for every
+// request; it makes no PDK call unless the Response phase saw an answer
+// create a session (learnHints). Access covers the race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
 	defer p.recoverPhase(k, "log", nil)
-	if p.store == nil {
+	if p.store == nil || (!p.hints.pending() && !panicTest) {
 		return
 	}
 	data, err := k.Serialize()
@@ -42,43 +44,33 @@ func (p *Plugin) log(k kong.PDK) {
 	if panicTest && gjson.GetBytes(data, "request.headers.x-mcp-relay-panic").Str == "log" {
 		panic("injected panic (panictest build)")
 	}
-	if f.modern || (f.requestSession == "" && f.responseSession == "") {
+	if f.modern || f.requestSession != "" || f.responseSession == "" ||
+		!p.hints.take(f.responseSession, time.Now()) {
 		return
 	}
-
+	if f.status < 200 || f.status > 299 || f.target == "" ||
+		!validSessionID(f.responseSession, p.cfg.Session.MaxIDLength) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 	defer cancel()
-	switch {
-	case f.requestSession == "" && f.responseSession != "":
-		if f.status < 200 || f.status > 299 || f.target == "" ||
-			!validSessionID(f.responseSession, p.cfg.Session.MaxIDLength) {
-			return
-		}
-		start := time.Now()
-		err = p.store.Learn(ctx, f.responseSession, session.Record{
-			Target: f.target, Consumer: f.consumer, Created: start, State: session.Active,
-		})
-		storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
-		if err != nil {
-			storeErrors.Inc()
-			logger.Warn("could not record session", "err", err)
-			return
-		}
-		sessionsLearned.Inc()
-
-	case f.status == 502 || f.status == 504:
-		// Kong's own 502/504 (connect error, timeout) skip the Response phase.
-		if f.target != "" && p.ownSession(ctx, f.requestSession, f.consumer, f.target) {
-			p.setState(ctx, f.requestSession, session.Lost)
-		}
+	start := time.Now()
+	err = p.store.Learn(ctx, f.responseSession, session.Record{
+		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active,
+	})
+	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
+	if err != nil {
+		storeErrors.Inc()
+		logger.Warn("could not record session", "err", err)
+		return
 	}
+	sessionsLearned.Inc()
 }
 
 // ownSession checks that a finished request really was its session's: an
-// active session of this consumer, served by its replica (target "" when
-// Access is known to have pinned it). A request the plugin answered itself
+// active session of this consumer. A request the plugin answered itself
 // (unknown or someone else's session) must never end or lose a session.
-func (p *Plugin) ownSession(ctx context.Context, id, consumer, target string) bool {
+func (p *Plugin) ownSession(ctx context.Context, id, consumer string) bool {
 	if !validSessionID(id, p.cfg.Session.MaxIDLength) {
 		return false
 	}
@@ -87,7 +79,7 @@ func (p *Plugin) ownSession(ctx context.Context, id, consumer, target string) bo
 		storeErrors.Inc()
 		return false
 	}
-	return found && rec.State == session.Active && (target == "" || rec.Target == target) &&
+	return found && rec.State == session.Active &&
 		(!p.cfg.Session.BindConsumer || rec.Consumer == consumer)
 }
 

@@ -17,11 +17,16 @@ var (
 	pinsHit         = counter("pins_total", "Requests sent to the replica that owns their session.")
 	pinsAfterWait   = counter("pins_after_wait_total", "Pinned requests whose session record arrived while they waited (the Log-phase race).")
 	sessionsUnknown = counter("sessions_unknown_total", "Requests with a session id no store knows (after the learn wait), answered 404 or passed.")
-	sessionsLost    = counter("sessions_lost_total", "Sessions marked lost because their replica failed (connect error, 502, 504).")
+	sessionsLost    = counter("sessions_lost_total", "Sessions marked lost because their replica failed (unreachable to the probes, or an upstream 502/504).")
 	sessionsEnded   = counter("sessions_ended_total", "Sessions ended by a DELETE the replica accepted.")
 	bindRejections  = counter("binding_rejections_total", "Session ids presented by another consumer than the one that created them.")
 	storeErrors     = counter("store_errors_total", "Session store calls that failed (Redis down or timed out).")
 	panics          = counter("panics_total", "Handler panics recovered (the request got a 500 envelope).")
+
+	replicasDown = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "mcp_relay", Name: "replicas_down",
+		Help: "Pinned replicas the plugin's probes cannot connect to (counted once per route watching them).",
+	})
 
 	envelopes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "envelopes_total",
@@ -42,7 +47,7 @@ func counter(name, help string) prometheus.Counter {
 }
 
 func init() {
-	registry.MustRegister(envelopes, storeLatency)
+	registry.MustRegister(envelopes, storeLatency, replicasDown)
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/Kong/go-pdk"
 
@@ -25,6 +26,8 @@ type Plugin struct {
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
 	store         session.Store
+	hints         *learnHints // the process's; tests may give an instance its own
+	replicas      *replicaWatch
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -77,6 +80,10 @@ func (p *Plugin) init(cfg schema.Config) error {
 		return fmt.Errorf("config.session: %w", err)
 	}
 	p.store = store
+	p.hints = hints
+	if store != nil && cfg.Session.ReplicaProbeMS > 0 {
+		p.replicas = newReplicaWatch(time.Duration(cfg.Session.ReplicaProbeMS) * time.Millisecond)
+	}
 	return nil
 }
 

@@ -17,6 +17,10 @@ const (
 	hConsumerName    = "x-consumer-username"
 	hAnonymous       = "x-anonymous-consumer"
 	hWWWAuthenticate = "www-authenticate"
+	hContentLength   = "content-length"
+	hTransferEnc     = "transfer-encoding"
+	hContentType     = "content-type"
+	hPreflight       = "access-control-request-method"
 	hPanicTest       = "x-mcp-relay-panic" // panictest builds only
 )
 
@@ -25,28 +29,55 @@ const statelessVersion = "2026-07-28"
 
 // request is what Access (or a rare Response rewrite) read about a request.
 type request struct {
+	// method is "" until known: read from Kong only where it matters
+	// (needsMethod), "POST" for a JSON-RPC body.
 	method  string
 	headers map[string][]string
 	rpc     envelope.Request
 	modern  bool // MCP-Protocol-Version >= 2026-07-28: stateless, new error codes
 	mcp     bool
+	// bodyUnread: a body Access skipped (upstream.check_method_headers off).
+	bodyUnread bool
 }
 
-func newRequest(method string, headers map[string][]string) request {
-	r := request{method: method, headers: headers}
+func newRequest(headers map[string][]string) request {
+	r := request{headers: headers}
 	r.modern = isModern(first(headers, hProtocolVersion))
 	r.mcp = hasAny(headers, hSessionID, hProtocolVersion, hMethod) ||
 		strings.Contains(first(headers, hAccept), "text/event-stream")
 	return r
 }
 
+// mayHaveBody tells from the headers whether reading the body can find
+// anything: HTTP/1.1 announces a body with Content-Length or
+// Transfer-Encoding; HTTP/2 may omit both, so a Content-Type counts too.
+func (r *request) mayHaveBody() bool {
+	if len(r.headers[hTransferEnc]) > 0 {
+		return true
+	}
+	if cl := r.headers[hContentLength]; len(cl) > 0 {
+		return cl[0] != "0"
+	}
+	return len(r.headers[hContentType]) > 0
+}
+
 // withBody records the parsed JSON-RPC body; a JSON-RPC body makes any
-// request MCP traffic even when a client omits the MCP headers.
+// request MCP traffic even when a client omits the MCP headers, and is sent
+// with POST (another method with a JSON-RPC body is handled alike).
 func (r *request) withBody(rpc envelope.Request) {
 	r.rpc = rpc
 	if rpc.JSONRPC || rpc.Kind == envelope.Batch {
 		r.mcp = true
+		r.method = "POST"
 	}
+}
+
+// needsMethod: without a JSON-RPC body, the method decides for a CORS
+// preflight (passed untouched, but a preflight header alone must not skip
+// the auth check) and for a session's bodyless request (a GET stream must
+// stream; a DELETE is buffered to end the session before the answer).
+func (r *request) needsMethod() bool {
+	return r.method == "" && (len(r.headers[hSessionID]) > 0 || len(r.headers[hPreflight]) > 0)
 }
 
 // idless reports whether no answer body could be matched to a request id:

@@ -2,8 +2,8 @@ package handler
 
 import (
 	"context"
+	"time"
 
-	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
 )
@@ -20,42 +20,42 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
-	ends := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
+	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
 	rewrite := p.rewrites(status)
-	if !ends && !rewrite {
+	if !settles && !rewrite {
 		return
 	}
 
 	// Read the request again rather than pay for carrying it from Access on
 	// every request.
-	method, err := k.RequestMethod()
-	if err != nil || method == "OPTIONS" || (method != "DELETE" && !rewrite) {
-		return
-	}
 	headers, err := k.RequestHeaders()
 	if err != nil {
 		logger.Error("reading request headers", "err", err)
 		return
 	}
-	// Here, not in Log: Log runs after the client has the answer, and its
-	// next request must already find the session ended or lost.
-	if ends && method == "DELETE" {
-		p.settle(headers, session.Ended)
+	r := newRequest(headers)
+	if settles && !r.modern {
+		if len(headers[hSessionID]) == 0 {
+			if status/100 == 2 {
+				p.hintLearn(k)
+			}
+		} else if !r.mayHaveBody() { // a DELETE has no body: skip the call for POSTs
+			if r.method, err = k.RequestMethod(); err == nil && r.method == "DELETE" {
+				// Here, not in Log: Log runs after the client has the answer,
+				// and its next request must already find the session ended.
+				p.settle(headers, session.Ended)
+			}
+		}
 	}
-	if !rewrite {
+	if !rewrite || len(headers[hPreflight]) > 0 { // a CORS preflight is never rewritten
 		return
 	}
 	if p.store != nil && (status == 502 || status == 504) {
 		p.settle(headers, session.Lost)
 	}
 
-	r := newRequest(method, headers)
-	if method == "POST" {
-		body, err := k.RequestBody()
-		if err != nil {
-			logger.Error("reading request body", "err", err)
-		}
-		r.withBody(envelope.Parse(body, p.cfg.Envelope.MaxBodyBytes))
+	if r.mayHaveBody() {
+		p.readBody(k, &r)
 	}
 	if !r.mcp {
 		return
@@ -71,6 +71,18 @@ func (p *Plugin) response(k kong.PDK) {
 	p.reply(k, &r, upstreamReason(status), wwwAuth)
 }
 
+// hintLearn tells Log that this answer created a session, when it did.
+func (p *Plugin) hintLearn(k kong.PDK) {
+	id, err := k.ResponseHeader("Mcp-Session-Id")
+	if err != nil {
+		logger.Error("reading response Mcp-Session-Id", "err", err)
+		return
+	}
+	if id != "" && validSessionID(id, p.cfg.Session.MaxIDLength) {
+		p.hints.add(id, time.Now())
+	}
+}
+
 // settle ends or loses the session a request named, when it is its
 // consumer's: Access has then sent the request to the session's replica.
 func (p *Plugin) settle(headers map[string][]string, state session.State) {
@@ -80,7 +92,7 @@ func (p *Plugin) settle(headers map[string][]string, state session.State) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 	defer cancel()
-	if p.ownSession(ctx, ids[0], first(headers, hConsumerID), "") {
+	if p.ownSession(ctx, ids[0], first(headers, hConsumerID)) {
 		p.setState(ctx, ids[0], state)
 	}
 }

@@ -38,7 +38,7 @@ func TestPinKnownSession(t *testing.T) {
 	if f.exited || f.target != "10.0.0.7:8080" || !f.cleared {
 		t.Fatalf("want pinned stream to 10.0.0.7:8080; exited=%v target=%q cleared=%v", f.exited, f.target, f.cleared)
 	}
-	if len(f.calls) != 5 {
+	if len(f.calls) != 4 { // headers, body, set_target, set_ctx: no get_method
 		t.Errorf("PDK calls = %v", f.calls)
 	}
 }
@@ -161,9 +161,36 @@ func serialized(method string, status int, reqSession, respSession, consumer, ip
 		method, reqSession, consumer, status, respSession, tries)
 }
 
-func TestLogLearnsEndsAndLoses(t *testing.T) {
+// TestLearnFromResponseHint: Response hints the session an initialize
+// answer created; Log asks Kong (serialize) only while a hint is pending
+// and learns exactly the hinted sessions.
+func TestLearnFromResponseHint(t *testing.T) {
 	ctx := context.Background()
 	p, mem := pinned(t, `{}`)
+	p.hints = newLearnHints()
+
+	// No hint: Log makes no PDK call at all.
+	idle := &fakeKong{serialized: serialized("POST", 200, "", "unhinted", "alice", "127.0.0.1", 9101)}
+	p.log(idle)
+	if len(idle.calls) != 0 {
+		t.Fatalf("Log without a pending hint made PDK calls %v", idle.calls)
+	}
+
+	// The initialize answer passes Response: status, request headers, the
+	// answer's Mcp-Session-Id.
+	init := &fakeKong{status: 200, headers: hdr("x-consumer-id", "alice"), body: []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize"}`),
+		respHeaders: map[string]string{"Mcp-Session-Id": "new-sess"}}
+	p.response(init)
+	if len(init.calls) != 3 || init.exited {
+		t.Fatalf("Response calls %v (exited %v), want 3", init.calls, init.exited)
+	}
+
+	// Another request's Log while the hint is pending: one serialize, nothing learned.
+	other := &fakeKong{serialized: serialized("POST", 200, "", "not-hinted", "bob", "127.0.0.1", 9102)}
+	p.log(other)
+	if _, found, _ := mem.Lookup(ctx, "not-hinted", 0); found || len(other.calls) != 1 {
+		t.Fatalf("unhinted session learned (%v) or calls %v", found, other.calls)
+	}
 
 	f := &fakeKong{serialized: serialized("POST", 200, "", "new-sess", "alice", "127.0.0.1", 9101)}
 	p.log(f)
@@ -174,16 +201,36 @@ func TestLogLearnsEndsAndLoses(t *testing.T) {
 	if len(f.calls) != 1 {
 		t.Errorf("Log PDK calls = %v, want one serialize", f.calls)
 	}
-
-	// A 502 from a request by another consumer loses nothing.
-	p.log(&fakeKong{serialized: serialized("POST", 502, "new-sess", "", "mallory", "127.0.0.1", 9101)})
-	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Active {
-		t.Fatalf("another consumer's failure lost the session")
+	if p.hints.pending() {
+		t.Errorf("hint still pending after its Log")
 	}
+	after := &fakeKong{}
+	p.log(after)
+	if len(after.calls) != 0 {
+		t.Errorf("Log after the hint was taken made calls %v", after.calls)
+	}
+}
 
-	p.log(&fakeKong{serialized: serialized("POST", 502, "new-sess", "", "alice", "127.0.0.1", 9101)})
-	if rec, _, _ := mem.Lookup(ctx, "new-sess", 0); rec.State != session.Lost {
-		t.Fatalf("502 from the pinned replica did not mark the session lost: %+v", rec)
+func TestLearnHintsExpireAndOverflow(t *testing.T) {
+	h := newLearnHints()
+	now := time.Now()
+	h.add("a", now)
+	if !h.pending() {
+		t.Fatal("no hint pending after add")
+	}
+	// A Log that never came: the hint is dropped after hintTTL.
+	if h.take("b", now.Add(hintTTL+2*time.Second)) || h.pending() {
+		t.Fatalf("stale hint kept: pending=%v", h.pending())
+	}
+	// Beyond maxHints, every session is learned until the overflow passes.
+	for i := range maxHints + 1 {
+		h.add(fmt.Sprint("id-", i), now)
+	}
+	if !h.take("never-hinted", now) {
+		t.Fatal("overflow did not fall back to learning every session")
+	}
+	if h.take("never-hinted", now.Add(2*hintTTL)) {
+		t.Fatal("overflow never ended")
 	}
 }
 
@@ -204,6 +251,7 @@ func TestResponseEndsDeletedSessions(t *testing.T) {
 		{"owner's DELETE refused", "DELETE", 400, "alice", session.Active, 1},
 		{"another consumer's DELETE", "DELETE", 200, "mallory", session.Active, 3},
 		{"a buffered POST", "POST", 200, "alice", session.Active, 2},
+		{"a session's bodyless GET", "GET", 200, "alice", session.Active, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +259,9 @@ func TestResponseEndsDeletedSessions(t *testing.T) {
 			learn(t, mem, "s2", "127.0.0.1:9102", "alice")
 			f := &fakeKong{method: tt.method, status: tt.status,
 				headers: map[string][]string{"mcp-session-id": {"s2"}, "x-consumer-id": {tt.consumer}}}
+			if tt.method == "POST" { // a body: Response knows it is no DELETE without asking
+				f.body = []byte(callBody)
+			}
 			p.response(f)
 			if rec, _, _ := mem.Lookup(ctx, "s2", 0); rec.State != tt.wantState {
 				t.Errorf("state %v, want %v", rec.State, tt.wantState)
@@ -224,6 +275,9 @@ func TestResponseEndsDeletedSessions(t *testing.T) {
 
 func TestLogIgnoresModernAndErrors(t *testing.T) {
 	p, mem := pinned(t, `{}`)
+	p.hints = newLearnHints()
+	p.hints.add("x", time.Now())
+	p.hints.add("err-sess", time.Now())
 	modern := `{"request":{"method":"POST","headers":{"mcp-protocol-version":"2026-07-28"}},"response":{"status":200,"headers":{"mcp-session-id":"x"}},"tries":[{"ip":"127.0.0.1","port":1}]}`
 	p.log(&fakeKong{serialized: modern})
 	p.log(&fakeKong{serialized: serialized("POST", 500, "", "err-sess", "", "127.0.0.1", 1)})
@@ -244,18 +298,23 @@ func TestResponseRewrites(t *testing.T) {
 		wantCalls  int
 	}{
 		{name: "200 untouched with one call", status: 200, method: "POST", wantCalls: 1},
-		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 6},
+		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 5},
 		{name: "401 with resource_metadata keeps 401", status: 401, method: "POST",
 			respHdr:    map[string]string{"WWW-Authenticate": `Bearer resource_metadata="https://x/.well-known/oauth-protected-resource"`},
-			wantStatus: 401, wantCalls: 6},
-		{name: "504 becomes envelope", status: 504, method: "POST", wantStatus: 200, wantCalls: 5},
+			wantStatus: 401, wantCalls: 5},
+		{name: "504 becomes envelope", status: 504, method: "POST", wantStatus: 200, wantCalls: 4},
 		{name: "404 is not in rewrite_statuses", status: 404, method: "POST", wantCalls: 1},
-		{name: "preflight untouched", status: 401, method: "OPTIONS", wantCalls: 2},
+		{name: "preflight untouched", status: 401, method: "OPTIONS", wantCalls: 2,
+			headers: map[string][]string{"access-control-request-method": {"POST"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPlugin(t, storeOff)
-			f := &fakeKong{status: tt.status, method: tt.method, headers: hdr(), respHeaders: tt.respHdr,
+			h := tt.headers
+			if h == nil {
+				h = hdr()
+			}
+			f := &fakeKong{status: tt.status, method: tt.method, headers: h, respHeaders: tt.respHdr,
 				body: []byte(`{"jsonrpc":"2.0","id":"abc","method":"initialize"}`)}
 			p.response(f)
 			if len(f.calls) != tt.wantCalls {

@@ -49,19 +49,22 @@ type Upstream struct {
 	// HostHeader, when set, is sent as Host on pinned requests (set_target
 	// otherwise makes Kong send the replica's IP as Host).
 	HostHeader string `json:"host_header"`
+	// CheckMethodHeaders: 2026-07-28 Mcp-Method/Mcp-Name must match the body.
+	CheckMethodHeaders bool `json:"check_method_headers"`
 }
 
 // Session configures pinning of legacy MCP sessions to replicas.
 type Session struct {
-	Store        string `json:"store"` // "memory" (default), "redis", "off"
-	TTL          int    `json:"ttl"`   // seconds of inactivity before a record expires
-	LearnWaitMS  int    `json:"learn_wait_ms"`
-	Unknown      string `json:"unknown"` // "reject" (404, default) or "pass"
-	BindConsumer bool   `json:"bind_consumer"`
-	MaxSessions  int    `json:"max_sessions"` // memory store bound (LRU)
-	MaxIDLength  int    `json:"max_id_length"`
-	StoreError   string `json:"store_error"` // "pass" (default) or "reject"
-	Redis        Redis  `json:"redis"`
+	Store          string `json:"store"` // "memory" (default), "redis", "off"
+	TTL            int    `json:"ttl"`   // seconds of inactivity before a record expires
+	LearnWaitMS    int    `json:"learn_wait_ms"`
+	Unknown        string `json:"unknown"` // "reject" (404, default) or "pass"
+	BindConsumer   bool   `json:"bind_consumer"`
+	MaxSessions    int    `json:"max_sessions"` // memory store bound (LRU)
+	MaxIDLength    int    `json:"max_id_length"`
+	StoreError     string `json:"store_error"`      // "pass" (default) or "reject"
+	ReplicaProbeMS int    `json:"replica_probe_ms"` // 0: no probes
+	Redis          Redis  `json:"redis"`
 }
 
 // Redis follows the field names of Kong's own Redis settings

@@ -153,12 +153,20 @@ var root = &field{
 					name: "buffer_methods", typ: kSet, required: true, def: defaultBufferMethods,
 					elements: &field{typ: kString, required: true},
 					doc: "JSON-RPC methods whose requests are proxied buffered, so that their error answers can be rewritten. " +
-						"Other requests (tools/call, SSE streams) stream unbuffered. An empty list buffers nothing.",
+						"Other requests (tools/call, SSE streams) stream unbuffered. An empty list buffers nothing but, " +
+						"while a session store is on, legacy `initialize` (its answer names the new session).",
 				},
 				{
 					name: "host_header", typ: kString, noControl: true,
 					doc: "Host header sent on requests pinned to a replica (pinning makes Kong send the replica's address as Host). " +
 						"Unset: the replica's address.",
+				},
+				{
+					name: "check_method_headers", typ: kBoolean, required: true, def: true,
+					doc: "Whether a 2026-07-28 request whose `Mcp-Method` or `Mcp-Name` header disagrees with its body is answered " +
+						"400 (code -32020), so that Kong routes, ACLs and rate limits keyed on those headers cannot be fooled. " +
+						"Checking reads every such request's body (one PDK call); turn it off only when nothing in Kong keys on " +
+						"those headers (the MCP server must check them itself).",
 				},
 			},
 		},
@@ -205,6 +213,12 @@ var root = &field{
 					oneOf: []string{"pass", "reject"},
 					doc: "What happens when the session store fails (Redis down or slow): " +
 						"`pass` proxies the request unpinned, `reject` answers 503 with an error envelope.",
+				},
+				{
+					name: "replica_probe_ms", typ: kInteger, required: true, def: 500, between: rng(0, 60000),
+					doc: "Milliseconds between TCP connect probes of the replicas sessions were pinned to in the last " +
+						"30 seconds (each probe's timeout too). A replica that refuses a probe, or fails two in a row, is down: its sessions " +
+						"are lost, answered like unknown ones, so that clients initialize on a live replica. 0 turns probing off.",
 				},
 				redisField,
 			},

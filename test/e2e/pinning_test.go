@@ -380,7 +380,8 @@ func TestElicitationSamplingAcrossNodes(t *testing.T) {
 }
 
 // TestReplicaDeath: the replica a session is pinned to dies. Its clients get
-// an error, then the 404 envelope, re-initialise onto the live replica and
+// Kong's 502 until the plugin's probes find the replica down, then the 404
+// envelope, re-initialise onto the live replica and
 // work again; the live replica's sessions never notice.
 func TestReplicaDeath(t *testing.T) {
 	live, dead := peers.StartLegacy(t, "replica-live"), peers.StartLegacy(t, "replica-dead")
@@ -454,7 +455,13 @@ func TestReplicaDeath(t *testing.T) {
 			g := goTB{t}
 			var rec recovery
 			got404 := false
-			for n := 0; n < 20 && !got404; n++ {
+			// The plugin's probes (session.replica_probe_ms, 500 ms by
+			// default, two failures) find the replica down within about a
+			// second; until then Kong answers 502.
+			for n, deadline := 0, time.Now().Add(5*time.Second); !got404 && time.Now().Before(deadline); n++ {
+				if n > 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
 				id := fmt.Sprintf(`"death-%d-%d"`, i, n)
 				r := c.post(g, node.URL(), `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/list","params":{}}`)
 				switch {
@@ -471,7 +478,7 @@ func TestReplicaDeath(t *testing.T) {
 				}
 			}
 			if !got404 {
-				t.Errorf("dead session %d: no 404 after %d gateway errors", i, rec.errors)
+				t.Errorf("dead session %d: no 404 within 5 s (%d gateway errors)", i, rec.errors)
 				return
 			}
 			// Re-initialise: the balancer may still pick the dead replica

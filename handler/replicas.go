@@ -1,0 +1,148 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// replicaWatch probes the replicas sessions are pinned to, so that the
+// sessions of a dead replica are answered 404 (the client re-initialises on
+// a live one) instead of Kong's 502 until they expire. Kong's own 502 skips
+// the Response phase, and watching for it in Log would cost a PDK call on
+// every request; a TCP connect from the plugin process costs none.
+//
+// Only replicas pinned within the idle window are probed; the probe loop
+// stops by itself when there are none, so an instance Kong replaced leaves
+// nothing running.
+type replicaWatch struct {
+	interval time.Duration // between probes, and each probe's connect timeout
+	idle     time.Duration // a replica not pinned for this long is forgotten
+	dial     func(ctx context.Context, addr string) error
+
+	replicas sync.Map // "ip:port" -> *replica
+	mu       sync.Mutex
+	running  bool
+}
+
+type replica struct {
+	lastPinned atomic.Int64 // unix nanoseconds
+	down       atomic.Bool
+	failures   int // consecutive failed probes; the probe loop's alone
+}
+
+// downAfter failed probes in a row make a replica down: one lost SYN must
+// not cost every session of a replica. A refused connection (nothing
+// listens: the replica is gone) counts at once.
+const downAfter = 2
+
+func newReplicaWatch(interval time.Duration) *replicaWatch {
+	return &replicaWatch{
+		interval: interval,
+		idle:     max(30*time.Second, 10*interval),
+		dial:     dialTCP,
+	}
+}
+
+func dialTCP(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err
+}
+
+// pinned records that a request is being pinned to target and tells
+// whether the target is known to be down.
+func (w *replicaWatch) pinned(target string, now time.Time) (down bool) {
+	v, ok := w.replicas.Load(target)
+	if !ok {
+		v, _ = w.replicas.LoadOrStore(target, &replica{})
+		w.start()
+	}
+	r := v.(*replica)
+	r.lastPinned.Store(now.UnixNano())
+	return r.down.Load()
+}
+
+func (w *replicaWatch) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		w.running = true
+		go w.loop()
+	}
+}
+
+func (w *replicaWatch) loop() {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for now := range t.C {
+		if !w.probeAll(now) {
+			w.mu.Lock()
+			// A pin may have added a replica since the probe: look again
+			// under the lock start() takes.
+			if w.empty() {
+				w.running = false
+				w.mu.Unlock()
+				return
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// probeAll probes every replica pinned within the idle window, in parallel,
+// and forgets the others; it reports whether any replica is left.
+func (w *replicaWatch) probeAll(now time.Time) bool {
+	var wg sync.WaitGroup
+	left := false
+	w.replicas.Range(func(k, v any) bool {
+		r := v.(*replica)
+		if now.Sub(time.Unix(0, r.lastPinned.Load())) > w.idle {
+			w.replicas.Delete(k)
+			return true
+		}
+		left = true
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			w.probe(addr, r)
+		}(k.(string))
+		return true
+	})
+	wg.Wait()
+	return left
+}
+
+func (w *replicaWatch) probe(addr string, r *replica) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.interval)
+	defer cancel()
+	if err := w.dial(ctx, addr); err != nil {
+		r.failures++
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			r.failures = downAfter
+		}
+		if r.failures >= downAfter && !r.down.Swap(true) {
+			replicasDown.Inc()
+			logger.Warn("replica unreachable: its sessions are lost when next used", "replica", addr, "err", err)
+		}
+		return
+	}
+	r.failures = 0
+	if r.down.Swap(false) {
+		replicasDown.Dec()
+		logger.Info("replica reachable again", "replica", addr)
+	}
+}
+
+func (w *replicaWatch) empty() bool {
+	empty := true
+	w.replicas.Range(func(any, any) bool { empty = false; return false })
+	return empty
+}

@@ -1,0 +1,116 @@
+package handler
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session"
+)
+
+// TestReplicaWatch: a real loopback listener is up; once closed, two failed
+// probes make it down; listening again brings it back.
+func TestReplicaWatch(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	go acceptAll(ln)
+	w := newReplicaWatch(20 * time.Millisecond)
+
+	if w.pinned(addr, time.Now()) {
+		t.Fatal("new replica reported down")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if w.pinned(addr, time.Now()) {
+		t.Fatal("listening replica reported down")
+	}
+
+	ln.Close()
+	if !waitFor(t, 2*time.Second, func() bool { return w.pinned(addr, time.Now()) }) {
+		t.Fatal("closed replica never reported down")
+	}
+
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	defer ln2.Close()
+	go acceptAll(ln2)
+	if !waitFor(t, 2*time.Second, func() bool { return !w.pinned(addr, time.Now()) }) {
+		t.Fatal("replica listening again still reported down")
+	}
+}
+
+// TestReplicaWatchStopsWhenIdle: the probe loop ends by itself once no
+// replica was pinned within the idle window, and starts again on a pin.
+func TestReplicaWatchStopsWhenIdle(t *testing.T) {
+	w := newReplicaWatch(10 * time.Millisecond)
+	w.idle = 50 * time.Millisecond
+	w.pinned("127.0.0.1:9", time.Now())
+	running := func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.running }
+	if !running() {
+		t.Fatal("probe loop not started by a pin")
+	}
+	if !waitFor(t, 2*time.Second, func() bool { return !running() }) {
+		t.Fatal("probe loop still running with nothing pinned")
+	}
+	w.pinned("127.0.0.1:9", time.Now())
+	if !running() {
+		t.Fatal("probe loop not restarted by a new pin")
+	}
+}
+
+// TestPinToDownReplicaLosesSession: Access answers 404 for a session whose
+// replica is down and marks it lost for every node.
+func TestPinToDownReplicaLosesSession(t *testing.T) {
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connections are refused
+	learn(t, mem, "s-dead", addr, "alice")
+
+	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+	p.access(f)
+	if f.exited || f.target != addr {
+		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
+	}
+	ok := waitFor(t, 2*time.Second, func() bool {
+		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+		p.access(g)
+		return g.exited && g.exitStatus == 404
+	})
+	if !ok {
+		t.Fatal("session of a dead replica never answered 404")
+	}
+	rec, found, _ := mem.Lookup(context.Background(), "s-dead", 0)
+	if !found || rec.State != session.Lost {
+		t.Fatalf("record %+v found=%v, want lost", rec, found)
+	}
+}
+
+func acceptAll(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// waitFor polls cond every 5 ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
