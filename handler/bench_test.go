@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -34,7 +35,15 @@ func BenchmarkAccess(b *testing.B) {
 	defer mem.Close()
 	p := newPlugin(b, `{"auth":{"anonymous":"anonymous"}}`)
 	p.store = mem
-	learn(b, mem, "sess-hot", "10.0.0.7:8080", "alice")
+	// The pinned replica listens on loopback, so the replica probes the
+	// pinned path starts find it up (and touch nothing else).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go acceptAll(ln)
+	learn(b, mem, "sess-hot", ln.Addr().String(), "alice")
 
 	kinds := []struct {
 		name string
@@ -85,7 +94,8 @@ func BenchmarkLog(b *testing.B) {
 	defer mem.Close()
 	p := newPlugin(b, `{}`)
 	p.store = mem
-	b.Run("pinned_post_200", func(b *testing.B) {
+	b.Run("pinned_post_200", func(b *testing.B) { // nothing to learn: no PDK call
+		p.hints = newLearnHints()
 		k := &benchKong{log: []byte(serialized("POST", 200, "sess-hot", "", "alice", "10.0.0.7", 8080))}
 		b.ReportAllocs()
 		for b.Loop() {
@@ -93,9 +103,11 @@ func BenchmarkLog(b *testing.B) {
 		}
 	})
 	b.Run("learn_initialize", func(b *testing.B) {
+		p.hints = newLearnHints()
 		k := &benchKong{log: []byte(serialized("POST", 200, "", "new-session-id", "alice", "10.0.0.7", 8080))}
 		b.ReportAllocs()
 		for b.Loop() {
+			p.hints.add("new-session-id", time.Now()) // what Response leaves for this Log
 			p.log(k)
 		}
 	})

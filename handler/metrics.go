@@ -40,6 +40,9 @@ var (
 	}, []string{"op"})
 )
 
+// lookupLatency is resolved once: it is observed on every pinned request.
+var lookupLatency = storeLatency.WithLabelValues("lookup")
+
 func counter(name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "mcp_relay", Name: name, Help: help})
 	registry.MustRegister(c)

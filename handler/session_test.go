@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,10 +11,14 @@ import (
 )
 
 // pinned builds an instance with its own memory store so tests do not share
-// records through the node-wide store registry.
+// records through the node-wide store registry. Replica probes are off
+// unless the config sets them: the records name made-up replicas.
 func pinned(t *testing.T, config string) (*Plugin, *session.Memory) {
 	t.Helper()
 	p := newPlugin(t, config)
+	if !strings.Contains(config, "replica_probe_ms") {
+		p.replicas = nil
+	}
 	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1000})
 	t.Cleanup(func() { _ = mem.Close() })
 	p.store = mem
