@@ -202,3 +202,12 @@ func BenchmarkRedis(b *testing.B) {
 		report(b, s, rt)
 	})
 }
+
+// BenchmarkRedisFootprint reports Redis used_memory per session record at
+// 100k sessions (see redisFootprint; it starts its own redis-server).
+func BenchmarkRedisFootprint(b *testing.B) {
+	per := redisFootprint(b, 100_000) // once, whatever b.N
+	for b.Loop() {
+	}
+	b.ReportMetric(per, "bytes/session")
+}
