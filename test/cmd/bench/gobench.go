@@ -57,6 +57,15 @@ func benchRun(args ...string) ([]string, map[string]map[string][]float64, error)
 	return order, res, err
 }
 
+// failures are the measurements that failed; the command exits non-zero
+// after writing the report, so that a broken benchmark fails CI's smoke run.
+var failures []error
+
+func fail(err error) {
+	log.Print(err)
+	failures = append(failures, err)
+}
+
 func median(v []float64) (float64, bool) {
 	if len(v) == 0 {
 		return 0, false
@@ -101,7 +110,7 @@ func goSection(b *strings.Builder, c config) {
 	for _, args := range runs {
 		order, res, err := benchRun(args...)
 		if err != nil {
-			log.Print(err)
+			fail(err)
 			fmt.Fprintf(b, "| `go test %s` failed: see the command's output | | | | |\n", strings.Join(args, " "))
 		}
 		for _, name := range order {
@@ -127,9 +136,10 @@ func memorySection(b *strings.Builder) {
 		per, ok = median(res[order[0]]["bytes/session"])
 	}
 	if !ok {
-		if err != nil {
-			log.Print(err)
+		if err == nil {
+			err = fmt.Errorf("go test %s: no bytes/session reported", strings.Join(args, " "))
 		}
+		fail(err)
 		fmt.Fprintf(b, "Measurement failed: see session tests (TestMemoryFootprint, BenchmarkMemoryFootprint).\n")
 		return
 	}

@@ -99,6 +99,9 @@ func main() {
 		}
 		log.Printf("wrote %s", *out)
 	}
+	if len(failures) > 0 {
+		log.Fatalf("%d measurement(s) failed (see above and the report)", len(failures))
+	}
 }
 
 func machine(b *strings.Builder, c config) {
