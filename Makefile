@@ -50,8 +50,10 @@ clean:
 
 FORCE:
 
-# Measurements (issue 5): PDK round trips per request kind, Go cost,
-# throughput with and without mcp-relay, bytes per session; one markdown
-# report on stdout and in bench/results.md. BENCHFLAGS=-short for a smoke run.
+# Measurements (issue 5): PDK round trips per request kind, throughput with
+# and without mcp-relay, Go cost, store cost (memory, Redis with and without
+# the per-node cache; needs redis-server on PATH), bytes per session in the
+# memory store and in Redis; one markdown report on stdout and in
+# bench/results.md. BENCHFLAGS=-short for a smoke run.
 bench: build
 	$(GO) run ./test/cmd/bench -plugin $(PLUGIN) -out bench/results.md $(BENCHFLAGS)
