@@ -139,6 +139,10 @@ func echoBody() string {
 	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}`, rpcIDs.Add(1))
 }
 
+func listBody() string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}`, rpcIDs.Add(1))
+}
+
 func progressBody() string {
 	id := rpcIDs.Add(1)
 	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"progress","arguments":{"steps":2,"delay_ms":1,"settle_ms":1},"_meta":{"progressToken":"p%d"}}}`, id, id)

@@ -161,7 +161,7 @@ func machine(b *strings.Builder, c config, redisVersion string) {
 }
 
 // deckYAML is the deck file with the mcp-relay plugin entry kept or removed.
-func deckYAML(path string, relay bool) ([]byte, error) {
+func deckYAML(path string, relay bool, relayConfig map[string]any) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -189,6 +189,24 @@ func deckYAML(path string, relay bool) ([]byte, error) {
 			if !relay {
 				continue
 			}
+			if len(relayConfig) > 0 {
+				cfg, _ := m["config"].(map[string]any)
+				if cfg == nil {
+					cfg = map[string]any{}
+				}
+				for k, v := range relayConfig { // one level deep: {"upstream": {...}}
+					sub, _ := cfg[k].(map[string]any)
+					add, _ := v.(map[string]any)
+					if sub == nil || add == nil {
+						cfg[k] = v
+						continue
+					}
+					for kk, vv := range add {
+						sub[kk] = vv
+					}
+				}
+				m["config"] = cfg
+			}
 		}
 		kept = append(kept, p)
 	}
@@ -215,7 +233,12 @@ func serve(ctx context.Context, h http.Handler) (string, func(), error) {
 // startNode starts one stand-in node from the deck (with or without
 // mcp-relay) in front of targets.
 func startNode(ctx context.Context, c config, relay bool, targets []string, onRecord func(standin.RequestRecord)) (*standin.Node, error) {
-	d, err := deckYAML(c.deck, relay)
+	return startNodeWith(ctx, c, relay, nil, targets, onRecord)
+}
+
+// startNodeWith is startNode with relayConfig merged into the plugin's config.
+func startNodeWith(ctx context.Context, c config, relay bool, relayConfig map[string]any, targets []string, onRecord func(standin.RequestRecord)) (*standin.Node, error) {
+	d, err := deckYAML(c.deck, relay, relayConfig)
 	if err != nil {
 		return nil, err
 	}

@@ -69,19 +69,26 @@ func pdkSection(ctx context.Context, b *strings.Builder, e *env) error {
 		return fmt.Errorf("modern node: %w", err)
 	}
 	defer modernNode.Close()
+	uncheckedNode, err := startNodeWith(ctx, e.c, true,
+		map[string]any{"upstream": map[string]any{"check_method_headers": false}}, []string{e.modern}, col.onRecord)
+	if err != nil {
+		return fmt.Errorf("modern node without the header check: %w", err)
+	}
+	defer uncheckedNode.Close()
 	badNode, err := startNode(ctx, e.c, true, []string{e.bare401}, col.onRecord)
 	if err != nil {
 		return fmt.Errorf("bare-401 node: %w", err)
 	}
 	defer badNode.Close()
 	client := e.client
-	L, M, B := legacyNode.URL(), modernNode.URL(), badNode.URL()
+	L, M, U, B := legacyNode.URL(), modernNode.URL(), uncheckedNode.URL(), badNode.URL()
 
 	// Warm up: instance starts happen on the first request of each node.
 	if _, err := openSession(client, L); err != nil {
 		return err
 	}
 	_, _ = do(client, newRequest(http.MethodPost, M, modernEchoBody(), modernHeaders...))
+	_, _ = do(client, newRequest(http.MethodPost, U, modernEchoBody(), modernHeaders...))
 	_, _ = do(client, newRequest(http.MethodPost, B, initializeBody(), "apikey", demoKey))
 	session, err := openSession(client, L)
 	if err != nil {
@@ -105,11 +112,13 @@ func pdkSection(ctx context.Context, b *strings.Builder, e *env) error {
 	}
 
 	run("pinned legacy POST (tools/call echo)", newRequest(http.MethodPost, L, echoBody(), sessionHeaders(session)...))
+	run("pinned legacy POST, buffered (tools/list)", newRequest(http.MethodPost, L, listBody(), sessionHeaders(session)...))
 	run("legacy POST answered with SSE (tools/call progress)", newRequest(http.MethodPost, L, progressBody(), sessionHeaders(session)...))
 	kinds = append(kinds, getStream(client, col, L, session))
 	run("initialize", newRequest(http.MethodPost, L, initializeBody(), "apikey", demoKey))
 	run("DELETE", newRequest(http.MethodDelete, L, "", sessionHeaders(session)...))
 	run("2026-07-28 stateless POST (tools/call echo)", newRequest(http.MethodPost, M, modernEchoBody(), modernHeaders...))
+	run("2026-07-28 stateless POST, upstream.check_method_headers off", newRequest(http.MethodPost, U, modernEchoBody(), modernHeaders...))
 	html := newRequest(http.MethodGet, L, "", "apikey", demoKey)
 	html.Header.Set("Accept", "text/html")
 	run("non-MCP GET (Accept: text/html)", html)
