@@ -328,7 +328,8 @@ type ReplyError string
 
 func (e ReplyError) Error() string { return string(e) }
 
-// Cluster is a Redis Cluster of masters only (no replicas).
+// Cluster is a Redis Cluster: masters, and replicas when started with
+// StartClusterWithReplicas.
 type Cluster struct {
 	t     testing.TB
 	nodes []*Server
@@ -336,15 +337,35 @@ type Cluster struct {
 
 // StartCluster starts masters (at least 3) redis-server nodes in cluster mode,
 // joins them with redis-cli --cluster create, and waits (bounded) until
-// every node reports cluster_state:ok.
+// every node reports cluster_state:ok. There are no replicas: a master that
+// dies takes its slots down until it is started again.
 func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, 0)
+}
+
+// StartClusterWithReplicas starts masters (at least 3) masters with replicas
+// replicas each: nodes 0 to masters-1 are the masters (redis-cli --cluster
+// create takes the first addresses), the others their replicas (ReplicasOf
+// tells which). It waits (bounded) until the cluster is ok and every replica
+// is in sync with its master. A master killed with KillMaster is replaced by
+// one of its replicas once the cluster notices (cluster-node-timeout is 2 s).
+func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
+	if replicas < 1 {
+		t.Fatalf("redistest: StartClusterWithReplicas needs at least 1 replica per master, got %d", replicas)
+	}
+	return startCluster(t, masters, replicas)
+}
+
+func startCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
 	if masters < 3 {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, got %d", masters)
 	}
 	cli := Bin(t, "redis-cli")
 	c := &Cluster{t: t}
-	for i := 0; i < masters; i++ {
+	for i := 0; i < masters*(1+replicas); i++ {
 		busPort := freePort(t)
 		c.nodes = append(c.nodes, start(t, func(port int) []string {
 			return []string{
@@ -357,13 +378,89 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	}
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitOK()
+	if replicas > 0 {
+		c.waitReplicas(masters)
+	}
 	return c
+}
+
+// waitReplicas waits (up to 20 s) until nodes masters onwards are replicas
+// whose link to their master is up and whose initial sync is done.
+func (c *Cluster) waitReplicas(masters int) {
+	c.t.Helper()
+	var last string
+	for i := 0; i < 200; i++ {
+		ok := true
+		for j := masters; j < len(c.nodes) && ok; j++ {
+			info, err := c.nodes[j].Do("INFO", "replication")
+			if err != nil || !strings.Contains(info, "role:slave") ||
+				!strings.Contains(info, "master_link_status:up") || !strings.Contains(info, "master_sync_in_progress:0") {
+				ok, last = false, fmt.Sprintf("node %d: %s %v", j, info, err)
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("redistest: replicas not in sync after 20s: %s", last)
+}
+
+// ReplicasOf lists the nodes that replicate node i, as CLUSTER NODES on a
+// running node tells.
+func (c *Cluster) ReplicasOf(i int) []int {
+	c.t.Helper()
+	byPort := map[string]int{}
+	for j, n := range c.nodes {
+		byPort[strconv.Itoa(n.port)] = j
+	}
+	var table string
+	for _, n := range c.nodes {
+		if r, err := n.Do("CLUSTER", "NODES"); err == nil {
+			table = r
+			break
+		}
+	}
+	ids := map[string]int{} // node id -> index
+	var lines [][]string
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		hostPort, _, _ := strings.Cut(f[1], "@")
+		_, port, _ := net.SplitHostPort(hostPort)
+		if j, ok := byPort[port]; ok {
+			ids[f[0]] = j
+			lines = append(lines, f)
+		}
+	}
+	var out []int
+	for _, f := range lines {
+		if m, ok := ids[f[3]]; ok && m == i && strings.Contains(f[2], "slave") {
+			out = append(out, ids[f[0]])
+		}
+	}
+	if table == "" {
+		c.t.Fatalf("redistest: no node answered CLUSTER NODES")
+	}
+	return out
+}
+
+// Role is "master" or "slave" for a running node (ROLE), "" otherwise.
+func (c *Cluster) Role(i int) string {
+	r, err := c.nodes[i].Do("ROLE")
+	if err != nil {
+		return ""
+	}
+	role, _, _ := strings.Cut(r, "\n")
+	return role
 }
 
 // WaitOK waits (up to 20 s) until every running node reports
@@ -407,7 +504,9 @@ func (c *Cluster) Addrs() []string {
 func (c *Cluster) Node(i int) *Server { return c.nodes[i] }
 
 // KillMaster kills node i with SIGKILL. With no replicas its slots go
-// down until it is started again (Node(i).Start()).
+// down until it is started again (Node(i).Start(): empty, with its slots);
+// with replicas one of them takes over once the cluster notices, and the
+// node started again rejoins as a replica.
 func (c *Cluster) KillMaster(i int) { c.nodes[i].Kill() }
 
 // StartSentinel starts one Sentinel (redis-server --sentinel) watching

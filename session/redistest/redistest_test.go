@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServerStopStartSamePort(t *testing.T) {
@@ -67,5 +68,42 @@ func TestMissingBinaryFailsLoudly(t *testing.T) {
 	<-done
 	if !strings.Contains(f.msg, "apt-get install -y redis-server") {
 		t.Fatalf("message %q does not say what to install", f.msg)
+	}
+}
+
+func TestClusterWithReplicasFailover(t *testing.T) {
+	c := StartClusterWithReplicas(t, 3, 1)
+	if len(c.Addrs()) != 6 {
+		t.Fatalf("Addrs = %v", c.Addrs())
+	}
+	for i := range 6 {
+		want := "master"
+		if i >= 3 {
+			want = "slave"
+		}
+		if got := c.Role(i); got != want {
+			t.Errorf("node %d: role %q, want %q", i, got, want)
+		}
+	}
+	reps := c.ReplicasOf(0)
+	if len(reps) != 1 || reps[0] < 3 {
+		t.Fatalf("ReplicasOf(0) = %v, want one of nodes 3-5", reps)
+	}
+	c.KillMaster(0)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Role(reps[0]) != "master" {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d not promoted 20 s after its master was killed", reps[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.WaitOK()
+	c.Node(0).Start() // rejoins as a replica of its old replica
+	deadline = time.Now().Add(20 * time.Second)
+	for c.Role(0) != "slave" {
+		if time.Now().After(deadline) {
+			t.Fatalf("node 0 started again: role %q, want slave", c.Role(0))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
