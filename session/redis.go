@@ -293,7 +293,7 @@ func (s *Redis) fetch(ctx context.Context, id string) (Record, bool, error) {
 		return Record{}, false, nil
 	}
 	if err != nil {
-		return Record{}, false, unavailable("lookup", err)
+		return Record{}, false, s.failed("lookup", err)
 	}
 	rec, err := decodeRecord(v)
 	if err != nil {
@@ -335,7 +335,7 @@ func (s *Redis) Learn(ctx context.Context, id string, rec Record) error {
 		if s.cache != nil {
 			s.cache.invalidate(id) // it may have been written anyway
 		}
-		return unavailable("learn", err)
+		return s.failed("learn", err)
 	}
 	if s.cache != nil {
 		stored, _ := decodeRecord(val) // Created as stored, in milliseconds
@@ -384,7 +384,7 @@ func (s *Redis) tombstone(ctx context.Context, id string, st State, op string) e
 		if s.cache != nil {
 			s.cache.invalidate(id)
 		}
-		return unavailable(op, err)
+		return s.failed(op, err)
 	}
 	if s.cache != nil {
 		if rec, err := decodeRecord(nv); err == nil {
@@ -439,6 +439,7 @@ func (s *Redis) run() {
 		if s.cache != nil {
 			s.cache.down()
 		}
+		s.reloadCluster()
 		s.mu.Lock()
 		s.ps = nil
 		s.mu.Unlock()
@@ -538,6 +539,24 @@ func (s *Redis) Close() error {
 	s.mu.Unlock()
 	<-s.done
 	return s.client.Close()
+}
+
+// failed is unavailable for a command that failed, after asking a Cluster
+// client to re-read the cluster's slot map.
+func (s *Redis) failed(op string, err error) error {
+	s.reloadCluster()
+	return unavailable(op, err)
+}
+
+// reloadCluster makes a Cluster client re-read the slot map soon (go-redis
+// runs at most one such read at a time, 200 ms apart). go-redis re-reads it
+// by itself only on a MOVED answer, which a dead master never sends, or
+// once its copy is 60 s old: after a failover, the slots of the dead master
+// would keep going to its address for up to a minute.
+func (s *Redis) reloadCluster() {
+	if cc, ok := s.client.(*redis.ClusterClient); ok && !s.closed.Load() {
+		cc.ReloadState(context.Background())
+	}
 }
 
 // unavailable wraps a backend failure. go-redis errors name addresses and

@@ -366,6 +366,59 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 	}
 }
 
+// TestRedisClusterFailover: a master dies and its replica takes over. The
+// store must follow within seconds: go-redis by itself re-reads the
+// cluster's slot map only on a MOVED answer, which a dead master never
+// sends, or once its copy is ClusterStateReloadInterval old (60 s).
+func TestRedisClusterFailover(t *testing.T) {
+	c := redistest.StartClusterWithReplicas(t, 3, 1)
+	var nodes []schema.IPPort
+	for i := range c.Addrs() {
+		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+	}
+	cfg := schema.Redis{ClusterNodes: nodes, Timeout: int(testTimeout / time.Millisecond), KeyPrefix: "f:"}
+	s := newNode(t, cfg, RedisOptions{}) // no cache: every Lookup asks Redis
+	ids := make([]string, 30)            // spread over all masters
+	for i := range ids {
+		ids[i] = fmt.Sprint("id-", i)
+		if err := s.Learn(bg(), ids[i], Record{Target: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := c.ReplicasOf(0)[0]
+	master, _ := c.Node(0).Do("DBSIZE")
+	waitFor(t, "replica in sync", 5*time.Second, func() bool {
+		n, _ := c.Node(rep).Do("DBSIZE")
+		return n == master
+	})
+	c.KillMaster(0)
+	waitFor(t, "replica promoted", 20*time.Second, func() bool { return c.Role(rep) == "master" })
+	c.WaitOK()
+	promoted := time.Now()
+	for {
+		unreadable := 0
+		for _, id := range ids {
+			start := time.Now()
+			rec, ok, err := s.Lookup(bg(), id, 0)
+			if d := time.Since(start); d > testTimeout+slack {
+				t.Fatalf("Lookup took %v after the failover", d)
+			}
+			if err != nil || !ok || rec.Target != "t" {
+				unreadable++
+			}
+		}
+		if unreadable == 0 {
+			break
+		}
+		if time.Since(promoted) > 10*time.Second {
+			t.Fatalf("%d of %d records still unreadable %v after the replica took over (master %s of %d keys)",
+				unreadable, len(ids), time.Since(promoted).Round(time.Millisecond), master, len(ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("every record readable %v after the replica took over", time.Since(promoted).Round(time.Millisecond))
+}
+
 func TestRedisSentinel(t *testing.T) {
 	master := redistest.StartServer(t)
 	sent := redistest.StartSentinel(t, "mymaster", master.Addr())
