@@ -338,10 +338,12 @@ type Cluster struct {
 // StartCluster starts masters (at least 3) redis-server nodes in cluster mode,
 // joins them with redis-cli --cluster create, and waits (bounded) until
 // every node reports cluster_state:ok. There are no replicas: a master that
-// dies takes its slots down until it is started again.
-func StartCluster(t testing.TB, masters int) *Cluster {
+// dies takes its slots down until it is started again. opts add
+// redis-server arguments to every node, e.g.
+// WithArgs("--cluster-require-full-coverage", "no").
+func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	t.Helper()
-	return startCluster(t, masters, 0)
+	return startCluster(t, masters, 0, opts)
 }
 
 // StartClusterWithReplicas starts masters (at least 3) masters with replicas
@@ -350,30 +352,34 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 // tells which). It waits (bounded) until the cluster is ok and every replica
 // is in sync with its master. A master killed with KillMaster is replaced by
 // one of its replicas once the cluster notices (cluster-node-timeout is 2 s).
-func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
+func StartClusterWithReplicas(t testing.TB, masters, replicas int, opts ...Option) *Cluster {
 	t.Helper()
 	if replicas < 1 {
 		t.Fatalf("redistest: StartClusterWithReplicas needs at least 1 replica per master, got %d", replicas)
 	}
-	return startCluster(t, masters, replicas)
+	return startCluster(t, masters, replicas, opts)
 }
 
-func startCluster(t testing.TB, masters, replicas int) *Cluster {
+func startCluster(t testing.TB, masters, replicas int, opts []Option) *Cluster {
 	t.Helper()
 	if masters < 3 {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, got %d", masters)
+	}
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
 	}
 	cli := Bin(t, "redis-cli")
 	c := &Cluster{t: t}
 	for i := 0; i < masters*(1+replicas); i++ {
 		busPort := freePort(t)
 		c.nodes = append(c.nodes, start(t, func(port int) []string {
-			return []string{
+			return append([]string{
 				"--cluster-enabled", "yes",
 				"--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", "2000",
 				"--cluster-port", strconv.Itoa(busPort),
-			}
+			}, cfg.args...)
 		}))
 	}
 	args := []string{"--cluster", "create"}

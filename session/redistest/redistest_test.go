@@ -31,7 +31,10 @@ func TestServerStopStartSamePort(t *testing.T) {
 }
 
 func TestCluster(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := StartCluster(t, 3, WithArgs("--cluster-require-full-coverage", "no"))
+	if v, err := c.Node(0).Do("CONFIG", "GET", "cluster-require-full-coverage"); err != nil || !strings.HasSuffix(v, "\nno") {
+		t.Fatalf("CONFIG GET cluster-require-full-coverage = %q, %v", v, err)
+	}
 	if len(c.Addrs()) != 3 {
 		t.Fatalf("Addrs = %v", c.Addrs())
 	}
