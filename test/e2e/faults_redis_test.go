@@ -6,9 +6,12 @@ package e2e
 // replicas; misroutes are counted by the replicas themselves.
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +259,364 @@ func TestRedisSlow(t *testing.T) {
 	}
 	if errs3 != errs2 {
 		t.Errorf("%v store errors with Redis answering within the timeout", errs3-errs2)
+	}
+}
+
+// TestRedisClusterLosesMaster: a three-master Redis Cluster loses a master
+// (SIGKILL) while legacy traffic runs through a pair of Kong nodes with
+// store_error pass and a pair with reject.
+//
+//   - "no replicas": nobody can take the master's slots over. Once the
+//     cluster notices (cluster-node-timeout 2 s), every master refuses every
+//     command (CLUSTERDOWN: cluster-require-full-coverage, Redis's default),
+//     so the whole store is unavailable: reject answers 503, pass lets Kong
+//     balance. A record that is only unreachable is never answered 404. The
+//     master is started again 6 s later, empty (no persistence): the
+//     sessions whose slot lived on it get the 404 envelope and re-initialise
+//     onto a live replica; every other session keeps its pin.
+//   - "no replicas, full coverage off": the same with
+//     cluster-require-full-coverage no. The surviving masters keep serving,
+//     so their sessions stay pinned throughout; only the lost master's
+//     sessions get 503 or are balanced, then 404 once it is back empty.
+//   - "failover": one replica per master; the dead master's replica takes
+//     over and every session, those on the lost master included, keeps its
+//     pin (the records were replicated before the kill).
+//
+// In all: no request hangs, the replicas never count a misrouted request
+// of the reject pair's sessions, and the pass pair's misroutes are only the
+// requests Kong balanced while their record was unreachable.
+func TestRedisClusterLosesMaster(t *testing.T) {
+	t.Run("no replicas", func(t *testing.T) { clusterMasterLoss(t, 0, true) })
+	t.Run("no replicas, full coverage off", func(t *testing.T) { clusterMasterLoss(t, 0, false) })
+	t.Run("failover", func(t *testing.T) { clusterMasterLoss(t, 1, true) })
+}
+
+// clusterSess is one session of clusterMasterLoss.
+type clusterSess struct {
+	mu     sync.Mutex
+	c      *rawMCP
+	nodes  [2]*standin.Node
+	reject bool // created through the reject pair
+	lost   bool // its record lives on the master that is killed
+	gone   bool // answered the plugin's 404: not used again
+	next   int
+}
+
+// clusterAnswer is one whoami of clusterMasterLoss.
+type clusterAnswer struct {
+	s          *clusterSess
+	sent, done time.Time
+	name       string
+	r          rpcResult
+	err        error
+}
+
+// clusterTally counts answers of one group of sessions.
+type clusterTally struct {
+	Creator, Unavailable503, Balanced, NotFound404 int
+}
+
+func clusterMasterLoss(t *testing.T, replicas int, fullCoverage bool) {
+	const (
+		perPair = 24 // sessions per node pair, spread over the 3 masters
+		workers = 6
+		bound   = 3 * time.Second // every request answered within this
+		timeout = 500             // session.redis.timeout, ms
+	)
+	var opts []redistest.Option
+	if !fullCoverage {
+		opts = append(opts, redistest.WithArgs("--cluster-require-full-coverage", "no"))
+	}
+	var cl *redistest.Cluster
+	if replicas == 0 {
+		cl = redistest.StartCluster(t, 3, opts...)
+	} else {
+		cl = redistest.StartClusterWithReplicas(t, 3, replicas, opts...)
+	}
+	var seeds []any
+	for _, addr := range cl.Addrs() {
+		seeds = append(seeds, map[string]any{"ip": "127.0.0.1", "port": loopbackPort(t, addr)})
+	}
+	rs := startLegacyReplicas(t, 3)
+	relay := func(storeError string) []byte {
+		return deck(t, deckOptions{relay: map[string]any{"session": map[string]any{
+			"store": "redis", "store_error": storeError,
+			"redis": map[string]any{"cluster_nodes": seeds, "timeout": timeout}}}})
+	}
+	ms := []string{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
+	a := startNode(t, relay("pass"), addrs(rs...), withMetrics(ms[0]), quietLog(t))
+	b := startNode(t, relay("pass"), addrs(rs...), withMetrics(ms[1]), quietLog(t))
+	c := startNode(t, relay("reject"), addrs(rs...), withMetrics(ms[2]), quietLog(t))
+	d := startNode(t, relay("reject"), addrs(rs...), withMetrics(ms[3]), quietLog(t))
+	storeErrors := func() float64 {
+		n := 0.0
+		for _, m := range ms {
+			n += metrics(t, m)["mcp_relay_store_errors_total"]
+		}
+		return n
+	}
+
+	var ss []*clusterSess
+	for _, s := range newSessions(t, a, b, rs, perPair) {
+		ss = append(ss, &clusterSess{c: s, nodes: [2]*standin.Node{a, b}})
+	}
+	for _, s := range newSessions(t, c, d, rs, perPair) {
+		ss = append(ss, &clusterSess{c: s, nodes: [2]*standin.Node{c, d}, reject: true})
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	owner := creators(t, rs...)
+	// Which records live on master 0: it answers EXISTS for its own slots
+	// and MOVED for the others.
+	var lostN [2]int // [pass, reject]
+	for _, s := range ss {
+		v, err := cl.Node(0).Do("EXISTS", "mcp-relay:s:{"+s.c.session+"}")
+		var re redistest.ReplyError
+		switch {
+		case err == nil && v == "1":
+			s.lost = true
+			lostN[b2i(s.reject)]++
+		case errors.As(err, &re) && strings.HasPrefix(string(re), "MOVED"):
+		default:
+			t.Fatalf("EXISTS on master 0: %q %v", v, err)
+		}
+	}
+	if lostN[0] == 0 || lostN[1] == 0 || lostN[0] == perPair || lostN[1] == perPair {
+		t.Fatalf("sessions on master 0: %v of %d per pair; want some on it and some elsewhere", lostN, perPair)
+	}
+	promoted := -1
+	if replicas > 0 {
+		promoted = cl.ReplicasOf(0)[0]
+		// The records must be on the replica before the master dies.
+		master, _ := cl.Node(0).Do("DBSIZE")
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if rep, _ := cl.Node(promoted).Do("DBSIZE"); rep == master {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d never caught up with master 0 (%s keys)", promoted, master)
+			}
+		}
+	}
+
+	// Traffic: workers send whoami round-robin over the sessions,
+	// alternating the node of each session's pair.
+	var (
+		mu      sync.Mutex
+		answers []clusterAnswer
+		stop    atomic.Bool
+		rr      atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tries := 1; !stop.Load(); tries++ {
+				s := ss[int(rr.Add(1)-1)%len(ss)]
+				s.mu.Lock()
+				if s.gone {
+					s.mu.Unlock()
+					if tries%len(ss) == 0 {
+						time.Sleep(10 * time.Millisecond) // bounded spin when many are gone
+					}
+					continue
+				}
+				n := s.nodes[s.next%2]
+				s.next++
+				sent := time.Now()
+				body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`, rpcIDs.Add(1))
+				r, err := soakPost(s.c, n.URL(), body)
+				ans := clusterAnswer{s: s, sent: sent, done: time.Now(), name: toolText(r), r: r, err: err}
+				if err == nil && pluginNotFound(r) {
+					s.gone = true
+				}
+				s.mu.Unlock()
+				mu.Lock()
+				answers = append(answers, ans)
+				mu.Unlock()
+			}
+		}()
+	}
+
+	time.Sleep(2 * time.Second)
+	errs0 := storeErrors()
+	killAt := time.Now()
+	cl.KillMaster(0)
+	var restartAt, backAt time.Time
+	if replicas == 0 {
+		time.Sleep(6 * time.Second)
+		restartAt = time.Now()
+		cl.Node(0).Start() // empty: no persistence
+		cl.WaitOK()
+	} else {
+		for cl.Role(promoted) != "master" {
+			if time.Since(killAt) > 20*time.Second {
+				stop.Store(true)
+				wg.Wait()
+				t.Fatalf("replica %d not promoted 20 s after its master was killed", promoted)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cl.WaitOK()
+	}
+	backAt = time.Now()
+	// The window ends once no node counts a new store error for 1 s under
+	// traffic.
+	last, lastChange := storeErrors(), time.Now()
+	for time.Since(backAt) < 25*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if n := storeErrors(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) >= time.Second {
+			break
+		}
+	}
+	windowEnd, lastErrAt := time.Now(), lastChange
+	time.Sleep(3 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	if windowEnd.Sub(backAt) > 10*time.Second {
+		t.Errorf("store errors still counted %v after the cluster was ok again", windowEnd.Sub(backAt).Round(time.Millisecond))
+	}
+
+	// Every answer against what is allowed when it was sent. Tallies are
+	// [pass, reject][elsewhere, on the lost master].
+	var before, during, after [2][2]clusterTally
+	var windowTimes [2]durations
+	unexpected := 0
+	bad := func(format string, args ...any) {
+		if unexpected++; unexpected <= 20 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, x := range answers {
+		k, l := b2i(x.s.reject), b2i(x.s.lost)
+		inWindow := !x.sent.Before(killAt) && x.sent.Before(windowEnd)
+		tl := &before[k][l]
+		switch {
+		case inWindow:
+			tl = &during[k][l]
+		case !x.sent.Before(windowEnd):
+			tl = &after[k][l]
+		}
+		// Unreachable records: the lost master's, and with full coverage
+		// every record once the cluster noticed.
+		unreachable := inWindow && (x.s.lost || fullCoverage)
+		took, id, at := x.done.Sub(x.sent), x.s.c.session, x.sent.Sub(killAt).Round(time.Millisecond)
+		if x.err != nil {
+			bad("session %s: %v after %v", id, x.err, took.Round(time.Millisecond))
+			continue
+		}
+		if took > bound {
+			bad("session %s (reject %v): answered after %v, more than %v", id, x.s.reject, took, bound)
+		}
+		if inWindow {
+			windowTimes[k] = append(windowTimes[k], took)
+		}
+		switch r := x.r; {
+		case r.Status == http.StatusOK && x.name == owner[id]:
+			tl.Creator++
+		case pluginNotFound(r):
+			tl.NotFound404++
+			// Only for a record that is really gone: on the master started again empty.
+			if replicas > 0 || !x.s.lost || x.done.Before(restartAt) {
+				bad("session %s (on the lost master %v, reject %v): the plugin's 404, sent %v after the kill", id, x.s.lost, x.s.reject, at)
+			}
+		case x.s.reject && r.Status == http.StatusServiceUnavailable && reasonOf(r) == "store_unavailable":
+			tl.Unavailable503++
+			if !unreachable {
+				bad("session %s (on the lost master %v): 503 store_unavailable, sent %v after the kill", id, x.s.lost, at)
+			}
+		case !x.s.reject && (r.Status == http.StatusNotFound || r.Status == http.StatusOK):
+			tl.Balanced++ // Kong balanced it to another replica
+			if !unreachable {
+				bad("session %s (on the lost master %v): %d %q from another replica, sent %v after the kill", id, x.s.lost, r.Status, x.name, at)
+			}
+		default:
+			bad("session %s (reject %v): %d %s", id, x.s.reject, r.Status, r.Body)
+		}
+	}
+
+	// After the traffic: the pins that must have survived, and the records
+	// that must be gone, through both nodes of each pair.
+	kept, reinit := 0, 0
+	for _, s := range ss {
+		for _, n := range s.nodes {
+			name, r := s.c.whoami(t, n.URL())
+			switch {
+			case replicas == 0 && s.lost:
+				if !pluginNotFound(r) {
+					t.Errorf("session %s on the lost master (reject %v): %d %s, want the 404 envelope", s.c.session, s.reject, r.Status, r.Body)
+				}
+			case name != owner[s.c.session]:
+				t.Errorf("session %s (on the lost master %v, reject %v): whoami %q (%d %s), created by %q",
+					s.c.session, s.lost, s.reject, name, r.Status, r.Body, owner[s.c.session])
+			default:
+				kept++
+			}
+		}
+		if replicas == 0 && s.lost { // the client re-initialises: pinned again
+			if r := s.c.initialize(t, s.nodes[0].URL()); r.Status != http.StatusOK || s.c.session == "" {
+				t.Errorf("re-initialize: %d %s", r.Status, r.Body)
+				continue
+			}
+			want := creators(t, rs...)[s.c.session]
+			if name, r := s.c.whoami(t, s.nodes[1].URL()); name != want {
+				t.Errorf("re-initialised session: whoami %q (%d %s), created by %q", name, r.Status, r.Body, want)
+			}
+			reinit++
+		}
+	}
+	var mis [2]int64 // [pass, reject]
+	for _, r := range rs {
+		st := r.MustStats(t)
+		for _, s := range ss {
+			mis[b2i(s.reject)] += st.MisroutedSessions[s.c.session]
+		}
+	}
+	balanced := during[0][0].Balanced + during[0][1].Balanced
+	if mis[1] != 0 {
+		t.Errorf("the replicas counted %d misrouted requests of the reject pair's sessions", mis[1])
+	}
+	if mis[0] > int64(balanced) {
+		t.Errorf("the replicas counted %d misrouted requests of the pass pair's sessions, more than the %d Kong balanced", mis[0], balanced)
+	}
+	errs := last - errs0
+	if errs == 0 {
+		t.Error("no store error counted: the lost master was never asked")
+	}
+
+	back := fmt.Sprintf("master 0 started again (empty) %v after the kill, cluster ok at %v",
+		restartAt.Sub(killAt).Round(time.Millisecond), backAt.Sub(killAt).Round(time.Millisecond))
+	if replicas > 0 {
+		back = fmt.Sprintf("its replica (node %d) promoted and the cluster ok %v after the kill", promoted, backAt.Sub(killAt).Round(time.Millisecond))
+	}
+	t.Logf("%d sessions per pair (%d and %d on master 0); %d whoami answers; full coverage required: %v",
+		perPair, lostN[0], lostN[1], len(answers), fullCoverage)
+	t.Logf("master 0 killed; %s; last store error %v after the kill (%v counted)", back, lastErrAt.Sub(killAt).Round(time.Millisecond), errs)
+	for k, pair := range []string{"pass", "reject"} {
+		t.Logf("%s pair, from the kill to the end of the window: sessions on the lost master %+v, elsewhere %+v; before %+v, after %+v",
+			pair, during[k][1], during[k][0], sumTally(before[k]), sumTally(after[k]))
+	}
+	t.Logf("answer times in the window: pass %v; reject %v", windowTimes[0], windowTimes[1])
+	t.Logf("afterwards: %d pins kept (whoami through both nodes), %d lost sessions re-initialised and pinned; misroutes counted at the replicas: reject pair %d, pass pair %d (Kong balanced %d)",
+		kept, reinit, mis[1], mis[0], balanced)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sumTally(ts [2]clusterTally) clusterTally {
+	return clusterTally{
+		Creator:        ts[0].Creator + ts[1].Creator,
+		Unavailable503: ts[0].Unavailable503 + ts[1].Unavailable503,
+		Balanced:       ts[0].Balanced + ts[1].Balanced,
+		NotFound404:    ts[0].NotFound404 + ts[1].NotFound404,
 	}
 }
