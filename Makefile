@@ -4,7 +4,7 @@ BIN     := bin
 PLUGIN  := $(BIN)/mcp-relay
 NODE_DIR := test/node
 
-.PHONY: build run test lint fuzz clean node-deps bench
+.PHONY: build run test lint fuzz clean node-deps bench soak
 
 build: $(PLUGIN)
 
@@ -27,6 +27,14 @@ node-deps:
 test: node-deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The reliability campaign's long profile (issue 6), on demand: the soak
+# with 2,000 sessions for 2 minutes (Redis restarted mid-run), the timing
+# test with 200 samples of each kind, and the fault tests, without the race
+# detector (the figures are the plugin's own), printing every figure.
+SOAK_TESTS := TestSoak|TestSessionTimingEquality|TestRedisOutage|TestRedisSlow|TestRedisClusterLosesMaster|TestReplicaDeath|TestPluginKilledDuringTraffic
+soak:
+	MCP_RELAY_SOAK=long $(GO) test -count=1 -timeout 20m -v -run '^($(SOAK_TESTS))$$' ./test/e2e/
 
 lint:
 	$(GO) vet ./...

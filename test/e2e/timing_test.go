@@ -21,13 +21,17 @@ import (
 // the medians of the two response times differ by less than 10 ms while
 // both pay session.learn_wait_ms (50 ms here, so the test stays short).
 // Both stores: memory (one node) and Redis. Without the equal wait, the
-// other consumer's answer would come about 50 ms sooner.
+// other consumer's answer would come about 50 ms sooner. The long profile
+// (MCP_RELAY_SOAK=long, make soak) takes 200 samples of each.
 func TestSessionTimingEquality(t *testing.T) {
 	const (
 		wait     = 50 * time.Millisecond
-		samples  = 30
 		maxDelta = 10 * time.Millisecond
 	)
+	samples := 30
+	if profile, _, _ := soakProfile(); profile == "long" {
+		samples = 200
+	}
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			rs := startLegacyReplicas(t, 1)
