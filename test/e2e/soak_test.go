@@ -369,7 +369,7 @@ func TestSoak(t *testing.T) {
 	// never asked again are not a record kept: after the data loss every
 	// lost session costs the learn wait (250 ms) before its 404, then a
 	// re-initialisation, so the round robin slows down and, in the long
-	// profile, ends before it has come back to all of them (311-349 of
+	// profile, ends before it has come back to all of them (249-349 of
 	// 2,000 in our runs; 0 in the CI profile).
 	var lostN, keptN, notAsked int
 	var relearned, notAskedS []*soakSession
