@@ -2,6 +2,8 @@ package handler
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"strconv"
 	"time"
@@ -169,9 +171,11 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		bindRejections.Inc()
 		logger.Warn("session presented by another consumer",
 			"session", fingerprint(id), "owner", rec.Consumer, "consumer", first(r.headers, hConsumerID))
-		// Answer as for an unknown id, after the same wait: neither the answer
-		// nor its timing may tell that the session exists.
-		time.Sleep(time.Until(start.Add(wait)))
+		// Answer as for an unknown id, after the same store work: look up an
+		// id that cannot exist, with the same wait. Neither the answer nor
+		// its timing may tell that the session exists (a plain sleep would
+		// skip the store's round trips, measurable with a distant Redis).
+		_, _, _, _ = p.lookup(decoyID(), wait)
 		found = false
 	}
 	if found && rec.State == session.Active && p.replicas != nil && p.replicas.pinned(rec.Target, start) {
@@ -212,6 +216,13 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		pinsAfterWait.Inc()
 	}
 	return false
+}
+
+// decoyID is a valid session id no one has: 32 random bytes, hex.
+func decoyID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return "mcp-relay-decoy-" + hex.EncodeToString(b[:])
 }
 
 // lookup asks the store first without waiting, so a wait (the Log-phase race)

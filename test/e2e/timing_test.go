@@ -20,7 +20,7 @@ import (
 // latency and request id), and over 30 interleaved samples of each, in random order,
 // the medians of the two response times differ by less than 10 ms while
 // both pay session.learn_wait_ms (50 ms here, so the test stays short).
-// Both stores: memory (one node) and Redis. Without the equal wait, the
+// Both stores: memory (one node), Redis, and Redis 5 ms away. Without the equal wait, the
 // other consumer's answer would come about 50 ms sooner. The long profile
 // (MCP_RELAY_SOAK=long, make soak) takes 200 samples of each.
 func TestSessionTimingEquality(t *testing.T) {
@@ -32,13 +32,21 @@ func TestSessionTimingEquality(t *testing.T) {
 	if profile, _, _ := soakProfile(); profile == "long" {
 		samples = 200
 	}
-	for _, store := range []string{"memory", "redis"} {
+	// "redis-5ms": every byte Redis sends is 5 ms late (a Redis in another
+	// zone), so skipped or extra round trips would show.
+	for _, store := range []string{"memory", "redis", "redis-5ms"} {
 		t.Run(store, func(t *testing.T) {
 			rs := startLegacyReplicas(t, 1)
 			relay := map[string]any{"session": map[string]any{"store": "memory", "learn_wait_ms": int(wait / time.Millisecond)}}
-			if store == "redis" {
+			switch store {
+			case "redis":
 				rd := redistest.StartServer(t)
 				relay = redisSession(rd.Host(), rd.Port(), map[string]any{"learn_wait_ms": int(wait / time.Millisecond)})
+			case "redis-5ms":
+				rd := redistest.StartServer(t)
+				px := startSlowProxy(t, fmt.Sprintf("%s:%d", rd.Host(), rd.Port()))
+				px.SetDelay(5 * time.Millisecond)
+				relay = redisSession(px.Host(), px.Port(), map[string]any{"learn_wait_ms": int(wait / time.Millisecond)})
 			}
 			a := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), quietLog(t))
 			owner := newPinRaw(demoKey, 10*time.Second)
