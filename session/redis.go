@@ -22,7 +22,11 @@ import (
 // Defaults of the Redis store's node-local cache.
 const (
 	DefaultCacheSize = 10_000
-	DefaultCacheTTL  = 5 * time.Second
+	// DefaultCacheTTL: events keep the cache coherent (a lost subscription
+	// flushes it), so the life only bounds how long a node goes without
+	// reading a hot record from Redis: at 60 s, 99% of the requests of a
+	// session sending 2 requests/s through a node need no round trip.
+	DefaultCacheTTL = 60 * time.Second
 )
 
 // RedisOptions configures NewRedis beyond the connection settings.
@@ -35,7 +39,7 @@ type RedisOptions struct {
 	// CacheSize is the number of records this node keeps in memory in front
 	// of Redis; 0 disables the cache.
 	CacheSize int
-	// CacheTTL is how long a cached record is trusted (default 5s, at most
+	// CacheTTL is how long a cached record is trusted (default 60s, at most
 	// TTL/10 so that reads reaching Redis keep sliding the TTL).
 	CacheTTL time.Duration
 	// PingEvery is how long the event subscription may stay quiet before it
