@@ -26,7 +26,9 @@ import (
 //
 // In both, 8 workers send tools/call whoami round-robin over the sessions,
 // alternating the Kong node per session, and Redis is stopped in the middle
-// of the run and started again (same port, empty) about 2 s later.
+// of the run and started again (same port, empty) about 2 s later. The
+// plugin runs with session.store_error reject, so no request is ever passed
+// unpinned and the replicas must count zero misroutes.
 const (
 	soakWorkers       = 8
 	soakClientTimeout = 10 * time.Second
@@ -104,7 +106,7 @@ func TestSoak(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := startLegacyReplicas(t, 3)
 	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
-		map[string]any{"store_error": "pass", "redis": map[string]any{"timeout": 500}})})
+		map[string]any{"store_error": "reject", "redis": map[string]any{"timeout": 500}})})
 	mA, mB := freeAddr(t), freeAddr(t)
 	a := startNode(t, cfg, addrs(rs...), withMetrics(mA), quietLog(t))
 	b := startNode(t, cfg, addrs(rs...), withMetrics(mB), quietLog(t))
@@ -141,6 +143,7 @@ func TestSoak(t *testing.T) {
 		whoamisBefore, whoamisAfter      atomic.Int64 // sent before the outage, after its window
 		reinits, hung, transportErrors   atomic.Int64
 		replica404Outage, unexpected     atomic.Int64
+		rejectedOutage                   atomic.Int64 // 503 store_unavailable envelopes (store_error reject)
 		initializedBalanced, pluginNotFd atomic.Int64
 		mu                               sync.Mutex
 		answers                          = map[soakAnswer]int{}
@@ -198,6 +201,8 @@ func TestSoak(t *testing.T) {
 		switch {
 		case err != nil:
 		case r.Status == http.StatusAccepted:
+		case window && r.Status == http.StatusServiceUnavailable && reasonOf(r) == "store_unavailable":
+			rejectedOutage.Add(1) // Redis unreachable: rejected, never balanced
 		case window && r.Status == http.StatusNotFound && !pluginNotFound(r):
 			initializedBalanced.Add(1) // passed during the outage to another replica
 		case r.Status == http.StatusNotFound && pluginNotFound(r):
@@ -249,6 +254,8 @@ func TestSoak(t *testing.T) {
 					}
 					s.lost = true
 					reinit(s, k) // its record was lost with Redis's data: by design
+				case window && r.Status == http.StatusServiceUnavailable && reasonOf(r) == "store_unavailable":
+					rejectedOutage.Add(1) // Redis unreachable: rejected, never balanced
 				case window && r.Status == http.StatusNotFound:
 					replica404Outage.Add(1) // passed during the outage to another replica
 				default:
@@ -316,8 +323,11 @@ func TestSoak(t *testing.T) {
 	}
 	balanced := int(replica404Outage.Load()) + int(initializedBalanced.Load()) + wrongOutage
 	mis := misroutes(t, rs...) - mis0
-	if mis > balanced {
-		t.Errorf("the replicas counted %d misroutes, more than the %d requests passed unpinned during the outage", mis, balanced)
+	// store_error reject: nothing is ever passed unpinned, so the replicas
+	// must count no misroute at all (with pass, the outage's requests would
+	// be balanced and counted).
+	if mis != 0 || balanced != 0 {
+		t.Errorf("the replicas counted %d misroutes; %d requests were passed unpinned during the outage; want 0 and 0", mis, balanced)
 	}
 	if wrongPinned != 0 {
 		t.Errorf("%d whoami answers of pinned requests came from a replica other than the session's creator", wrongPinned)
@@ -448,8 +458,8 @@ func TestSoak(t *testing.T) {
 		windowEnd.Sub(stopAt).Round(time.Millisecond), storeErrs)
 	t.Logf("whoami answered 200: %d (%d within the outage window from the creator); plugin 404 (record lost): %d, sessions re-initialised by design: %d",
 		pinned.Load(), rightOutage, pluginNotFd.Load(), reinits.Load())
-	t.Logf("balanced during the outage (store_error pass): %d (replica 404 on whoami %d, whoami from another replica %d, notifications/initialized to another replica %d); misroutes counted at the replicas %d",
-		balanced, replica404Outage.Load(), wrongOutage, initializedBalanced.Load(), mis)
+	t.Logf("during the outage (store_error reject): %d requests answered 503 store_unavailable; balanced %d (replica 404 on whoami %d, whoami from another replica %d, notifications/initialized to another replica %d); misroutes counted at the replicas %d",
+		rejectedOutage.Load(), balanced, replica404Outage.Load(), wrongOutage, initializedBalanced.Load(), mis)
 	t.Logf("wrong whoami answers of pinned requests: %d; hung requests: %d; transport errors: %d; other unexpected answers: %d",
 		wrongPinned, hung.Load(), transportErrors.Load(), unexpected.Load()-hung.Load()-transportErrors.Load())
 	afterFor := deadline.Sub(windowEnd)
