@@ -464,15 +464,7 @@ func clusterMasterLoss(t *testing.T, replicas int, fullCoverage bool) {
 	backAt = time.Now()
 	// The window ends once no node counts a new store error for 1 s under
 	// traffic.
-	last, lastChange := storeErrors(), time.Now()
-	for time.Since(backAt) < 25*time.Second {
-		time.Sleep(100 * time.Millisecond)
-		if n := storeErrors(); n != last {
-			last, lastChange = n, time.Now()
-		} else if time.Since(lastChange) >= time.Second {
-			break
-		}
-	}
+	last, lastChange := waitQuiet(storeErrors, time.Second, 25*time.Second)
 	windowEnd, lastErrAt := time.Now(), lastChange
 	time.Sleep(3 * time.Second)
 	stop.Store(true)

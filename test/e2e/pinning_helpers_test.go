@@ -290,3 +290,19 @@ func (l *recordLog) waitRecords(t testing.TB, timeout time.Duration, cond func([
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// waitQuiet polls count every 100 ms until it has not changed for quiet, or
+// for at most max; it returns the last count and when it last changed.
+func waitQuiet(count func() float64, quiet, max time.Duration) (last float64, lastChange time.Time) {
+	start := time.Now()
+	last, lastChange = count(), start
+	for time.Since(start) < max {
+		time.Sleep(100 * time.Millisecond)
+		if n := count(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) >= quiet {
+			break
+		}
+	}
+	return last, lastChange
+}

@@ -281,15 +281,7 @@ func TestSoak(t *testing.T) {
 	time.Sleep(soakRedisDown)
 	rd.Start()
 	backAt = time.Now()
-	last, lastChange := storeErrors(), time.Now()
-	for time.Since(backAt) < 15*time.Second {
-		time.Sleep(100 * time.Millisecond)
-		if n := storeErrors(); n != last {
-			last, lastChange = n, time.Now()
-		} else if time.Since(lastChange) >= 500*time.Millisecond {
-			break
-		}
-	}
+	last, _ := waitQuiet(storeErrors, 500*time.Millisecond, 15*time.Second)
 	phase.Store(soakAfter)
 	windowEnd = time.Now()
 	if windowEnd.Sub(backAt) > 10*time.Second {
