@@ -888,18 +888,9 @@ func init() {
 			if c.r.headersSent {
 				return nil, luaError("headers have already been sent")
 			}
-			st, err := decode(c, &structpb.Struct{})
+			set, err := decodeHeaderTable(c)
 			if err != nil {
 				return nil, err
-			}
-			t := luaStruct(st)
-			set := map[string][]string{}
-			for k, v := range t {
-				vals, err := headerValueStrings(k, v)
-				if err != nil {
-					return nil, err
-				}
-				set[k] = vals
 			}
 			for k, v := range set {
 				if isTransferEncoding(k) {
@@ -1129,18 +1120,9 @@ func init() {
 			if err := c.check(accessAndRewrite); err != nil {
 				return nil, err
 			}
-			st, err := decode(c, &structpb.Struct{})
+			set, err := decodeHeaderTable(c)
 			if err != nil {
 				return nil, err
-			}
-			t := luaStruct(st)
-			set := map[string][]string{}
-			for k, v := range t {
-				vals, err := headerValueStrings(k, v)
-				if err != nil {
-					return nil, err
-				}
-				set[k] = vals
 			}
 			for k, v := range set {
 				if strings.EqualFold(k, "host") {
@@ -1234,6 +1216,24 @@ func init() {
 		},
 	}
 	pdkMethods = loadService()
+}
+
+// decodeHeaderTable reads a set_headers argument: a Lua table of header
+// names to a string or an array of strings, checked as Kong checks it.
+func decodeHeaderTable(c *call) (map[string][]string, error) {
+	st, err := decode(c, &structpb.Struct{})
+	if err != nil {
+		return nil, err
+	}
+	set := map[string][]string{}
+	for k, v := range luaStruct(st) {
+		vals, err := headerValueStrings(k, v)
+		if err != nil {
+			return nil, err
+		}
+		set[k] = vals
+	}
+	return set, nil
 }
 
 func isTransferEncoding(k string) bool {
