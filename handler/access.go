@@ -175,6 +175,9 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		// id that cannot exist, with the same wait. Neither the answer nor
 		// its timing may tell that the session exists (a plain sleep would
 		// skip the store's round trips, measurable with a distant Redis).
+		// Left: when this node's cache did not hold the record, finding it
+		// cost one Redis round trip more; it then holds it for the cache
+		// life, so that is one sample per node and minute.
 		_, _, _, _ = p.lookup(decoyID(), wait)
 		found = false
 	}

@@ -2,12 +2,13 @@ package handler
 
 import (
 	"context"
-	"time"
-
-	"github.com/mcp-relay/mcp-relay/session"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/session"
 )
 
 const (
@@ -193,4 +194,57 @@ type panicStore struct{ session.Store }
 
 func (panicStore) Lookup(context.Context, string, time.Duration) (session.Record, bool, error) {
 	panic("store bug")
+}
+
+// TestBodyAndMethodFromHeaders: when Access reads the body and when it must
+// ask Kong for the method, from the headers alone.
+func TestBodyAndMethodFromHeaders(t *testing.T) {
+	tests := []struct {
+		name       string
+		headers    map[string][]string
+		wantBody   bool
+		wantMethod bool // without a JSON-RPC body
+	}{
+		{"Content-Length", map[string][]string{"content-length": {"12"}}, true, false},
+		{"Content-Length 0", map[string][]string{"content-length": {"0"}, "content-type": {"application/json"}}, false, false},
+		{"chunked", map[string][]string{"transfer-encoding": {"chunked"}}, true, false},
+		{"HTTP/2 without Content-Length", map[string][]string{"content-type": {"application/json"}}, true, false},
+		{"bodyless", map[string][]string{"accept": {"text/html"}}, false, false},
+		{"a session's bodyless request", map[string][]string{"mcp-session-id": {"s"}}, false, true},
+		{"a preflight header", map[string][]string{"access-control-request-method": {"POST"}}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRequest(tt.headers)
+			if got := r.mayHaveBody(); got != tt.wantBody {
+				t.Errorf("mayHaveBody = %v, want %v", got, tt.wantBody)
+			}
+			if got := r.needsMethod(); got != tt.wantMethod {
+				t.Errorf("needsMethod = %v, want %v", got, tt.wantMethod)
+			}
+			r.withBody(envelope.Parse([]byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`), 1<<20))
+			if r.needsMethod() || r.method != "POST" {
+				t.Errorf("with a JSON-RPC body: needsMethod %v, method %q; want false, POST", r.needsMethod(), r.method)
+			}
+		})
+	}
+}
+
+// TestInitializeBufferedWhileStoreOn: the Response phase must see every
+// initialize answer to learn its session, whatever buffer_methods says.
+func TestInitializeBufferedWhileStoreOn(t *testing.T) {
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize"}`)
+	for _, tt := range []struct {
+		config     string
+		wantStream bool
+	}{
+		{`{"upstream":{"buffer_methods":[]}}`, false},
+		{`{"upstream":{"buffer_methods":[]},"session":{"store":"off"}}`, true},
+	} {
+		f := &fakeKong{headers: hdr(), body: body}
+		newPlugin(t, tt.config).access(f)
+		if f.cleared != tt.wantStream {
+			t.Errorf("%s: streamed %v, want %v (calls %v)", tt.config, f.cleared, tt.wantStream, f.calls)
+		}
+	}
 }

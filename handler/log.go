@@ -107,7 +107,6 @@ func (p *Plugin) storeOp(op string, call func() error) {
 
 // served is what the Log phase needs of kong.log.serialize().
 type served struct {
-	method          string
 	status          int
 	requestSession  string
 	responseSession string
@@ -120,18 +119,17 @@ func readServed(data []byte) served {
 	// gjson on a string view: the results reference data, which outlives them.
 	js := unsafe.String(unsafe.SliceData(data), len(data))
 	res := gjson.GetMany(js,
-		"request.method", "response.status",
+		"response.status",
 		"request.headers.mcp-session-id", "response.headers.mcp-session-id",
 		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries")
 	f := served{
-		method:          res[0].Str,
-		status:          int(res[1].Int()),
-		requestSession:  headerValue(res[2]),
-		responseSession: headerValue(res[3]),
-		consumer:        headerValue(res[4]),
-		modern:          isModern(headerValue(res[5])),
+		status:          int(res[0].Int()),
+		requestSession:  headerValue(res[1]),
+		responseSession: headerValue(res[2]),
+		consumer:        headerValue(res[3]),
+		modern:          isModern(headerValue(res[4])),
 	}
-	if tries := res[6].Array(); len(tries) > 0 {
+	if tries := res[5].Array(); len(tries) > 0 {
 		last := tries[len(tries)-1]
 		ip, port := last.Get("ip").Str, last.Get("port").Int()
 		if ip != "" && port > 0 {

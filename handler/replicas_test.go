@@ -2,7 +2,9 @@ package handler
 
 import (
 	"context"
+	"errors"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,4 +115,43 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
 		}
 	}
 	return cond()
+}
+
+// TestReplicaDownAfterTwoFailures: a failed probe that is not a refusal
+// (a timeout, a lost SYN) makes a replica down only on the second in a row,
+// and one success in between starts the count again.
+func TestReplicaDownAfterTwoFailures(t *testing.T) {
+	w := newReplicaWatch(time.Hour) // probes driven by hand below
+	r := &replica{}
+	fail := errors.New("i/o timeout")
+	var next error
+	w.dial = func(context.Context, string) error { return next }
+
+	next = fail
+	w.probe("10.0.0.1:80", r)
+	if r.down.Load() {
+		t.Fatal("down after one timeout")
+	}
+	next = nil
+	w.probe("10.0.0.1:80", r)
+	next = fail
+	w.probe("10.0.0.1:80", r)
+	if r.down.Load() {
+		t.Fatal("down after timeouts that were not in a row")
+	}
+	w.probe("10.0.0.1:80", r)
+	if !r.down.Load() {
+		t.Fatal("not down after two timeouts in a row")
+	}
+	next = syscall.ECONNREFUSED
+	r2 := &replica{}
+	w.probe("10.0.0.2:80", r2)
+	if !r2.down.Load() {
+		t.Fatal("not down after a refused connection")
+	}
+	next = nil
+	w.probe("10.0.0.1:80", r)
+	if r.down.Load() {
+		t.Fatal("still down after a successful probe")
+	}
 }

@@ -181,6 +181,14 @@ func TestLearnFromResponseHint(t *testing.T) {
 		t.Fatalf("Log without a pending hint made PDK calls %v", idle.calls)
 	}
 
+	// A 2026-07-28 answer never creates a session: no hint, no third call.
+	modern := &fakeKong{status: 200, headers: hdr("mcp-protocol-version", "2026-07-28"),
+		respHeaders: map[string]string{"Mcp-Session-Id": "modern-sess"}}
+	p.response(modern)
+	if p.hints.pending() || len(modern.calls) != 2 {
+		t.Fatalf("2026-07-28 answer hinted (%v) or calls %v", p.hints.pending(), modern.calls)
+	}
+
 	// The initialize answer passes Response: status, request headers, the
 	// answer's Mcp-Session-Id.
 	init := &fakeKong{status: 200, headers: hdr("x-consumer-id", "alice"), body: []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize"}`),
