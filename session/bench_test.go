@@ -47,12 +47,7 @@ func BenchmarkMemory(b *testing.B) {
 	})
 	b.Run("Lookup1MRandomParallel", func(b *testing.B) {
 		const n = 1 << 20
-		m := NewMemory(MemoryOptions{TTL: time.Hour, MaxSessions: n})
-		defer m.Close()
-		ids := benchIDs(n)
-		for _, id := range ids {
-			_ = m.Learn(ctx, id, rec)
-		}
+		m, ids := filledMemory(b, n, rec)
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -120,12 +115,7 @@ func BenchmarkMemory(b *testing.B) {
 	})
 	b.Run("End", func(b *testing.B) {
 		const n = 1 << 16
-		m := NewMemory(MemoryOptions{TTL: time.Hour, MaxSessions: n})
-		defer m.Close()
-		ids := benchIDs(n)
-		for _, id := range ids {
-			_ = m.Learn(ctx, id, rec)
-		}
+		m, ids := filledMemory(b, n, rec)
 		b.ReportAllocs()
 		b.ResetTimer()
 		i := 0
@@ -292,4 +282,15 @@ func BenchmarkRedisFootprint(b *testing.B) {
 	for b.Loop() {
 	}
 	b.ReportMetric(per, "bytes/session")
+}
+
+// filledMemory is a memory store holding n sessions (of ids), closed with b.
+func filledMemory(b *testing.B, n int, rec Record) (*Memory, []string) {
+	m := NewMemory(MemoryOptions{TTL: time.Hour, MaxSessions: n})
+	b.Cleanup(func() { _ = m.Close() })
+	ids := benchIDs(n)
+	for _, id := range ids {
+		_ = m.Learn(context.Background(), id, rec)
+	}
+	return m, ids
 }

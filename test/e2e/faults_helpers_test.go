@@ -59,24 +59,6 @@ func withPlugin(path string) func(*standin.Options) {
 	return func(o *standin.Options) { o.Plugin = path }
 }
 
-// syncBuffer is an io.Writer safe for concurrent use that keeps everything.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tryResult is one request that may fail without failing the test.
 type tryResult struct {
 	status int

@@ -335,7 +335,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
 	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), map[string]any{
 		"redis": map[string]any{"password": pw}, "learn_wait_ms": 200})})
-	var out syncBuffer
+	var out standin.LogBuffer
 	node := startNode(t, cfg, addrs(rs...), func(o *standin.Options) {
 		o.Log, o.PluginOutput, o.LogLevel = &out, &out, "debug"
 	})

@@ -1,7 +1,6 @@
 package standin_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,24 +64,6 @@ func pluginBinary(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	return dst
-}
-
-// syncBuffer collects the plugin's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // echoUpstream answers with what it received, as JSON.
@@ -194,7 +175,7 @@ type fixture struct {
 	a, b    *echoUpstream
 	sse     *sseUpstream
 	out     string // ECHO_OUT: the plugin's Log reports
-	plugOut *syncBuffer
+	plugOut *standin.LogBuffer
 	mu      sync.Mutex
 	seen    map[string]standin.RequestRecord
 }
@@ -279,7 +260,7 @@ consumers:
 func newFixture(t *testing.T, mutate ...func(*standin.Options)) *fixture {
 	t.Helper()
 	f := &fixture{a: newEchoUpstream(t, "a"), b: newEchoUpstream(t, "b"), out: t.TempDir(),
-		plugOut: &syncBuffer{}, seen: map[string]standin.RequestRecord{}}
+		plugOut: &standin.LogBuffer{}, seen: map[string]standin.RequestRecord{}}
 	f.sse = newSSEUpstream(t, 3, 100*time.Millisecond)
 	deck := fmt.Sprintf(testDeck, f.a.hostPort(), f.b.hostPort(), f.sse.URL, closedPort(t), silentUpstream(t), "echo-plugin")
 	opts := standin.Options{
