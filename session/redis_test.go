@@ -481,13 +481,36 @@ func TestRecordEncoding(t *testing.T) {
 		{Target: "[::1]:80", Consumer: "with|pipe and space", Created: now, State: Lost},
 		{Target: "a|b", Consumer: "", Created: now, State: Ended},
 		{Created: now, State: Active},
+		{Target: "10.0.0.1:8080", Consumer: "c|;", Created: now, State: Active,
+			Init: `{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x|y;z","version":"1"}}`},
+		{Target: "10.0.0.2:8080", Created: now, State: Lost, Init: "{}", Upstream: "new|id", Alias: "client;id|"},
+		{Target: "t", Created: now, State: Active, Alias: "only-alias"},
+		{Created: now, State: Ended, Upstream: "u"},
 	} {
-		got, err := decodeRecord(encodeRecord(r))
-		if err != nil || got.Target != r.Target || got.Consumer != r.Consumer || !got.Created.Equal(r.Created) || got.State != r.State {
+		enc := encodeRecord(r)
+		got, err := decodeRecord(enc)
+		if err != nil || got != r {
 			t.Errorf("round trip of %+v = %+v, %v", r, got, err)
 		}
+		// Records without recovery data keep the version 1 encoding, which
+		// releases without recovery read.
+		if v1 := r.Init == "" && r.Upstream == "" && r.Alias == ""; v1 == strings.Contains(enc[:strings.IndexAny(enc[1:], "|;")+2], ";") {
+			t.Errorf("encoding of %+v = %q: version 1 expected %v", r, enc, v1)
+		}
 	}
-	for _, bad := range []string{"", "X1|0|", "A", "A1|", "A1|5|abc", "Ax|0|", "A1|-1|"} {
+	// Records written before the recovery fields existed decode unchanged.
+	old := map[string]Record{
+		"A1732350000000|13|10.0.0.1:8080consumer-id": {Target: "10.0.0.1:8080", Consumer: "consumer-id", Created: time.UnixMilli(1732350000000), State: Active},
+		"L1732350000000|0|":                          {Created: time.UnixMilli(1732350000000), State: Lost},
+		"E5|3|a;bc;d":                                {Target: "a;b", Consumer: "c;d", Created: time.UnixMilli(5), State: Ended},
+	}
+	for v, want := range old {
+		if got, err := decodeRecord(v); err != nil || got != want {
+			t.Errorf("decodeRecord(%q) = %+v, %v; want %+v", v, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "X1|0|", "A", "A1|", "A1|5|abc", "Ax|0|", "A1|-1|",
+		"A1;", "A1;0|", "A1;0|0|0|", "A1;1|0|0|0|", "A1;0|0|5|0|abc", "A1;0|0|-1|0|", "A1;x|0|0|0|"} {
 		if _, err := decodeRecord(bad); err == nil {
 			t.Errorf("decodeRecord(%q): no error", bad)
 		}
