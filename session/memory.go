@@ -76,10 +76,10 @@ type memEntry struct {
 	// distinct initialize params, so a session pays one handle for them.
 	init  unique.Handle[string]
 	extra *memExtra // nil unless a recovery wrote the record
-	prev     uint32 // recency list; head was placed most recently
-	next     uint32
-	ref      uint32 // atomic; used since it was last placed at the head
-	state    State
+	prev  uint32    // recency list; head was placed most recently
+	next  uint32
+	ref   uint32 // atomic; used since it was last placed at the head
+	state State
 }
 
 // memExtra holds the ids of a recovered session's family (rare, so out of line).
