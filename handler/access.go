@@ -188,7 +188,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		// restarted and forgot it): recover, or lose the session.
 		if down, downAt := p.replicas.pinned(rec.Target, start); down || downAt > rec.Created.UnixNano() {
 			var vars upstreamVars
-			if !p.recoverSession(k, r, &vars, id, &rec, true) && down {
+			if !p.recoverSession(k, r, &vars, id, &rec, down) && down {
 				ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 				p.setState(ctx, id, session.Lost)
 				cancel()
