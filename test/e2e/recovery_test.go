@@ -7,6 +7,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -392,4 +394,81 @@ func rollingReplacement(t *testing.T, store string) {
 	}
 	t.Logf("%s store: %d calls from %d sessions during the roll, %d failed inside kill windows (in flight or before the probes saw the kill), "+
 		"%d outside; %.0f recoveries; %s", store, len(calls), sessions, excused, failed, recovered, g.recoveryLatency())
+}
+
+// TestRecoveryTypeScriptClient: the TypeScript SDK's Client (one object, as
+// applications keep it) goes on working after its replica is killed: it is
+// told to wait (a signal file) between its calls while the test kills the
+// replica. Without recovery it would get 404 on every later call.
+func TestRecoveryTypeScriptClient(t *testing.T) {
+	for _, store := range []string{"memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			g := newRecoveryRig(t, store, 3)
+			g.coverReplicas()
+			signal := filepath.Join(t.TempDir(), "replica-killed")
+			type outcome struct {
+				res peers.NodeResult
+				err error
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				var o outcome
+				defer func() { done <- o }()
+				o.res, o.err = peers.RunNodeClientWith(goTB{t}, peers.NodeClientOptions{
+					URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second},
+					"call", "whoami", "{}", "wait-file", signal, "call", "whoami", "{}", "elicitation", "sampling")
+			}()
+
+			// The replica that served the client's first tool call is its own.
+			var victim *peers.Replica
+			for deadline := time.Now().Add(30 * time.Second); victim == nil; {
+				for _, r := range g.replicas {
+					if r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
+						victim = r
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the TypeScript client's first call reached no replica within 30s")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			g.kill(victim)
+			g.waitDown(1)
+			if err := os.WriteFile(signal, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			o := <-done
+			if o.err != nil {
+				t.Fatalf("TypeScript client: %v\n%s", o.err, o.res.Raw)
+			}
+			var names []string
+			for _, s := range o.res.Steps {
+				if s.Scenario == "call" {
+					names = append(names, s.Text)
+				}
+			}
+			if len(names) != 2 || names[0] != victim.Name() || names[1] == victim.Name() {
+				t.Errorf("whoami answers %v: want %s, then another replica", names, victim.Name())
+			}
+			for _, h := range o.res.HTTP {
+				if h.Status == 404 {
+					t.Errorf("the client saw a 404: %+v", h)
+				}
+			}
+			if mis := misroutes(t, g.replicas...) + g.goneMis; mis != 0 {
+				t.Errorf("%d requests reached a replica that did not own their session", mis)
+			}
+			// The client keeps the id it got from initialize unless an answer
+			// hands it another (the SDK adopts any Mcp-Session-Id it sees).
+			original := ""
+			for _, h := range o.res.HTTP {
+				if h.RPC == "initialize" {
+					original = h.SessionID
+				}
+			}
+			t.Logf("%s store: whoami %v; elicitation and sampling after the kill ok; %s; session id kept by the client: %v",
+				store, names, g.recoveryLatency(), original != "" && o.res.SessionID == original)
+		})
+	}
 }
