@@ -197,7 +197,17 @@ func (g *recoveryRig) recoveryLatency() string {
 	if n == 0 {
 		return "no recovery observed"
 	}
-	return fmt.Sprintf("%.0f requests waited for a recovery, mean %.1f ms", n, 1000*sum/n)
+	// Quantiles from the histogram: the upper bound of the bucket that
+	// holds them.
+	quantile := func(q float64) string {
+		for _, le := range []string{"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"} {
+			if g.metric(`mcp_relay_recovery_latency_seconds_bucket{le="`+le+`"}`) >= q*n {
+				return "≤" + le + "s"
+			}
+		}
+		return ">10s"
+	}
+	return fmt.Sprintf("%.0f requests waited for a recovery: mean %.1f ms, median %s, p99 %s", n, 1000*sum/n, quantile(0.5), quantile(0.99))
 }
 
 // TestRecoveryReplicaKill: an mcp-go client that never initializes again
