@@ -482,3 +482,50 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryReplicaRestart: a replica restarts on its address faster than
+// any probe notices (probes are off here): it answers the session's next
+// buffered request (tools/list) with 404. The plugin recovers the session,
+// sends the request again to the new upstream session and answers with
+// that: the client never sees the 404, and its later streamed calls reach
+// the new session.
+func TestRecoveryReplicaRestart(t *testing.T) {
+	rs := startLegacyReplicas(t, 2)
+	m := freeAddr(t)
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 0}}}),
+		addrs(rs...), withMetrics(m), quietLog(t))
+	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+	g.coverReplicas()
+
+	c := newPinRaw(demoKey, 10*time.Second)
+	c.initialize(t, node.URL())
+	c.initialized(t, node.URL())
+	first, _ := c.whoami(t, node.URL())
+	victim := g.byName(first)
+	victim.Restart()
+	if st := victim.MustStats(t); st.SessionsCreated != 0 {
+		t.Fatalf("restarted replica still knows %d sessions", st.SessionsCreated)
+	}
+
+	r := c.request(t, node.URL(), "tools/list", "")
+	tools, _ := r.Message["result"].(map[string]any)["tools"].([]any)
+	if r.Status != 200 || len(tools) == 0 {
+		t.Fatalf("tools/list after the restart: %d %s, want the recovered session's answer", r.Status, r.Body)
+	}
+	if st := victim.MustStats(t); st.StatusCodes["404"] != 1 {
+		t.Errorf("the restarted replica answered 404 %d times, want once (the request the plugin re-sent)", st.StatusCodes["404"])
+	}
+	name, r := c.whoami(t, node.URL())
+	if name == "" {
+		t.Fatalf("streamed call after the recovery: %d %s", r.Status, r.Body)
+	}
+	if n := g.metric("mcp_relay_sessions_recovered_total"); n != 1 {
+		t.Errorf("sessions_recovered_total = %v, want 1", n)
+	}
+	// The restarted replica counts the first tools/list as misrouted (it no
+	// longer knows the id): that is the request the plugin answered for.
+	if mis := misroutes(t, rs...); mis != 1 {
+		t.Errorf("misroutes %d, want 1 (the 404 the plugin re-sent)", mis)
+	}
+	t.Logf("replica restarted on its address: the client got tools/list from the recovered session on %s; %s", name, g.recoveryLatency())
+}
