@@ -676,3 +676,22 @@ func redisFootprint(tb testing.TB, n int) float64 {
 	}
 	return float64(settled()-before) / float64(n)
 }
+
+// FuzzDecodeRecord: any stored value decodes without panicking, and what
+// decodes encodes back to a value that decodes to the same record.
+func FuzzDecodeRecord(f *testing.F) {
+	for _, seed := range []string{"A1732350000000|13|10.0.0.1:8080consumer-id", "L1|0|", "E5|3|a;bc;d",
+		"A1;1|1|2|1|tc{}ua", "A1732350000000;13|1|2|0|10.0.0.1:8080c{}", "A1;0|0|0|0|", "A1;x|", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return
+		}
+		again, err := decodeRecord(encodeRecord(r))
+		if err != nil || again != r {
+			t.Fatalf("decode(%q) = %+v; re-encoded it decodes to %+v, %v", v, r, again, err)
+		}
+	})
+}
