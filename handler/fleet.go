@@ -10,15 +10,19 @@ import (
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// replicaFleet is what the process knows of the replicas that answer: the
-// targets of sessions learned on this node, of sessions other nodes learned
-// (the Redis store's events), and of recovered sessions. A recovery opens
-// its new upstream session on one of them: Kong's balancer is not reachable
-// from a plugin, so these are the replicas known to be live.
+// replicaFleet is what the process knows of the replicas that answer, per
+// Kong service: the targets of sessions learned on this node, of sessions
+// other nodes learned (the Redis store's events), and of recovered
+// sessions. A recovery opens its new upstream session on one of the
+// session's service: Kong's balancer is not reachable from a plugin, so
+// these are the replicas known to be live.
 type replicaFleet struct {
 	mu       sync.Mutex
-	replicas map[string]*fleetReplica
+	replicas map[fleetKey]*fleetReplica
 }
+
+// fleetKey is one replica of one service.
+type fleetKey struct{ service, target string }
 
 type fleetReplica struct {
 	seen time.Time // last time it answered an initialize
@@ -34,27 +38,29 @@ const (
 	maxFleet     = 4096
 )
 
-var fleet = &replicaFleet{replicas: map[string]*fleetReplica{}}
+var fleet = &replicaFleet{replicas: map[fleetKey]*fleetReplica{}}
 
 func init() {
-	seen := func(target string) { fleet.learned(target, time.Now()) }
+	seen := func(service, target string) { fleet.learned(service, target, time.Now()) }
 	session.TargetSeen.Store(&seen)
 }
 
-// learned records that target answered an initialize at now.
-func (f *replicaFleet) learned(target string, now time.Time) {
+// learned records that target, a replica of service, answered an
+// initialize at now.
+func (f *replicaFleet) learned(service, target string, now time.Time) {
 	if target == "" {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := f.replicas[target]
+	k := fleetKey{service, target}
+	r := f.replicas[k]
 	if r == nil {
 		if len(f.replicas) >= maxFleet {
 			f.forget(now)
 		}
 		r = &fleetReplica{at: now}
-		f.replicas[target] = r
+		f.replicas[k] = r
 	}
 	r.load = r.loadAt(now) + 1
 	r.at, r.seen = now, now
@@ -78,18 +84,18 @@ type candidate struct {
 	load   float64
 }
 
-// candidates lists the replicas seen answering within fleetWindow, least
-// loaded first (ties in random order, so that nodes spread), without
-// exclude and without those isDown reports. pins adds each replica's recent
-// pinned requests to its load.
-func (f *replicaFleet) candidates(now time.Time, exclude string, isDown func(string) bool, pins func(string) float64) []candidate {
+// candidates lists the replicas of service seen answering within
+// fleetWindow, least loaded first (ties in random order, so that nodes
+// spread), without exclude and without those isDown reports. pins adds each
+// replica's recent pinned requests to its load.
+func (f *replicaFleet) candidates(service string, now time.Time, exclude string, isDown func(string) bool, pins func(string) float64) []candidate {
 	f.mu.Lock()
 	out := make([]candidate, 0, len(f.replicas))
-	for t, r := range f.replicas {
-		if t == exclude || now.Sub(r.seen) > fleetWindow {
+	for k, r := range f.replicas {
+		if k.service != service || k.target == exclude || now.Sub(r.seen) > fleetWindow {
 			continue
 		}
-		out = append(out, candidate{target: t, load: r.loadAt(now)})
+		out = append(out, candidate{target: k.target, load: r.loadAt(now)})
 	}
 	f.mu.Unlock()
 	out = slices.DeleteFunc(out, func(c candidate) bool { return isDown != nil && isDown(c.target) })

@@ -16,8 +16,8 @@ import (
 type learnHints struct {
 	mu       sync.Mutex
 	ids      map[string]hint // session id -> its hint
-	overflow time.Time            // too many hints: learn every session until then
-	waiting  atomic.Bool          // len(ids) > 0 or overflow: read without the lock
+	overflow time.Time       // too many hints: learn every session until then
+	waiting  atomic.Bool     // len(ids) > 0 or overflow: read without the lock
 	lastGC   time.Time
 }
 

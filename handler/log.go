@@ -59,9 +59,9 @@ func (p *Plugin) log(k kong.PDK) {
 	defer cancel()
 	start := time.Now()
 	err = p.store.Learn(ctx, f.responseSession, session.Record{
-		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init,
+		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init, Service: f.service,
 	})
-	fleet.learned(f.target, start)
+	fleet.learned(f.service, f.target, start)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()
@@ -117,6 +117,7 @@ type served struct {
 	responseSession string
 	consumer        string
 	target          string // ip:port of the last balancer try
+	service         string // the Kong service's id
 	modern          bool
 }
 
@@ -126,13 +127,14 @@ func readServed(data []byte) served {
 	res := gjson.GetMany(js,
 		"response.status",
 		"request.headers.mcp-session-id", "response.headers.mcp-session-id",
-		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries")
+		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries", "service.id")
 	f := served{
 		status:          int(res[0].Int()),
 		requestSession:  headerValue(res[1]),
 		responseSession: headerValue(res[2]),
 		consumer:        headerValue(res[3]),
 		modern:          isModern(headerValue(res[4])),
+		service:         res[6].Str,
 	}
 	if tries := res[5].Array(); len(tries) > 0 {
 		last := tries[len(tries)-1]

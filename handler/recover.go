@@ -115,7 +115,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		// The client uses an upstream id it adopted: route it like the
 		// client's id, and keep it recoverable under the same root.
 		alias := session.Record{Target: out.Target, Consumer: out.Consumer, Created: out.Created,
-			State: session.Active, Init: out.Init, Upstream: out.Upstream, Alias: root}
+			State: session.Active, Init: out.Init, Upstream: out.Upstream, Alias: root, Service: out.Service}
 		if id == out.Upstream {
 			alias.Upstream = ""
 		}
@@ -201,7 +201,11 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 	if p.replicas != nil {
 		isDown, pins = p.replicas.isDown, p.replicas.recentPins
 	}
-	cands := fleet.candidates(time.Now(), exclude, isDown, pins)
+	service := base.Service
+	if service == "" {
+		service = seen.Service
+	}
+	cands := fleet.candidates(service, time.Now(), exclude, isDown, pins)
 	if len(cands) == 0 {
 		logger.Warn("session recovery: no live replica known (none answered an initialize lately)",
 			"session", fingerprint(root), "dead", seen.Target)
@@ -225,15 +229,15 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			continue
 		}
 		now := time.Now()
-		fleet.learned(c.target, now)
+		fleet.learned(service, c.target, now)
 		consumer := seen.Consumer
 		// The upstream id first: root's record (whose event wakes the other
 		// nodes) must not name an id the store does not know yet.
 		err = p.store.Learn(ctx, upstreamID, session.Record{Target: c.target, Consumer: consumer,
-			Created: now, State: session.Active, Init: init, Alias: root})
+			Created: now, State: session.Active, Init: init, Alias: root, Service: service})
 		if err == nil {
 			err = p.store.Learn(ctx, root, session.Record{Target: c.target, Consumer: consumer,
-				Created: now, State: session.Active, Init: init, Upstream: upstreamID})
+				Created: now, State: session.Active, Init: init, Upstream: upstreamID, Service: service})
 		}
 		if err != nil {
 			storeErrors.Inc()
@@ -244,7 +248,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		logger.Info("session recovered on a live replica", "session", fingerprint(root),
 			"from", seen.Target, "to", c.target, "tries", i+1)
 		return session.Record{Target: c.target, Consumer: consumer, Created: now, State: session.Active,
-			Init: init, Upstream: upstreamID}, ""
+			Init: init, Upstream: upstreamID, Service: service}, ""
 	}
 	return session.Record{}, failNoReplica
 }

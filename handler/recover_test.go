@@ -96,7 +96,7 @@ func ownFleet(t *testing.T) {
 	t.Helper()
 	fleet.mu.Lock()
 	saved := fleet.replicas
-	fleet.replicas = map[string]*fleetReplica{}
+	fleet.replicas = map[fleetKey]*fleetReplica{}
 	fleet.mu.Unlock()
 	t.Cleanup(func() {
 		fleet.mu.Lock()
@@ -117,7 +117,7 @@ func markDown(p *Plugin, target string) {
 func recoverable(t *testing.T, s session.Store, id, target string) {
 	t.Helper()
 	err := s.Learn(context.Background(), id, session.Record{Target: target, Consumer: "alice",
-		Created: time.Now().Add(-time.Minute), State: session.Active, Init: testInit})
+		Created: time.Now().Add(-time.Minute), State: session.Active, Init: testInit, Service: "svc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func upstreamVarsKong() map[string]string {
 func TestRecoverSessionOfDownReplica(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned(live.addr(), time.Now())
+	fleet.learned("svc", live.addr(), time.Now())
 	dead := deadAddr(t)
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
 	markDown(p, dead)
@@ -240,7 +240,7 @@ func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 	ownFleet(t)
 	dead := deadAddr(t)
 	otherDead := deadAddr(t)
-	fleet.learned(otherDead, time.Now()) // known, but refuses: tried, then 404
+	fleet.learned("svc", otherDead, time.Now()) // known, but refuses: tried, then 404
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
 	markDown(p, dead)
 	recoverable(t, mem, "c", dead)
@@ -273,7 +273,7 @@ func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 func TestRecoverAfterRestartOnSameAddress(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned(live.addr(), time.Now())
+	fleet.learned("svc", live.addr(), time.Now())
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
 	recoverable(t, mem, "c", live.addr()) // created a minute ago
 	r := &replica{}
@@ -297,7 +297,7 @@ func TestRecoverAfterRestartOnSameAddress(t *testing.T) {
 func TestResendAfterReplica404(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned(live.addr(), time.Now())
+	fleet.learned("svc", live.addr(), time.Now())
 	p, mem := pinned(t, `{}`)
 	recoverable(t, mem, "c", live.addr()) // the replica does not know "c"
 	list := `{"jsonrpc":"2.0","id":42,"method":"tools/list"}`
@@ -364,15 +364,16 @@ func TestFlightGroupRunsOnce(t *testing.T) {
 }
 
 func TestFleetCandidates(t *testing.T) {
-	f := &replicaFleet{replicas: map[string]*fleetReplica{}}
+	f := &replicaFleet{replicas: map[fleetKey]*fleetReplica{}}
 	now := time.Now()
 	for range 3 {
-		f.learned("busy:1", now)
+		f.learned("svc", "busy:1", now)
 	}
-	f.learned("idle:1", now)
-	f.learned("dead:1", now)
-	f.learned("down:1", now)
-	f.learned("old:1", now.Add(-2*fleetWindow))
+	f.learned("svc", "idle:1", now)
+	f.learned("svc", "dead:1", now)
+	f.learned("svc", "down:1", now)
+	f.learned("svc", "old:1", now.Add(-2*fleetWindow))
+	f.learned("other-service", "other:1", now) // never for another service's sessions
 	down := func(t string) bool { return t == "down:1" }
 	pins := func(t string) float64 {
 		if t == "idle:1" {
@@ -380,7 +381,7 @@ func TestFleetCandidates(t *testing.T) {
 		}
 		return 0
 	}
-	got := f.candidates(now, "dead:1", down, pins)
+	got := f.candidates("svc", now, "dead:1", down, pins)
 	var names []string
 	for _, c := range got {
 		names = append(names, c.target)
@@ -389,7 +390,7 @@ func TestFleetCandidates(t *testing.T) {
 		t.Errorf("candidates = %v, want busy:1 (3 sessions) before idle:1 (1 session + 5 pins); no dead, down or old", names)
 	}
 	// Load decays: an hour later, both have about none.
-	later := f.candidates(now.Add(time.Hour), "", nil, nil)
+	later := f.candidates("svc", now.Add(time.Hour), "", nil, nil)
 	for _, c := range later {
 		if c.load > 0.01 {
 			t.Errorf("%s load %v an hour later", c.target, c.load)
@@ -441,9 +442,10 @@ func TestLearnKeepsInitParams(t *testing.T) {
 	reqHeaders, _ := a.RequestHeaders() // what Response reads again
 	r := &fakeKong{status: 200, method: "POST", headers: reqHeaders, respHeaders: map[string]string{"Mcp-Session-Id": "new-1"}}
 	p.response(r)
-	p.log(&fakeKong{serialized: serialized("POST", 200, "", "new-1", "alice", "10.0.0.3", 8080)})
-	if rec := lookup(t, mem, "new-1"); rec.Init != testInit || rec.Target != "10.0.0.3:8080" {
-		t.Errorf("learned record = %+v, want the initialize params", rec)
+	log := strings.Replace(serialized("POST", 200, "", "new-1", "alice", "10.0.0.3", 8080), `"tries"`, `"service":{"id":"svc-1"},"tries"`, 1)
+	p.log(&fakeKong{serialized: log})
+	if rec := lookup(t, mem, "new-1"); rec.Init != testInit || rec.Target != "10.0.0.3:8080" || rec.Service != "svc-1" {
+		t.Errorf("learned record = %+v, want the initialize params and the service", rec)
 	}
 }
 
@@ -462,7 +464,7 @@ func counterValue(c prometheus.Counter) float64 {
 func BenchmarkRecovery(b *testing.B) {
 	fleet.mu.Lock()
 	saved := fleet.replicas
-	fleet.replicas = map[string]*fleetReplica{}
+	fleet.replicas = map[fleetKey]*fleetReplica{}
 	fleet.mu.Unlock()
 	defer func() { fleet.mu.Lock(); fleet.replicas = saved; fleet.mu.Unlock() }()
 
@@ -482,7 +484,7 @@ func BenchmarkRecovery(b *testing.B) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer live.Close()
-	fleet.learned(live.addr(), time.Now())
+	fleet.learned("svc", live.addr(), time.Now())
 
 	cfg := `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`
 	p := newPlugin(b, cfg)
@@ -504,7 +506,7 @@ func BenchmarkRecovery(b *testing.B) {
 		id := fmt.Sprintf("client-%d", i)
 		b.StopTimer()
 		_ = mem.Learn(context.Background(), id, session.Record{Target: dead, Consumer: "alice",
-			Created: time.Now(), State: session.Active, Init: testInit})
+			Created: time.Now(), State: session.Active, Init: testInit, Service: "svc"})
 		h := make(map[string][]string, len(headers)+1)
 		for k, v := range headers {
 			h[k] = v

@@ -35,9 +35,9 @@ type replica struct {
 	// downAt is when a probe was last refused (unix nanoseconds): a
 	// replica that restarted on the same address since a session was
 	// created has forgotten that session.
-	downAt atomic.Int64
-	pins   atomic.Int64 // pinned requests, halved at every probe: recent load
-	failures   int // consecutive failed probes; the probe loop's alone
+	downAt   atomic.Int64
+	pins     atomic.Int64 // pinned requests, halved at every probe: recent load
+	failures int          // consecutive failed probes; the probe loop's alone
 }
 
 // downAfter failed probes in a row make a replica down: one lost SYN must

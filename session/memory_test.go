@@ -155,7 +155,8 @@ func memoryFootprint(tb testing.TB, n int) float64 {
 	created := time.Now()
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("mcp-session-%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, i&0xfff, i)
-		rec := Record{Target: targets[i%len(targets)], Consumer: fmt.Sprint("consumer-", i%100), Created: created, Init: inits[i%len(inits)]}
+		rec := Record{Target: targets[i%len(targets)], Consumer: fmt.Sprint("consumer-", i%100), Created: created,
+			Init: inits[i%len(inits)], Service: "0b1d3f4c-8d2e-5a6b-9c7d-1e2f3a4b5c6d"}
 		if i%100 == 0 {
 			rec.Upstream = fmt.Sprintf("mcp-upstream-%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, i&0xfff, i)
 		}

@@ -513,7 +513,7 @@ func (s *Redis) onEvent(payload string) {
 		}
 		if TargetSeen.Load() != nil && len(val) > 0 && val[0] == 'A' {
 			if rec, err := decodeRecord(val); err == nil {
-				targetSeen(rec.Target)
+				targetSeen(rec.Service, rec.Target)
 			}
 		}
 	}
@@ -669,15 +669,15 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // length, then target and consumer back to back, e.g.
 // "A1732350000000|13|10.0.0.1:8080consumer-id". Version 2 adds the
 // recovery fields: a ';' after the time, then the lengths of target,
-// consumer, init and upstream, then the five strings back to back (alias
-// last), e.g. "A1732350000000;13|1|2|0|10.0.0.1:8080c{}". The lengths make
+// consumer, init, upstream and alias, then the six strings back to back
+// (service last), e.g. "A1732350000000;13|1|2|0|0|10.0.0.1:8080c{}svc". The lengths make
 // any bytes safe in any string; the state letter first lets scripts rewrite
 // it. Records without recovery data are written as version 1, which every
 // release reads.
 func encodeRecord(r Record) string {
-	v2 := r.Init != "" || r.Upstream != "" || r.Alias != ""
+	v2 := r.Init != "" || r.Upstream != "" || r.Alias != "" || r.Service != ""
 	var b strings.Builder
-	b.Grow(40 + len(r.Target) + len(r.Consumer) + len(r.Init) + len(r.Upstream) + len(r.Alias))
+	b.Grow(48 + len(r.Target) + len(r.Consumer) + len(r.Init) + len(r.Upstream) + len(r.Alias) + len(r.Service))
 	b.WriteString(stateLetter(r.State))
 	b.WriteString(strconv.FormatInt(r.Created.UnixMilli(), 10))
 	if !v2 {
@@ -689,11 +689,11 @@ func encodeRecord(r Record) string {
 		return b.String()
 	}
 	b.WriteByte(';')
-	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream} {
+	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream, r.Alias} {
 		b.WriteString(strconv.Itoa(len(f)))
 		b.WriteByte('|')
 	}
-	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream, r.Alias} {
+	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream, r.Alias, r.Service} {
 		b.WriteString(f)
 	}
 	return b.String()
@@ -729,9 +729,9 @@ func decodeRecord(v string) (Record, error) {
 	rest := v[2+end:]
 	fields := 1
 	if v2 {
-		fields = 4
+		fields = 5
 	}
-	var lens [4]int
+	var lens [5]int
 	for i := range fields {
 		l, tail, ok := strings.Cut(rest, "|")
 		n, err := strconv.Atoi(l)
@@ -740,7 +740,7 @@ func decodeRecord(v string) (Record, error) {
 		}
 		lens[i], rest = n, tail
 	}
-	var out [4]string
+	var out [5]string
 	for i := range fields {
 		if lens[i] > len(rest) {
 			return Record{}, errBadRecord
@@ -751,7 +751,7 @@ func decodeRecord(v string) (Record, error) {
 		r.Target, r.Consumer = out[0], rest
 		return r, nil
 	}
-	r.Target, r.Consumer, r.Init, r.Upstream, r.Alias = out[0], out[1], out[2], out[3], rest
+	r.Target, r.Consumer, r.Init, r.Upstream, r.Alias, r.Service = out[0], out[1], out[2], out[3], out[4], rest
 	return r, nil
 }
 

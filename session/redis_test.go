@@ -483,7 +483,8 @@ func TestRecordEncoding(t *testing.T) {
 		{Created: now, State: Active},
 		{Target: "10.0.0.1:8080", Consumer: "c|;", Created: now, State: Active,
 			Init: `{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x|y;z","version":"1"}}`},
-		{Target: "10.0.0.2:8080", Created: now, State: Lost, Init: "{}", Upstream: "new|id", Alias: "client;id|"},
+		{Target: "10.0.0.2:8080", Created: now, State: Lost, Init: "{}", Upstream: "new|id", Alias: "client;id|", Service: "svc|1;"},
+		{Target: "t", Created: now, State: Active, Service: "only-service"},
 		{Target: "t", Created: now, State: Active, Alias: "only-alias"},
 		{Created: now, State: Ended, Upstream: "u"},
 	} {
@@ -494,7 +495,7 @@ func TestRecordEncoding(t *testing.T) {
 		}
 		// Records without recovery data keep the version 1 encoding, which
 		// releases without recovery read.
-		if v1 := r.Init == "" && r.Upstream == "" && r.Alias == ""; v1 == strings.Contains(enc[:strings.IndexAny(enc[1:], "|;")+2], ";") {
+		if v1 := r.Init == "" && r.Upstream == "" && r.Alias == "" && r.Service == ""; v1 == strings.Contains(enc[:strings.IndexAny(enc[1:], "|;")+2], ";") {
 			t.Errorf("encoding of %+v = %q: version 1 expected %v", r, enc, v1)
 		}
 	}
@@ -681,7 +682,7 @@ func redisFootprint(tb testing.TB, n int) float64 {
 // decodes encodes back to a value that decodes to the same record.
 func FuzzDecodeRecord(f *testing.F) {
 	for _, seed := range []string{"A1732350000000|13|10.0.0.1:8080consumer-id", "L1|0|", "E5|3|a;bc;d",
-		"A1;1|1|2|1|tc{}ua", "A1732350000000;13|1|2|0|10.0.0.1:8080c{}", "A1;0|0|0|0|", "A1;x|", ""} {
+		"A1;1|1|2|1|1|tc{}uas", "A1732350000000;13|1|2|0|0|10.0.0.1:8080c{}svc", "A1;0|0|0|0|", "A1;x|", ""} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {

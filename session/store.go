@@ -37,6 +37,10 @@ type Record struct {
 	// Alias is, on the records a recovery wrote for other ids, the client's
 	// original session id: the one every recovery of the family is keyed by.
 	Alias string
+	// Service is the id of the Kong service whose replicas serve the
+	// session: a recovery opens the new session on a replica of the same
+	// service.
+	Service string
 }
 
 // MaxInitBytes bounds Record.Init: larger initialize params are not kept
@@ -54,14 +58,15 @@ type Flight interface {
 	AwaitWrite(ctx context.Context, id string, wait time.Duration, done func(Record) bool) (rec Record, found bool, err error)
 }
 
-// TargetSeen, when set, is told the target of every Active record a store
-// hears of from another node (Redis events), so that the process knows
-// which replicas answer. It must be quick and safe for concurrent use.
-var TargetSeen atomic.Pointer[func(target string)]
+// TargetSeen, when set, is told the service and target of every Active
+// record a store hears of from another node (Redis events), so that the
+// process knows which replicas answer. It must be quick and safe for
+// concurrent use.
+var TargetSeen atomic.Pointer[func(service, target string)]
 
-func targetSeen(target string) {
+func targetSeen(service, target string) {
 	if f := TargetSeen.Load(); f != nil && target != "" {
-		(*f)(target)
+		(*f)(service, target)
 	}
 }
 

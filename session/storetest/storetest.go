@@ -171,10 +171,10 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 		a, b := newStore(t), newStore(t)
 		init := `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"c","version":"1"}}`
 		plain := rec("10.0.0.4:8080")
-		plain.Init = init
+		plain.Init, plain.Service = init, "service-1"
 		mustLearn(t, a, "client", plain)
 		got := eventually(t, b, "client", func(r session.Record) bool { return r.Init == init })
-		if got.Upstream != "" || got.Alias != "" {
+		if got.Upstream != "" || got.Alias != "" || got.Service != "service-1" {
 			t.Errorf("a learned record = %+v, want no upstream or alias", got)
 		}
 		// A recovery points the client's id at a new upstream session, and
@@ -203,7 +203,7 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 		// Learning a plain record again drops the recovery fields.
 		mustLearn(t, b, "client", rec("10.0.0.6:8080"))
 		got = eventually(t, a, "client", func(r session.Record) bool { return r.Target == "10.0.0.6:8080" })
-		if got.Init != "" || got.Upstream != "" || got.Alias != "" {
+		if got.Init != "" || got.Upstream != "" || got.Alias != "" || got.Service != "" {
 			t.Errorf("relearned record = %+v, want no recovery fields", got)
 		}
 	})
