@@ -66,6 +66,23 @@ func (f *replicaFleet) learned(service, target string, now time.Time) {
 	r.at, r.seen = now, now
 }
 
+// known records target as a replica of service that sessions are pinned
+// to (their records name it: it answered an initialize once), without
+// adding load. The probes tell whether it is still up.
+func (f *replicaFleet) known(service, target string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := fleetKey{service, target}
+	if r := f.replicas[k]; r != nil {
+		r.seen = now
+		return
+	}
+	if len(f.replicas) >= maxFleet {
+		f.forget(now)
+	}
+	f.replicas[k] = &fleetReplica{seen: now, at: now}
+}
+
 func (r *fleetReplica) loadAt(now time.Time) float64 {
 	return r.load * math.Exp2(-float64(now.Sub(r.at))/float64(loadHalfLife))
 }

@@ -525,3 +525,26 @@ func BenchmarkRecovery(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// A process that learned no session itself (a restarted plugin whose
+// records came back from elsewhere) knows the replicas its pinned requests
+// go to: a session of a dead replica recovers onto one of them.
+func TestFleetSeededByPinnedRecords(t *testing.T) {
+	ownFleet(t)
+	live := startFakeReplica(t)
+	dead := deadAddr(t)
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
+	recoverable(t, mem, "healthy", live.addr())
+	recoverable(t, mem, "orphan", dead)
+	f := &fakeKong{method: "POST", body: []byte(callBody), headers: hdr("mcp-session-id", "healthy", "x-consumer-id", "alice")}
+	p.access(f)
+	if f.target != live.addr() {
+		t.Fatalf("healthy session pinned to %q", f.target)
+	}
+	markDown(p, dead)
+	f = &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(), headers: hdr("mcp-session-id", "orphan", "x-consumer-id", "alice")}
+	p.access(f)
+	if f.exited || f.target != live.addr() {
+		t.Fatalf("orphan session: exited %v %s target %q, want recovered onto %s", f.exited, f.exitBody, f.target, live.addr())
+	}
+}

@@ -66,9 +66,19 @@ func dialTCP(ctx context.Context, addr string) error {
 // whether the target is known to be down, and when the probes last found
 // it down (unix nanoseconds, 0 never).
 func (w *replicaWatch) pinned(target string, now time.Time) (down bool, downAt int64) {
+	return w.pinnedFor("", target, now)
+}
+
+// pinnedFor is pinned for a session of the Kong service service: a replica
+// first watched here joins the fleet recoveries choose from (once per idle
+// window, off the per-request path).
+func (w *replicaWatch) pinnedFor(service, target string, now time.Time) (down bool, downAt int64) {
 	v, ok := w.replicas.Load(target)
 	if !ok {
-		v, _ = w.replicas.LoadOrStore(target, &replica{})
+		var loaded bool
+		if v, loaded = w.replicas.LoadOrStore(target, &replica{}); !loaded && service != "" {
+			fleet.known(service, target, now)
+		}
 		w.start()
 	}
 	r := v.(*replica)
