@@ -148,7 +148,7 @@ func TestRecoverSessionOfDownReplica(t *testing.T) {
 
 	f := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(),
 		headers: hdr("mcp-session-id", "client-1", "x-consumer-id", "alice", "authorization", "Bearer t",
-			"mcp-protocol-version", "2025-11-25", "connection", "keep-alive", "host", "kong.example")}
+			"mcp-protocol-version", "2025-11-25", "connection", "keep-alive, x-hop", "x-hop", "1", "host", "kong.example")}
 	p.access(f)
 	if f.exited || f.target != live.addr() {
 		t.Fatalf("recovered request: exited=%v %s target=%q, want %s", f.exited, f.exitBody, f.target, live.addr())
@@ -179,8 +179,11 @@ func TestRecoverSessionOfDownReplica(t *testing.T) {
 		if r.Header.Get("Authorization") != "Bearer t" || r.Header.Get("X-Consumer-Id") != "alice" {
 			t.Errorf("end-to-end headers not sent: %v", r.Header)
 		}
-		if r.URL.Path != "/mcp" || r.Host != live.addr() || r.Header.Get("Connection") == "keep-alive-x" {
+		if r.URL.Path != "/mcp" || r.Host != live.addr() {
 			t.Errorf("request to %s Host %s", r.URL.Path, r.Host)
+		}
+		if r.Header.Get("X-Hop") != "" || r.Header.Get("Mcp-Protocol-Version") == "" && r.Header.Get("Mcp-Session-Id") != "" {
+			t.Errorf("hop-by-hop header sent, or version missing: %v", r.Header)
 		}
 	}
 	if reqs[0].Header.Get("Mcp-Session-Id") != "" {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,8 +83,16 @@ func (c upstreamCall) post(ctx context.Context, body []byte, sessionID, version 
 	if err != nil {
 		return nil, nil, err
 	}
+	// Headers the client named in Connection are hop-by-hop too.
+	var named []string
+	for _, v := range c.headers["connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			named = append(named, strings.ToLower(strings.TrimSpace(tok)))
+		}
+	}
 	for name, values := range c.headers {
-		if hopByHop[strings.ToLower(name)] {
+		lower := strings.ToLower(name)
+		if hopByHop[lower] || slices.Contains(named, lower) {
 			continue
 		}
 		for _, v := range values {
