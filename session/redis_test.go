@@ -696,3 +696,66 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestRedisRecoveryClaim: one node at a time claims a session's recovery;
+// another waits for the record it writes (woken by its event), and claims
+// again once the claim is released or has expired.
+func TestRedisRecoveryClaim(t *testing.T) {
+	srv := redistest.StartServer(t)
+	a := newNode(t, singleCfg(srv, "rc:"), RedisOptions{CacheSize: 100})
+	b := newNode(t, singleCfg(srv, "rc:"), RedisOptions{CacheSize: 100})
+	old := Record{Target: "10.0.0.1:1", Consumer: "c", Created: time.Now().Add(-time.Minute), State: Active, Init: "{}"}
+	if err := a.Learn(bg(), "s", old); err != nil {
+		t.Fatal(err)
+	}
+	// b caches the old record.
+	if _, ok, err := b.Lookup(bg(), "s", 0); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+
+	release, ok, err := a.Claim(bg(), "s", 10*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if _, ok, err := b.Claim(bg(), "s", 10*time.Second); err != nil || ok {
+		t.Fatalf("second claim while held: ok=%v err=%v", ok, err)
+	}
+	type result struct {
+		rec   Record
+		found bool
+		err   error
+		took  time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		rec, found, err := b.AwaitWrite(bg(), "s", 20*time.Second, func(r Record) bool { return r.Upstream != "" })
+		done <- result{rec, found, err, time.Since(start)}
+	}()
+	time.Sleep(50 * time.Millisecond) // let it park; the test holds either way
+	moved := Record{Target: "10.0.0.2:1", Consumer: "c", Created: time.Now(), State: Active, Init: "{}", Upstream: "u-1"}
+	if err := a.Learn(bg(), "s", moved); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || !r.found || r.rec.Target != moved.Target || r.rec.Upstream != "u-1" {
+		t.Fatalf("AwaitWrite = %+v", r)
+	}
+	if r.took >= 20*time.Second {
+		t.Errorf("AwaitWrite took its whole wait: the write's event did not wake it")
+	}
+	// The waiting node's cache no longer holds the old record.
+	if rec, _, _ := b.Lookup(bg(), "s", 0); rec.Target != moved.Target {
+		t.Errorf("b still routes to %s", rec.Target)
+	}
+	release()
+	rel2, ok, err := b.Claim(bg(), "s", 100*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatalf("claim after release: %v %v", ok, err)
+	}
+	_ = rel2 // never released: it expires
+	waitFor(t, "claim expiry", 5*time.Second, func() bool {
+		_, ok, err := a.Claim(bg(), "s", time.Second)
+		return err == nil && ok
+	})
+}
