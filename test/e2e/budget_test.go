@@ -151,4 +151,19 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 			t.Logf("recovered session's later POST: %d PDK calls (budget 5): %v", n, rec.Calls)
 		}
 	}
+
+	// DELETE with the client's id ends the new upstream session (the
+	// replica sees its own id) and the client's record.
+	survivor := g.byName(second)
+	deletes := survivor.MustStats(t).RequestsByMethod["DELETE"]
+	if r := c.delete(t, node.URL()); r.Status != 200 {
+		t.Fatalf("DELETE after the recovery: %d %s", r.Status, r.Body)
+	}
+	if st := survivor.MustStats(t); st.RequestsByMethod["DELETE"] != deletes+1 || st.MisroutedTotal != 0 {
+		t.Errorf("the recovered session's replica saw %d DELETEs (want %d), %d misrouted requests",
+			st.RequestsByMethod["DELETE"], deletes+1, st.MisroutedTotal)
+	}
+	if r := c.request(t, node.URL(), "tools/list", ""); !pluginNotFound(r) {
+		t.Errorf("request after DELETE: %d %s, want the 404 envelope", r.Status, r.Body)
+	}
 }
