@@ -551,3 +551,24 @@ func TestFleetSeededByPinnedRecords(t *testing.T) {
 		t.Fatalf("orphan session: exited %v %s target %q, want recovered onto %s", f.exited, f.exitBody, f.target, live.addr())
 	}
 }
+
+// A candidate replica that refuses is skipped for the next one.
+func TestRecoverTriesNextReplica(t *testing.T) {
+	ownFleet(t)
+	live := startFakeReplica(t)
+	refusing := deadAddr(t)
+	now := time.Now()
+	fleet.learned("svc", refusing, now) // least loaded: tried first
+	for range 3 {
+		fleet.learned("svc", live.addr(), now)
+	}
+	dead := deadAddr(t)
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
+	markDown(p, dead)
+	recoverable(t, mem, "c", dead)
+	f := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(), headers: hdr("mcp-session-id", "c", "x-consumer-id", "alice")}
+	p.access(f)
+	if f.exited || f.target != live.addr() {
+		t.Fatalf("exited %v %s target %q, want %s after %s refused", f.exited, f.exitBody, f.target, live.addr(), refusing)
+	}
+}
