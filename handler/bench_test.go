@@ -26,6 +26,7 @@ func (b *benchKong) ClearBuffering() error                        { return nil }
 func (b *benchKong) SetTarget(string, int) error                  { return nil }
 func (b *benchKong) SetUpstreamHeader(string, string) error       { return nil }
 func (b *benchKong) Exit(int, []byte, map[string][]string)        {}
+func (b *benchKong) NginxVar(string) (string, error)              { return "", nil }
 func (b *benchKong) ResponseStatus() (int, error)                 { return b.status, nil }
 func (b *benchKong) ResponseHeader(string) (string, error)        { return "", nil }
 func (b *benchKong) Serialize() ([]byte, error)                   { return b.log, nil }

@@ -21,6 +21,7 @@ type fakeKong struct {
 	respHeaders map[string]string
 	serialized  string
 	panicOn     string
+	vars        map[string]string
 
 	calls       []string
 	cleared     bool
@@ -79,6 +80,10 @@ func (f *fakeKong) SetUpstreamHeader(name, value string) error {
 func (f *fakeKong) Exit(status int, body []byte, headers map[string][]string) {
 	f.call("response.exit")
 	f.exited, f.exitStatus, f.exitBody, f.exitHeaders = true, status, body, headers
+}
+func (f *fakeKong) NginxVar(name string) (string, error) {
+	f.call("nginx.get_var")
+	return f.vars[name], nil
 }
 func (f *fakeKong) ResponseStatus() (int, error) { f.call("response.get_status"); return f.status, nil }
 func (f *fakeKong) ResponseHeader(name string) (string, error) {

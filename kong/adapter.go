@@ -39,6 +39,8 @@ func (a Adapter) Exit(status int, body []byte, headers map[string][]string) {
 	a.k.Response.Exit(status, body, headers)
 }
 
+func (a Adapter) NginxVar(name string) (string, error) { return a.k.Nginx.GetVar(name) }
+
 func (a Adapter) ResponseStatus() (int, error) { return a.k.Response.GetStatus() }
 
 func (a Adapter) ResponseHeader(name string) (string, error) { return a.k.Response.GetHeader(name) }

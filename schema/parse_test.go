@@ -43,7 +43,7 @@ var parseCases = []parseCase{
 			"envelope":{"status":"keep","auth_code":-32002,"auth_message":"Nope","modern_auth_code":401,"max_body_bytes":1024},
 			"upstream":{"rewrite_statuses":[500],"buffer_methods":["initialize"],"host_header":"mcp.example.com","check_method_headers":false},
 			"session":{"store":"redis","ttl":60,"learn_wait_ms":0,"unknown":"pass","bind_consumer":false,
-				"max_sessions":1,"max_id_length":16,"store_error":"reject","replica_probe_ms":0,
+				"max_sessions":1,"max_id_length":16,"store_error":"reject","replica_probe_ms":0,"recover":false,
 				"redis":{"host":"redis.local","port":6380,"username":"u","password":"p","database":15,"ssl":true,
 					"ssl_verify":true,"server_name":"redis.example.com","timeout":1,
 					"sentinel_master":"m","sentinel_username":"su","sentinel_password":"sp",

@@ -142,6 +142,12 @@ func memoryFootprint(tb testing.TB, n int) float64 {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
+	// What recovery keeps: the initialize params of a few client kinds
+	// (interned), and for 1% of the sessions a recovered family's ids.
+	inits := make([]string, 4)
+	for i := range inits {
+		inits[i] = fmt.Sprintf(`{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{},"roots":{"listChanged":true}},"clientInfo":{"name":"client-%d","version":"1.2.%d"}}`, i, i)
+	}
 	m := NewMemory(MemoryOptions{TTL: time.Hour, MaxSessions: n})
 	defer m.Close()
 	before := heap()
@@ -149,7 +155,12 @@ func memoryFootprint(tb testing.TB, n int) float64 {
 	created := time.Now()
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("mcp-session-%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, i&0xfff, i)
-		err := m.Learn(ctx, id, Record{Target: targets[i%len(targets)], Consumer: fmt.Sprint("consumer-", i%100), Created: created})
+		rec := Record{Target: targets[i%len(targets)], Consumer: fmt.Sprint("consumer-", i%100), Created: created,
+			Init: inits[i%len(inits)], Service: "0b1d3f4c-8d2e-5a6b-9c7d-1e2f3a4b5c6d"}
+		if i%100 == 0 {
+			rec.Upstream = fmt.Sprintf("mcp-upstream-%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, i&0xfff, i)
+		}
+		err := m.Learn(ctx, id, rec)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -167,6 +167,47 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 		})
 	}
 
+	t.Run("RecoveryFields", func(t *testing.T) {
+		a, b := newStore(t), newStore(t)
+		init := `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"c","version":"1"}}`
+		plain := rec("10.0.0.4:8080")
+		plain.Init, plain.Service = init, "service-1"
+		mustLearn(t, a, "client", plain)
+		got := eventually(t, b, "client", func(r session.Record) bool { return r.Init == init })
+		if got.Upstream != "" || got.Alias != "" || got.Service != "service-1" {
+			t.Errorf("a learned record = %+v, want no upstream or alias", got)
+		}
+		// A recovery points the client's id at a new upstream session, and
+		// records the upstream id with the client's id as its alias.
+		moved := rec("10.0.0.5:8080")
+		moved.Init, moved.Upstream = init, "upstream-1"
+		mustLearn(t, b, "client", moved)
+		mustLearn(t, b, "upstream-1", session.Record{Target: moved.Target, Consumer: moved.Consumer,
+			Created: moved.Created, State: session.Active, Init: init, Alias: "client"})
+		got = eventually(t, a, "client", func(r session.Record) bool { return r.Upstream == "upstream-1" })
+		if got.Target != moved.Target || got.Init != init || got.Alias != "" {
+			t.Errorf("recovered record on the other node = %+v", got)
+		}
+		got = eventually(t, a, "upstream-1", func(r session.Record) bool { return r.Alias == "client" })
+		if got.Target != moved.Target || got.Upstream != "" || got.Init != init {
+			t.Errorf("upstream record = %+v", got)
+		}
+		// A tombstone keeps what a later recovery needs.
+		if err := a.MarkLost(ctx(t), "client"); err != nil {
+			t.Fatal(err)
+		}
+		got = eventually(t, b, "client", func(r session.Record) bool { return r.State == session.Lost })
+		if got.Init != init || got.Upstream != "upstream-1" || got.Target != moved.Target {
+			t.Errorf("lost record = %+v, want init, upstream and target kept", got)
+		}
+		// Learning a plain record again drops the recovery fields.
+		mustLearn(t, b, "client", rec("10.0.0.6:8080"))
+		got = eventually(t, a, "client", func(r session.Record) bool { return r.Target == "10.0.0.6:8080" })
+		if got.Init != "" || got.Upstream != "" || got.Alias != "" || got.Service != "" {
+			t.Errorf("relearned record = %+v, want no recovery fields", got)
+		}
+	})
+
 	t.Run("RelearnSeenByOtherNode", func(t *testing.T) {
 		a, b := newStore(t), newStore(t)
 		mustLearn(t, b, "r", rec("10.0.0.4:1"))

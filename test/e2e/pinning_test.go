@@ -379,14 +379,16 @@ func TestElicitationSamplingAcrossNodes(t *testing.T) {
 	t.Logf("TypeScript client through round-robin over 2 nodes, 3 everything replicas: %d of %d runs with every elicitation and sampling round trip", ok, runs)
 }
 
-// TestReplicaDeath: the replica a session is pinned to dies. Its clients get
-// Kong's 502 until the plugin's probes find the replica down, then the 404
-// envelope, re-initialise onto the live replica and
-// work again; the live replica's sessions never notice.
+// TestReplicaDeath: the replica a session is pinned to dies; with
+// session.recover off, its clients get Kong's 502 until the plugin's probes
+// find the replica down, then the 404 envelope, re-initialise onto the live
+// replica and work again; the live replica's sessions never notice. (With
+// recovery on, recovery_test.go.)
 func TestReplicaDeath(t *testing.T) {
 	live, dead := peers.StartLegacy(t, "replica-live"), peers.StartLegacy(t, "replica-dead")
 	m := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{}), addrs(live, dead), withMetrics(m), quietLog(t))
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"recover": false}}}),
+		addrs(live, dead), withMetrics(m), quietLog(t))
 
 	// Six sessions, three on each replica.
 	var onLive, onDead []*rawMCP
