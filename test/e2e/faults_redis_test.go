@@ -594,6 +594,30 @@ func clusterMasterLoss(t *testing.T, replicas int, fullCoverage bool) {
 		}
 	}
 
+	// The replicas' misroute counts against the answers, session by
+	// session (by the ids the sessions had during the traffic): each
+	// misroute is a request the client saw answered by a replica other than
+	// the creator (Kong balanced it), and the reject pair has none.
+	var mis [2]int64 // [pass, reject]
+	mismatched := 0
+	used := map[string]bool{}
+	for _, s := range ss {
+		id := s.c.session
+		used[id] = true
+		mis[b2i(s.reject)] += misBySession[id]
+		if misBySession[id] != elsewhere[id] {
+			if mismatched++; mismatched <= 10 {
+				t.Errorf("session %s (reject %v, on the lost master %v): the replicas counted %d misrouted requests, the client got %d answers from a replica other than the creator",
+					id, s.reject, s.lost, misBySession[id], elsewhere[id])
+			}
+		}
+	}
+	for id, n := range misBySession {
+		if !used[id] && n != 0 {
+			t.Errorf("session %s: the replicas counted %d misrouted requests of a session the traffic did not use", id, n)
+		}
+	}
+
 	// After the traffic: the pins that must have survived, and the records
 	// that must be gone, through both nodes of each pair.
 	kept, reinit := 0, 0
@@ -622,22 +646,6 @@ func clusterMasterLoss(t *testing.T, replicas int, fullCoverage bool) {
 				t.Errorf("re-initialised session: whoami %q (%d %s), created by %q", name, r.Status, r.Body, want)
 			}
 			reinit++
-		}
-	}
-	// The replicas' misroute counts against the answers, session by
-	// session: each misroute is a request the client saw answered by a
-	// replica other than the creator (Kong balanced it), and the reject
-	// pair has none.
-	var mis [2]int64 // [pass, reject]
-	mismatched := 0
-	for _, s := range ss {
-		id := s.c.session
-		mis[b2i(s.reject)] += misBySession[id]
-		if misBySession[id] != elsewhere[id] {
-			if mismatched++; mismatched <= 10 {
-				t.Errorf("session %s (reject %v, on the lost master %v): the replicas counted %d misrouted requests, the client got %d answers from a replica other than the creator",
-					id, s.reject, s.lost, misBySession[id], elsewhere[id])
-			}
 		}
 	}
 	balanced := sumTally(before[0]).Balanced + sumTally(during[0]).Balanced + sumTally(after[0]).Balanced
