@@ -16,13 +16,13 @@ func TestContractMemory(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	stores := map[*testing.T]*session.Memory{}
-	storetest.RunContract(t, func(t *testing.T) session.Store {
+	storetest.RunContract(t, func(t *testing.T, ttl time.Duration) session.Store {
 		mu.Lock()
 		defer mu.Unlock()
 		if s := stores[t]; s != nil {
 			return s // a memory store is one node: "another node" is itself
 		}
-		s := session.NewMemory(session.MemoryOptions{TTL: storetest.TTL})
+		s := session.NewMemory(session.MemoryOptions{TTL: ttl})
 		stores[t] = s
 		t.Cleanup(func() { _ = s.Close() })
 		return s
@@ -34,13 +34,13 @@ func TestContractMemoryViaOpen(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
 	cfgs := map[*testing.T]schema.Session{}
-	storetest.RunContract(t, func(t *testing.T) session.Store {
+	storetest.RunContract(t, func(t *testing.T, ttl time.Duration) session.Store {
 		mu.Lock()
 		cfg, ok := cfgs[t]
 		if !ok {
 			// A distinct max_sessions gives each subtest its own store.
 			n++
-			cfg = schema.Session{Store: "memory", TTL: int(storetest.TTL / time.Second), MaxSessions: 1_000_000 + n}
+			cfg = schema.Session{Store: "memory", TTL: int(ttl / time.Second), MaxSessions: 1_000_000 + n}
 			cfgs[t] = cfg
 		}
 		mu.Unlock()
@@ -87,10 +87,10 @@ func clusterNodes(c *redistest.Cluster) []schema.IPPort {
 
 // redisFactory gives each subtest its own key prefix; every call is a new
 // client, i.e. another Kong node.
-func redisFactory(cacheSize int, cfg func(prefix string) schema.Redis) func(t *testing.T) session.Store {
+func redisFactory(cacheSize int, cfg func(prefix string) schema.Redis) func(t *testing.T, ttl time.Duration) session.Store {
 	var mu sync.Mutex
 	prefixes := map[*testing.T]string{}
-	return func(t *testing.T) session.Store {
+	return func(t *testing.T, ttl time.Duration) session.Store {
 		mu.Lock()
 		p, ok := prefixes[t]
 		if !ok {
@@ -98,7 +98,7 @@ func redisFactory(cacheSize int, cfg func(prefix string) schema.Redis) func(t *t
 			prefixes[t] = p
 		}
 		mu.Unlock()
-		s, err := session.NewRedis(cfg(p), session.RedisOptions{TTL: storetest.TTL, CacheSize: cacheSize})
+		s, err := session.NewRedis(cfg(p), session.RedisOptions{TTL: ttl, CacheSize: cacheSize})
 		if err != nil {
 			t.Fatal(err)
 		}
