@@ -76,16 +76,24 @@ func TestMemorySweepFreesExpired(t *testing.T) {
 	if n := m.Len(); n != 0 {
 		t.Fatalf("Len = %d after 2s, want 0 (sweeper)", n)
 	}
-	// Freed slots are reused, not appended.
+	// Freed slots are reused, not appended: the slab grows only by what the
+	// free slots cannot hold. (It may hold fewer than 1000 slots: on a slow
+	// machine the sweeper frees the first records while the last are still
+	// being learned, and those reuse the freed slots.)
+	slotCount := func() (n int) {
+		for i := range m.shards {
+			m.shards[i].mu.RLock()
+			n += len(m.shards[i].slots)
+			m.shards[i].mu.RUnlock()
+		}
+		return n
+	}
+	freed := slotCount()
 	for i := 0; i < 1000; i++ {
 		_ = m.Learn(context.Background(), fmt.Sprint("n", i), Record{Target: "t"})
 	}
-	slots := 0
-	for i := range m.shards {
-		slots += len(m.shards[i].slots)
-	}
-	if slots != 1000 {
-		t.Errorf("slab holds %d slots for 1000 sessions", slots)
+	if slots := slotCount(); freed == 0 || slots > max(freed, 1000) {
+		t.Errorf("slab holds %d slots for 1000 sessions after %d were freed", slots, freed)
 	}
 }
 

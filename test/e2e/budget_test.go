@@ -1,7 +1,7 @@
 package e2e
 
 // TestPDKCallBudget: the PDK calls each request kind costs, counted by the
-// stand-in for real requests to real replicas. Issue 5's budget: a pinned
+// stand-in for real requests to real replicas. The budget: a pinned
 // legacy POST at most 4, initialize at most 6, a 2026-07-28 POST 3 with the
 // header check (2 without), a non-MCP request 2, a DELETE 6; a Log phase with nothing
 // to learn makes no call. `make bench` prints the same counts.
