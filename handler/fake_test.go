@@ -21,6 +21,7 @@ type fakeKong struct {
 	respHeaders map[string]string
 	serialized  string
 	panicOn     string
+	authz       fakeAuthz // access rules, metadata, log fields (authz_fake_test.go)
 
 	calls       []string
 	cleared     bool

@@ -20,6 +20,9 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
+	if p.authzResponse(k, status) {
+		return
+	}
 	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
 	rewrite := p.rewrites(status)
 	if !settles && !rewrite {
@@ -65,7 +68,7 @@ func (p *Plugin) response(k kong.PDK) {
 		// The upstream's own challenge wins: it may carry resource_metadata.
 		wwwAuth, _ = k.ResponseHeader("WWW-Authenticate")
 		if wwwAuth == "" {
-			wwwAuth = p.cfg.Auth.WWWAuthenticate
+			wwwAuth = p.wwwAuthenticate(k, &r)
 		}
 	}
 	p.reply(k, &r, upstreamReason(status), wwwAuth)

@@ -1,0 +1,40 @@
+package handler
+
+import (
+	"slices"
+
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/schema"
+)
+
+// initAuthz prepares access rules and the protected-resource metadata. List
+// methods of primitives with rules are always buffered: their answers are
+// filtered in the Response phase.
+func (p *Plugin) initAuthz(cfg *schema.Config) error {
+	p.rules = newAccessRules(cfg)
+	if p.rules != nil {
+		for _, m := range p.rules.listMethods() {
+			if !slices.Contains(p.bufferMethods, m) {
+				p.bufferMethods = append(p.bufferMethods, m)
+			}
+		}
+	}
+	md, err := newResourceMetadata(cfg.Auth.ResourceMetadata)
+	if err != nil {
+		return err
+	}
+	p.metadata = md
+	return nil
+}
+
+// authzAccess is Access's hook for access rules, after the header check and
+// before pinning: it reports whether it answered.
+func (p *Plugin) authzAccess(k kong.PDK, r *request) (exited bool) {
+	return p.rules != nil && p.denyCall(k, r)
+}
+
+// authzResponse is Response's hook: list answers are filtered before any
+// other Response work, and it reports whether it answered.
+func (p *Plugin) authzResponse(k kong.PDK, status int) (exited bool) {
+	return p.rules != nil && status/100 == 2 && p.filterList(k)
+}

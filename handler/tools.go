@@ -1,0 +1,372 @@
+package handler
+
+import (
+	"bytes"
+	"encoding/json"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/schema"
+)
+
+// Access rules (config.tools, config.prompts, config.resources): a denied
+// call never reaches the MCP server, and list answers never show what the
+// caller may not use. A route without rules makes no call for them.
+
+// primitive is one kind of thing access rules cover.
+type primitive struct {
+	rules    *schema.AccessRules
+	listKey  string // result member of its list answer
+	nameKey  string // member of each listed entry that rules match
+	forbid   reason
+	listName string
+}
+
+var (
+	reasonToolForbidden     = reason{"tool_forbidden", 403, 0, "Tool not allowed", true}
+	reasonPromptForbidden   = reason{"prompt_forbidden", 403, 0, "Prompt not allowed", true}
+	reasonResourceForbidden = reason{"resource_forbidden", 403, 0, "Resource not allowed", true}
+)
+
+// accessRules is the instance's prepared rules; nil when none is configured.
+type accessRules struct {
+	kinds       []primitive // those with rules
+	usesCallers bool        // a decision depends on who calls
+}
+
+func newAccessRules(cfg *schema.Config) *accessRules {
+	a := &accessRules{}
+	for _, k := range []primitive{
+		{&cfg.Tools, "tools", "name", reasonToolForbidden, "tools/list"},
+		{&cfg.Prompts, "prompts", "name", reasonPromptForbidden, "prompts/list"},
+		{&cfg.Resources, "resources", "uri", reasonResourceForbidden, "resources/list"},
+	} {
+		if k.rules.Configured() {
+			a.kinds = append(a.kinds, k)
+			a.usesCallers = a.usesCallers || k.rules.UsesCallers()
+		}
+	}
+	if len(a.kinds) == 0 {
+		return nil
+	}
+	return a
+}
+
+// forCall is the primitive a JSON-RPC method uses by name, if it has rules.
+func (a *accessRules) forCall(method string) *primitive {
+	var key string
+	switch method {
+	case "tools/call":
+		key = "tools"
+	case "prompts/get":
+		key = "prompts"
+	case "resources/read", "resources/subscribe":
+		key = "resources"
+	default:
+		return nil
+	}
+	for i := range a.kinds {
+		if a.kinds[i].listKey == key {
+			return &a.kinds[i]
+		}
+	}
+	return nil
+}
+
+// listMethods are the methods whose answers are filtered: Access keeps
+// them buffered whatever upstream.buffer_methods says.
+func (a *accessRules) listMethods() []string {
+	out := make([]string, len(a.kinds))
+	for i, k := range a.kinds {
+		out[i] = k.listName
+	}
+	return out
+}
+
+// callerOf reads who calls from the headers Kong's auth plugins set; groups
+// are asked from Kong only when a rule with groups is reached.
+func callerOf(k kong.PDK, headers map[string][]string) *caller {
+	return &caller{
+		id: first(headers, hConsumerID), username: first(headers, hConsumerName),
+		groups: func() []string {
+			g, err := k.AuthenticatedGroups()
+			if err != nil {
+				logger.Error("reading kong.ctx.shared.authenticated_groups", "err", err)
+			}
+			return g
+		},
+	}
+}
+
+// denyCall answers a call the caller may not make (Access, after the
+// header check, before pinning) and reports whether it did. A batch is
+// judged per element: if any element is denied, the batch is answered
+// whole, denied elements with their reason and the others with
+// batch_refused, so that nothing of it runs.
+func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
+	if p.rules == nil || !r.mcp {
+		return false
+	}
+	if r.bodyUnread { // the body, not Mcp-Name, is what the server runs
+		p.readBody(k, r)
+	}
+	who := callerOf(k, r.headers)
+	switch r.rpc.Kind {
+	case envelope.Single:
+		if kind := p.rules.forCall(r.rpc.Method); kind != nil && !allowed(kind.rules, who, r.rpc.Name) {
+			logger.Info("call denied by access rules", "method", r.rpc.Method, "name", r.rpc.Name,
+				"consumer", who.username)
+			p.reply(k, r, kind.forbid, "")
+			return true
+		}
+	case envelope.Batch:
+		denied := false
+		r.rpc.Elements(func(e envelope.Request) bool {
+			kind := p.rules.forCall(e.Method)
+			denied = kind != nil && !allowed(kind.rules, who, e.Name)
+			return !denied
+		})
+		if denied {
+			p.replyBatchDenied(k, r, who)
+			return true
+		}
+	}
+	return false
+}
+
+var reasonBatchRefused = reason{"batch_refused", 403, 0, "Batch refused: it holds a call not allowed", true}
+
+// replyBatchDenied answers every request element of a batch (2025-03-26,
+// legacy only) with its own error.
+func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *caller) {
+	body := make([]byte, 0, 256)
+	n := 0
+	r.rpc.Elements(func(e envelope.Request) bool {
+		if e.IsNotification() || e.IsResponse() {
+			return true
+		}
+		why := reasonBatchRefused
+		if kind := p.rules.forCall(e.Method); kind != nil && !allowed(kind.rules, who, e.Name) {
+			why = kind.forbid
+		}
+		if n == 0 {
+			body = append(body, '[')
+		} else {
+			body = append(body, ',')
+		}
+		n++
+		body, _ = envelope.Append(body, e, envelope.Error{Code: p.cfg.Envelope.AuthCode, Message: why.message,
+			Data: envelope.Data{Status: why.status, Reason: why.name}})
+		envelopes.WithLabelValues(why.name).Inc()
+		return true
+	})
+	status := 403
+	if n > 0 {
+		body = append(body, ']')
+		status = p.policyStatus(r, 403, "")
+	}
+	p.serializeFields(k, r, reasonBatchRefused.name)
+	k.Exit(status, body, jsonOnly)
+}
+
+// filterList removes what the caller may not use from a buffered 2xx
+// answer (Response phase) and reports whether it answered. The answer may
+// be JSON (one message or a batch) or an SSE stream Kong buffered; every
+// JSON-RPC result holding a filtered list (result.tools, .prompts,
+// .resources) is rewritten, each page alone (nextCursor is kept).
+// Cost: one call for the body; the request headers when a rule depends on
+// the caller and an entry may be denied; the exit when something is removed.
+func (p *Plugin) filterList(k kong.PDK) (exited bool) {
+	body, err := k.ServiceResponseBody()
+	if err != nil {
+		logger.Error("reading the upstream answer", "err", err)
+		return false
+	}
+	f := listFilter{p: p, k: k}
+	out, changed := f.body(body)
+	if f.unreadable {
+		logger.Warn("list answer not readable as JSON or SSE: passed unfiltered (calls are still checked)")
+	}
+	if !changed {
+		return false
+	}
+	// The upstream's headers stay (Content-Type, Mcp-Session-Id ...); Kong
+	// sets Content-Length for the new body.
+	k.Exit(200, out, nil)
+	return true
+}
+
+// listFilter rewrites one answer body.
+type listFilter struct {
+	p          *Plugin
+	k          kong.PDK
+	who        *caller
+	unreadable bool
+	hidden     int
+}
+
+func (f *listFilter) caller() *caller {
+	if f.who == nil {
+		f.who = &caller{}
+		if f.p.rules.usesCallers {
+			headers, err := f.k.RequestHeaders()
+			if err != nil {
+				logger.Error("reading request headers", "err", err)
+			}
+			f.who = callerOf(f.k, headers)
+		}
+	}
+	return f.who
+}
+
+func (f *listFilter) body(b []byte) ([]byte, bool) {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) == 0 {
+		return b, false
+	}
+	if t[0] == '{' || t[0] == '[' {
+		return f.json(b)
+	}
+	return f.sse(b)
+}
+
+// json filters one JSON-RPC message or a batch of them.
+func (f *listFilter) json(b []byte) ([]byte, bool) {
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	if !gjson.Valid(s) {
+		f.unreadable = true
+		return b, false
+	}
+	v := gjson.Parse(s)
+	if !v.IsArray() {
+		return f.message(b)
+	}
+	var out []byte
+	changed := false
+	v.ForEach(func(_, e gjson.Result) bool {
+		if out == nil {
+			out = append(make([]byte, 0, len(b)), '[')
+		} else {
+			out = append(out, ',')
+		}
+		m, c := f.message([]byte(e.Raw))
+		changed = changed || c
+		out = append(out, m...)
+		return true
+	})
+	if !changed {
+		return b, false
+	}
+	return append(out, ']'), true
+}
+
+// message filters every list of one JSON-RPC answer.
+func (f *listFilter) message(b []byte) ([]byte, bool) {
+	changed := false
+	for _, kind := range f.p.rules.kinds {
+		s := unsafe.String(unsafe.SliceData(b), len(b))
+		list := gjson.Get(s, "result."+kind.listKey)
+		if !list.IsArray() {
+			continue
+		}
+		kept := make([]byte, 0, len(list.Raw))
+		kept = append(kept, '[')
+		removed := 0
+		list.ForEach(func(_, e gjson.Result) bool {
+			name := e.Get(kind.nameKey).String()
+			if mayDeny(kind.rules, name) && !allowed(kind.rules, f.caller(), name) {
+				removed++
+				return true
+			}
+			if len(kept) > 1 {
+				kept = append(kept, ',')
+			}
+			kept = append(kept, e.Raw...)
+			return true
+		})
+		if removed == 0 {
+			continue
+		}
+		kept = append(kept, ']')
+		hiddenEntries.WithLabelValues(kind.listKey).Add(float64(removed))
+		b = splice(b, list, kept, kind.listKey)
+		changed = true
+	}
+	return b, changed
+}
+
+// splice puts list's new bytes in place of list within b. gjson gives the
+// offset of a value reached by a plain path; when it cannot (escaped member
+// names), the message is decoded and encoded again.
+func splice(b []byte, list gjson.Result, kept []byte, key string) []byte {
+	i := list.Index
+	if i > 0 && i+len(list.Raw) <= len(b) && string(b[i:i+len(list.Raw)]) == list.Raw {
+		out := make([]byte, 0, len(b)-len(list.Raw)+len(kept))
+		out = append(out, b[:i]...)
+		out = append(out, kept...)
+		return append(out, b[i+len(list.Raw):]...)
+	}
+	var m map[string]json.RawMessage
+	var result map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil || json.Unmarshal(m["result"], &result) != nil {
+		return []byte(`{"jsonrpc":"2.0","error":{"code":-32603,"message":"Internal error"},"id":null}`)
+	}
+	result[key] = kept
+	m["result"], _ = json.Marshal(result)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// sse filters the data of each event of a buffered SSE answer; other lines
+// (event:, id:, retry:, comments) are kept as sent.
+func (f *listFilter) sse(b []byte) ([]byte, bool) {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	var out []byte
+	changed := false
+	for i := 0; i < len(lines); {
+		// One event: lines up to a blank line.
+		j := i
+		var data []byte
+		firstData := -1
+		for j < len(lines) && len(bytes.TrimRight(lines[j], "\r\n")) > 0 {
+			if d, ok := bytes.CutPrefix(bytes.TrimRight(lines[j], "\r\n"), []byte("data:")); ok {
+				if firstData < 0 {
+					firstData = j
+				} else {
+					data = append(data, '\n')
+				}
+				data = append(data, bytes.TrimPrefix(d, []byte(" "))...)
+			}
+			j++
+		}
+		newData, c := []byte(nil), false
+		if firstData >= 0 && len(data) > 0 && (data[0] == '{' || data[0] == '[') {
+			newData, c = f.json(data)
+			f.unreadable = false // an event that is not JSON is not ours to judge
+		}
+		for x := i; x < j; x++ {
+			if c && bytes.HasPrefix(lines[x], []byte("data:")) {
+				if x == firstData {
+					out = append(out, "data: "...)
+					out = append(out, newData...)
+					out = append(out, '\n')
+				}
+				continue
+			}
+			out = append(out, lines[x]...)
+		}
+		changed = changed || c
+		if j < len(lines) { // the blank line
+			out = append(out, lines[j]...)
+			j++
+		}
+		i = j
+	}
+	if !changed {
+		return b, false
+	}
+	return out, true
+}
