@@ -115,7 +115,7 @@ func (p *Plugin) buffered(r *request) bool {
 			all = p.buffers(e.Method)
 			return all
 		})
-		return all && n > 0
+		return (all && n > 0) || p.batchHasFilteredList(r)
 	}
 	return false
 }

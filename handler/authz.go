@@ -3,6 +3,7 @@ package handler
 import (
 	"slices"
 
+	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 )
@@ -37,4 +38,21 @@ func (p *Plugin) authzAccess(k kong.PDK, r *request) (exited bool) {
 // other Response work, and it reports whether it answered.
 func (p *Plugin) authzResponse(k kong.PDK, status int) (exited bool) {
 	return p.rules != nil && status/100 == 2 && p.filterList(k)
+}
+
+// batchHasFilteredList: a batch holding a list method whose answers are
+// filtered is buffered whole, or its list answer would stream unfiltered
+// (2025-03-26 batches only; its tool calls' SSE then arrive at the end).
+func (p *Plugin) batchHasFilteredList(r *request) bool {
+	if p.rules == nil {
+		return false
+	}
+	found := false
+	r.rpc.Elements(func(e envelope.Request) bool {
+		for _, m := range p.rules.listMethods() {
+			found = found || e.Method == m
+		}
+		return !found
+	})
+	return found
 }

@@ -205,3 +205,19 @@ func TestFilterList(t *testing.T) {
 		})
 	}
 }
+
+func TestBatchWithFilteredListIsBuffered(t *testing.T) {
+	p := newPlugin(t, rulesConfig)
+	f := &fakeKong{method: "POST", headers: hdr("x-consumer-username", "demo"), body: []byte(`[
+		{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},
+		{"jsonrpc":"2.0","id":2,"method":"tools/list"}]`)}
+	p.access(f)
+	if f.exited || f.cleared {
+		t.Fatalf("want the batch buffered: exited %v cleared %v", f.exited, f.cleared)
+	}
+	g := &fakeKong{method: "POST", headers: hdr(), body: f.body}
+	newPlugin(t, storeOff).access(g)
+	if !g.cleared {
+		t.Fatal("without rules such a batch streams")
+	}
+}
