@@ -205,7 +205,6 @@ type listFilter struct {
 	k          kong.PDK
 	who        *caller
 	unreadable bool
-	hidden     int
 }
 
 func (f *listFilter) caller() *caller {
