@@ -35,9 +35,23 @@ func (p *Plugin) authzAccess(k kong.PDK, r *request) (exited bool) {
 }
 
 // authzResponse is Response's hook: list answers are filtered before any
-// other Response work, and it reports whether it answered.
-func (p *Plugin) authzResponse(k kong.PDK, status int) (exited bool) {
-	return p.rules != nil && status/100 == 2 && p.filterList(k)
+// other Response work, and it reports whether it answered. The request
+// headers it had to read are handed on, so Response does not ask twice.
+func (p *Plugin) authzResponse(k kong.PDK, status int) (read readHeaders, exited bool) {
+	if p.rules == nil || status/100 != 2 {
+		return nil, false
+	}
+	return p.filterList(k)
+}
+
+// readHeaders are request headers a hook already read (nil: not read).
+type readHeaders map[string][]string
+
+func (h readHeaders) headers(k kong.PDK) (map[string][]string, error) {
+	if h != nil {
+		return h, nil
+	}
+	return k.RequestHeaders()
 }
 
 // batchHasFilteredList: a batch holding a list method whose answers are

@@ -20,7 +20,8 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
-	if p.authzResponse(k, status) {
+	read, exited := p.authzResponse(k, status)
+	if exited {
 		return
 	}
 	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
@@ -31,7 +32,7 @@ func (p *Plugin) response(k kong.PDK) {
 
 	// Read the request again rather than pay for carrying it from Access on
 	// every request.
-	headers, err := k.RequestHeaders()
+	headers, err := read.headers(k)
 	if err != nil {
 		logger.Error("reading request headers", "err", err)
 		return

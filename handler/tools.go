@@ -179,11 +179,11 @@ func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *caller) {
 // .resources) is rewritten, each page alone (nextCursor is kept).
 // Cost: one call for the body; the request headers when a rule depends on
 // the caller and an entry may be denied; the exit when something is removed.
-func (p *Plugin) filterList(k kong.PDK) (exited bool) {
+func (p *Plugin) filterList(k kong.PDK) (read readHeaders, exited bool) {
 	body, err := k.ServiceResponseBody()
 	if err != nil {
 		logger.Error("reading the upstream answer", "err", err)
-		return false
+		return nil, false
 	}
 	f := listFilter{p: p, k: k}
 	out, changed := f.body(body)
@@ -191,12 +191,12 @@ func (p *Plugin) filterList(k kong.PDK) (exited bool) {
 		logger.Warn("list answer not readable as JSON or SSE: passed unfiltered (calls are still checked)")
 	}
 	if !changed {
-		return false
+		return f.headers, false
 	}
 	// The upstream's headers stay (Content-Type, Mcp-Session-Id ...); Kong
 	// sets Content-Length for the new body.
 	k.Exit(200, out, nil)
-	return true
+	return nil, true
 }
 
 // listFilter rewrites one answer body.
@@ -204,6 +204,7 @@ type listFilter struct {
 	p          *Plugin
 	k          kong.PDK
 	who        *caller
+	headers    readHeaders // the request headers, once read for the caller
 	unreadable bool
 }
 
@@ -214,6 +215,8 @@ func (f *listFilter) caller() *caller {
 			headers, err := f.k.RequestHeaders()
 			if err != nil {
 				logger.Error("reading request headers", "err", err)
+			} else {
+				f.headers = headers
 			}
 			f.who = callerOf(f.k, headers)
 		}

@@ -149,6 +149,9 @@ func TestFilterList(t *testing.T) {
 			wantCalls: []string{"response.get_status", "service.response.get_raw_body", "request.get_headers", "response.exit"}},
 		{name: "other sees only its allow list", consumer: "other", body: list, wantNames: []string{"echo"}},
 		{name: "someone else: the global deny only", consumer: "x", body: list, wantNames: []string{"echo", "delete_repo"}},
+		{name: "nothing hidden for this caller", consumer: "demo",
+			body:      `{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`,
+			wantCalls: []string{"response.get_status", "service.response.get_raw_body", "request.get_headers"}},
 		{name: "nothing to hide: no header read, no exit", consumer: "demo",
 			body:      `{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"}]}}`,
 			wantCalls: []string{"response.get_status", "service.response.get_raw_body"}},
@@ -219,5 +222,15 @@ func TestBatchWithFilteredListIsBuffered(t *testing.T) {
 	newPlugin(t, storeOff).access(g)
 	if !g.cleared {
 		t.Fatal("without rules such a batch streams")
+	}
+}
+
+func TestFilterListHandsHeadersOn(t *testing.T) {
+	p := newPlugin(t, strings.Replace(rulesConfig, `"store":"off"`, `"store":"memory"`, 1))
+	f := &fakeKong{status: 200, headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-1")}
+	f.authz.serviceBody = []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`)
+	p.response(f)
+	if want := []string{"response.get_status", "service.response.get_raw_body", "request.get_headers"}; !slices.Equal(f.calls, want) || f.exited {
+		t.Fatalf("calls %v, want %v (exited %v)", f.calls, want, f.exited)
 	}
 }
