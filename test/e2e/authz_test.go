@@ -495,7 +495,7 @@ func sessionFingerprint(id string) string {
 func TestAuthzPDKCost(t *testing.T) {
 	a := peers.StartLegacy(t, "cost-a")
 	var recs recordLog
-	rules := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{"deny": []any{"sleep"},
+	rules := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{
 		"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"progress"}}}}}}), addrs(a), recs.option())
 	logged := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true}}}), addrs(a), recs.option())
 	prm := startNode(t, withWellKnownPath(t, deck(t, deckOptions{relay: map[string]any{"auth": map[string]any{
@@ -538,6 +538,14 @@ func TestAuthzPDKCost(t *testing.T) {
 		t.Errorf("tools/list shows progress: %s", r.Body)
 	}
 	check("access rules: pinned tools/list, entries hidden", r, 200, 7)
+	oc := newPinRaw(otherKey, 10*time.Second)
+	oc.initialize(t, rules.URL())
+	oc.initialized(t, rules.URL())
+	r = oc.request(t, rules.URL(), "tools/list", "")
+	if !strings.Contains(string(r.Body), `"progress"`) {
+		t.Errorf("other's tools/list lacks progress: %s", r.Body)
+	}
+	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 6)
 
 	lc := newPinRaw(demoKey, 10*time.Second)
 	lc.initialize(t, logged.URL())
