@@ -67,14 +67,14 @@ func (p *Plugin) access(k kong.PDK) {
 		p.reply(k, &r, reasonUnauthorized, p.wwwAuthenticate(k, &r))
 		return
 	}
+	if p.authzAccess(k, &r) {
+		return
+	}
 	if !r.mcp {
 		p.stream(k)
 		return
 	}
 
-	if p.authzAccess(k, &r) {
-		return
-	}
 	if r.modern {
 		// Kong routes and ACLs may match on these headers: they must not lie.
 		if p.cfg.Upstream.CheckMethodHeaders && r.rpc.Kind == envelope.Single &&

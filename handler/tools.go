@@ -107,11 +107,20 @@ func callerOf(k kong.PDK, headers map[string][]string) *caller {
 // whole, denied elements with their reason and the others with
 // batch_refused, so that nothing of it runs.
 func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
-	if p.rules == nil || !r.mcp {
+	if p.rules == nil {
 		return false
 	}
 	if r.bodyUnread { // the body, not Mcp-Name, is what the server runs
 		p.readBody(k, r)
+	}
+	// Judged on what the server will run, whatever the MCP markers: a body
+	// the gateway cannot read (over envelope.max_body_bytes, invalid UTF-8
+	// that Go's encoding/json would still decode) or that means two things
+	// (duplicate members: the server takes the last) is refused.
+	if r.rpc.Kind == envelope.Invalid || ambiguous(r.rpc) {
+		logger.Info("body refused: access rules cannot judge it", "kind", r.rpc.Kind.String())
+		p.reply(k, r, reasonUnjudgeable, "")
+		return true
 	}
 	who := callerOf(k, r.headers)
 	switch r.rpc.Kind {
@@ -135,6 +144,23 @@ func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
 		}
 	}
 	return false
+}
+
+var reasonUnjudgeable = reason{"unverifiable_request", 400, envelope.CodeInvalidRequest,
+	"Request body cannot be checked against access rules", false}
+
+// ambiguous reports a message, or a batch element, that the gateway and the
+// server could read differently.
+func ambiguous(rpc envelope.Request) bool {
+	if rpc.Kind == envelope.Single {
+		return rpc.Ambiguous
+	}
+	found := false
+	rpc.Elements(func(e envelope.Request) bool {
+		found = e.Ambiguous
+		return !found
+	})
+	return found
 }
 
 var reasonBatchRefused = reason{"batch_refused", 403, 0, "Batch refused: it holds a call not allowed", true}

@@ -53,6 +53,19 @@ func TestDenyCall(t *testing.T) {
 		{name: "resource by uri", headers: hdr(),
 			body:       `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`,
 			wantReason: "resource_forbidden", wantStatus: 200, wantCode: -32001},
+		{name: "a duplicate name: the server would run the last one",
+			headers:    hdr("x-consumer-username", "demo"),
+			body:       `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","name":"delete_repo"}}`,
+			wantReason: "unverifiable_request", wantStatus: 400, wantCode: -32600},
+		{name: "a duplicate method", headers: hdr("x-consumer-username", "demo"),
+			body:       `{"jsonrpc":"2.0","id":9,"method":"ping","method":"tools/call","params":{"name":"delete_repo"}}`,
+			wantReason: "unverifiable_request", wantStatus: 400, wantCode: -32600},
+		{name: "invalid UTF-8 Go servers still decode", headers: hdr("x-consumer-username", "demo"),
+			body:       "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_repo\",\"arguments\":{\"x\":\"\xff\"}}}",
+			wantReason: "unverifiable_request", wantStatus: 400, wantCode: -32600},
+		{name: "no MCP markers, no jsonrpc member: still judged", headers: map[string][]string{"content-type": {"application/json"}, "x-consumer-username": {"demo"}},
+			body:       `{"id":9,"method":"tools/call","params":{"name":"delete_repo"}}`,
+			wantReason: "tool_forbidden", wantStatus: 200, wantCode: -32001},
 		{name: "2026-07-28 without the header check still judges the body",
 			headers:    hdr("mcp-protocol-version", "2026-07-28", "mcp-method", "tools/call", "mcp-name", "echo"),
 			body:       `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x_admin"}}`,
@@ -83,6 +96,9 @@ func TestDenyCall(t *testing.T) {
 			}
 			var req map[string]any
 			_ = json.Unmarshal([]byte(tt.body), &req)
+			if strings.HasPrefix(tt.name, "invalid") {
+				req["id"] = nil // an unreadable body: id null
+			}
 			if env["id"] != req["id"] {
 				t.Errorf("id %v not echoed: %s", req["id"], f.exitBody)
 			}
