@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -291,12 +292,28 @@ func (f *listFilter) json(b []byte) ([]byte, bool) {
 	return append(out, ']'), true
 }
 
-// message filters every list of one JSON-RPC answer.
+// message filters every list of one JSON-RPC answer. Member names are
+// matched as clients read them: JavaScript takes the last of duplicate
+// members, Go's encoding/json also matches names case-insensitively. An
+// answer whose result or list members are not spelled plainly and once is
+// decoded and encoded again (messageSlow); an entry is removed when any
+// reading of its name is denied.
 func (f *listFilter) message(b []byte) ([]byte, bool) {
+	if !plainMember(gjson.Parse(view(b)), "result") {
+		return f.messageSlow(b)
+	}
 	changed := false
-	for _, kind := range f.p.rules.kinds {
-		s := unsafe.String(unsafe.SliceData(b), len(b))
-		list := gjson.Get(s, "result."+kind.listKey)
+	for i := range f.p.rules.kinds {
+		kind := &f.p.rules.kinds[i]
+		result := gjson.Get(view(b), "result")
+		if !result.IsObject() {
+			return b, changed
+		}
+		if !plainMember(result, kind.listKey) {
+			out, c := f.messageSlow(b)
+			return out, changed || c
+		}
+		list := result.Get(kind.listKey)
 		if !list.IsArray() {
 			continue
 		}
@@ -304,8 +321,7 @@ func (f *listFilter) message(b []byte) ([]byte, bool) {
 		kept = append(kept, '[')
 		removed := 0
 		list.ForEach(func(_, e gjson.Result) bool {
-			name := e.Get(kind.nameKey).String()
-			if mayDeny(kind.rules, name) && !allowed(kind.rules, f.caller(), name) {
+			if f.denied(kind, e) {
 				removed++
 				return true
 			}
@@ -319,34 +335,111 @@ func (f *listFilter) message(b []byte) ([]byte, bool) {
 			continue
 		}
 		kept = append(kept, ']')
+		// gjson gives the offset of a value reached by a plain path.
+		at := list.Index
+		if at <= 0 || at+len(list.Raw) > len(b) || string(b[at:at+len(list.Raw)]) != list.Raw {
+			out, c := f.messageSlow(b)
+			return out, changed || c
+		}
 		hiddenEntries.WithLabelValues(kind.listKey).Add(float64(removed))
-		b = splice(b, list, kept, kind.listKey)
+		out := make([]byte, 0, len(b)-len(list.Raw)+len(kept))
+		out = append(out, b[:at]...)
+		out = append(out, kept...)
+		b = append(out, b[at+len(list.Raw):]...)
 		changed = true
 	}
 	return b, changed
 }
 
-// splice puts list's new bytes in place of list within b. gjson gives the
-// offset of a value reached by a plain path; when it cannot (escaped member
-// names), the message is decoded and encoded again.
-func splice(b []byte, list gjson.Result, kept []byte, key string) []byte {
-	i := list.Index
-	if i > 0 && i+len(list.Raw) <= len(b) && string(b[i:i+len(list.Raw)]) == list.Raw {
-		out := make([]byte, 0, len(b)-len(list.Raw)+len(kept))
-		out = append(out, b[:i]...)
-		out = append(out, kept...)
-		return append(out, b[i+len(list.Raw):]...)
-	}
-	var m map[string]json.RawMessage
-	var result map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil || json.Unmarshal(m["result"], &result) != nil {
-		return []byte(`{"jsonrpc":"2.0","error":{"code":-32603,"message":"Internal error"},"id":null}`)
-	}
-	result[key] = kept
-	m["result"], _ = json.Marshal(result)
-	out, _ := json.Marshal(m)
-	return out
+// plainMember reports that obj has at most one member named key in any
+// letter case or escaping, spelled exactly "key".
+func plainMember(obj gjson.Result, key string) bool {
+	n, plain := 0, true
+	obj.ForEach(func(k, _ gjson.Result) bool {
+		if strings.EqualFold(k.String(), key) {
+			n++
+			plain = plain && k.Raw == `"`+key+`"`
+		}
+		return true
+	})
+	return n <= 1 && plain
 }
+
+// denied reports whether the caller may not see entry e: any of its
+// members named like the name key (duplicates, other letter cases) is
+// denied, or it has none and "" is.
+func (f *listFilter) denied(kind *primitive, e gjson.Result) bool {
+	seen := false
+	deny := false
+	e.ForEach(func(k, v gjson.Result) bool {
+		if strings.EqualFold(k.String(), kind.nameKey) {
+			seen = true
+			name := v.String()
+			deny = mayDeny(kind.rules, name) && !allowed(kind.rules, f.caller(), name)
+		}
+		return !deny
+	})
+	if !seen {
+		return mayDeny(kind.rules, "") && !allowed(kind.rules, f.caller(), "")
+	}
+	return deny
+}
+
+// messageSlow filters a message whose members are not spelled plainly:
+// decoded (the last of duplicates wins, as for clients), every member
+// named like result and like a list filtered, encoded again.
+func (f *listFilter) messageSlow(b []byte) ([]byte, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		f.unreadable = true
+		return b, false
+	}
+	changed := false
+	for rk, rv := range m {
+		if !strings.EqualFold(rk, "result") {
+			continue
+		}
+		var result map[string]json.RawMessage
+		if json.Unmarshal(rv, &result) != nil {
+			continue
+		}
+		resultChanged := false
+		for i := range f.p.rules.kinds {
+			kind := &f.p.rules.kinds[i]
+			for lk, lv := range result {
+				var list []json.RawMessage
+				if !strings.EqualFold(lk, kind.listKey) || json.Unmarshal(lv, &list) != nil {
+					continue
+				}
+				kept := list[:0]
+				for _, e := range list {
+					if !f.denied(kind, gjson.ParseBytes(e)) {
+						kept = append(kept, e)
+					}
+				}
+				if removed := len(list) - len(kept); removed > 0 {
+					hiddenEntries.WithLabelValues(kind.listKey).Add(float64(removed))
+					result[lk], _ = json.Marshal(kept)
+					resultChanged = true
+				}
+			}
+		}
+		if resultChanged {
+			m[rk], _ = json.Marshal(result)
+			changed = true
+		}
+	}
+	if !changed {
+		return b, false
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b, false
+	}
+	return out, true
+}
+
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // sse filters the data of each event of a buffered SSE answer; other lines
 // (event:, id:, retry:, comments) are kept as sent.

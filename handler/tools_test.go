@@ -250,3 +250,74 @@ func TestFilterListHandsHeadersOn(t *testing.T) {
 		t.Fatalf("calls %v, want %v (exited %v)", f.calls, want, f.exited)
 	}
 }
+
+// FuzzFilterList: any upstream answer, JSON or SSE or garbage, is filtered
+// without a panic; a JSON answer stays JSON and keeps no denied tool.
+func FuzzFilterList(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x1"},{"name":"ok"}],"nextCursor":"n"}}`,
+		`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x"}]}},{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"x"}]}}]`,
+		"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"xy\"}]}}\n\n",
+		"data: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1,\"result\":{\"tools\":[{\"name\":\"xy\"},{\"name\":\"z\"}]}}\r\n\r\n",
+		`{"jsonrpc":"2.0","id":1,"result":{"t\u006fols":[{"name":"x"}],"tools":[{"name":"x"}]}}`,
+		`{"result":{"tools":{"name":"x"}}}`, "", "data:", "{", `{"result":{"tools":[1,"x",null,{"name":["x"]}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	p := newPlugin(f, `{"session":{"store":"off"},"tools":{"deny":["x*"]}}`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		lf := listFilter{p: p, k: &fakeKong{}}
+		out, changed := lf.body(append([]byte(nil), body...))
+		if !changed {
+			if string(out) != string(body) {
+				t.Fatalf("unchanged answer altered: %q -> %q", body, out)
+			}
+			return
+		}
+		trimmed := strings.TrimLeft(string(body), " \t\r\n")
+		if !strings.HasPrefix(trimmed, "{") && !strings.HasPrefix(trimmed, "[") {
+			return // SSE: rewritten event by event
+		}
+		if !json.Valid(out) {
+			t.Fatalf("filtered JSON is not JSON: %q -> %q", body, out)
+		}
+		var msgs []map[string]any
+		if strings.HasPrefix(trimmed, "[") {
+			_ = json.Unmarshal(out, &msgs)
+		} else {
+			var m map[string]any
+			_ = json.Unmarshal(out, &m)
+			msgs = append(msgs, m)
+		}
+		for _, m := range msgs {
+			res, _ := m["result"].(map[string]any)
+			tools, _ := res["tools"].([]any)
+			for _, e := range tools {
+				if o, ok := e.(map[string]any); ok {
+					if name, _ := o["name"].(string); strings.HasPrefix(name, "x") {
+						t.Fatalf("denied tool %q kept: %q -> %q", name, body, out)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestFilterListOddSpellings: answers whose members a client would read
+// differently from a plain lookup (duplicates, escapes, letter case).
+func TestFilterListOddSpellings(t *testing.T) {
+	p := newPlugin(t, `{"session":{"store":"off"},"tools":{"deny":["x*"]}}`)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"t\u006fols":[{"name":"ok"}],"tools":[{"name":"x1"},{"name":"ok"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x1"}]},"result":{"tools":[{"name":"x2"},{"name":"ok"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"Tools":[{"name":"x1"},{"name":"ok"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok","Name":"x1"},{"name":"ok"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok","name":"x1"},{"name":"ok"}]}}`,
+	} {
+		lf := listFilter{p: p, k: &fakeKong{}}
+		out, changed := lf.body([]byte(body))
+		if !changed || strings.Contains(string(out), `"x`) || !json.Valid(out) || !strings.Contains(string(out), `"ok"`) {
+			t.Errorf("%s\n-> %v %s", body, changed, out)
+		}
+	}
+}
