@@ -566,3 +566,54 @@ func TestAuthzPDKCost(t *testing.T) {
 	plain := newRaw(demoKey).do(t, req)
 	check("resource_metadata: a request without MCP markers", plain, plain.Status, 3)
 }
+
+// TestAuthzPromptsAndResources: the reference server's prompts and
+// resources (answered as SSE) are hidden and refused by their rules; the
+// same lists through a node without rules are not empty.
+func TestAuthzPromptsAndResources(t *testing.T) {
+	ev := peers.StartEverything(t)
+	plain := startNode(t, deck(t, deckOptions{}), addrs(ev))
+	ruled := startNode(t, deck(t, deckOptions{relay: map[string]any{
+		"prompts":   map[string]any{"deny": []any{"*"}},
+		"resources": map[string]any{"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"*"}}}},
+	}}), addrs(ev))
+
+	list := func(node *standin.Node, key, method, member string) (rpcResult, []any) {
+		t.Helper()
+		c := newPinRaw(key, 15*time.Second)
+		if r := c.initialize(t, node.URL()); r.Status != 200 || c.session == "" {
+			t.Fatalf("initialize: %d %s", r.Status, r.Body)
+		}
+		c.initialized(t, node.URL())
+		r := c.request(t, node.URL(), method, "")
+		res, _ := r.Message["result"].(map[string]any)
+		entries, _ := res[member].([]any)
+		return r, entries
+	}
+	for _, l := range []struct{ method, member string }{{"prompts/list", "prompts"}, {"resources/list", "resources"}} {
+		r, all := list(plain, demoKey, l.method, l.member)
+		if len(all) == 0 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/event-stream") {
+			t.Fatalf("%s without rules: %d entries, %s: %s", l.method, len(all), r.Header.Get("Content-Type"), r.Body)
+		}
+		r, got := list(ruled, demoKey, l.method, l.member)
+		if r.Status != 200 || got == nil || len(got) != 0 {
+			t.Errorf("%s for demo with rules: %d %s", l.method, r.Status, r.Body)
+		}
+		_, others := list(ruled, otherKey, l.method, l.member)
+		if l.member == "resources" && len(others) != len(all) {
+			t.Errorf("resources/list for other: %d entries, want %d", len(others), len(all))
+		}
+	}
+
+	c := newPinRaw(demoKey, 15*time.Second)
+	c.initialize(t, ruled.URL())
+	c.initialized(t, ruled.URL())
+	r := c.request(t, ruled.URL(), "prompts/get", `{"name":"simple-prompt"}`)
+	if reasonOf(r) != "prompt_forbidden" || r.Message["id"] == nil {
+		t.Errorf("prompts/get: %d %s", r.Status, r.Body)
+	}
+	r = c.request(t, ruled.URL(), "resources/read", `{"uri":"demo://resource/static/document/architecture.md"}`)
+	if reasonOf(r) != "resource_forbidden" {
+		t.Errorf("resources/read: %d %s", r.Status, r.Body)
+	}
+}
