@@ -41,7 +41,7 @@ func (p *Plugin) authzResponse(k kong.PDK, status int) (read readHeaders, exited
 	if p.rules == nil || status/100 != 2 {
 		return nil, false
 	}
-	return p.filterList(k)
+	return p.filterList(k, status)
 }
 
 // readHeaders are request headers a hook already read (nil: not read).

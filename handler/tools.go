@@ -206,7 +206,7 @@ func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *caller) {
 // .resources) is rewritten, each page alone (nextCursor is kept).
 // Cost: one call for the body; the request headers when a rule depends on
 // the caller and an entry may be denied; the exit when something is removed.
-func (p *Plugin) filterList(k kong.PDK) (read readHeaders, exited bool) {
+func (p *Plugin) filterList(k kong.PDK, status int) (read readHeaders, exited bool) {
 	body, err := k.ServiceResponseBody()
 	if err != nil {
 		logger.Error("reading the upstream answer", "err", err)
@@ -222,7 +222,7 @@ func (p *Plugin) filterList(k kong.PDK) (read readHeaders, exited bool) {
 	}
 	// The upstream's headers stay (Content-Type, Mcp-Session-Id ...); Kong
 	// sets Content-Length for the new body.
-	k.Exit(200, out, nil)
+	k.Exit(status, out, nil)
 	return nil, true
 }
 
