@@ -103,7 +103,8 @@ func callerOf(k kong.PDK, headers map[string][]string) *caller {
 }
 
 // denyCall answers a call the caller may not make (Access, after the
-// header check, before pinning) and reports whether it did. A batch is
+// anonymous check, before the header check and pinning) and reports
+// whether it did. A batch is
 // judged per element: if any element is denied, the batch is answered
 // whole, denied elements with their reason and the others with
 // batch_refused, so that nothing of it runs.
