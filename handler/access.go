@@ -19,6 +19,7 @@ import (
 func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
 	defer p.recoverPhase(k, "access", &r)
+	defer p.countRequest(&r)
 
 	headers, err := k.RequestHeaders()
 	if err != nil {
@@ -43,6 +44,9 @@ func (p *Plugin) access(k kong.PDK) {
 		}
 	}
 
+	if p.serveMetadata(k, &r) {
+		return
+	}
 	if r.method == "OPTIONS" { // CORS preflight passes untouched
 		p.stream(k)
 		return
@@ -60,7 +64,10 @@ func (p *Plugin) access(k kong.PDK) {
 			k.Exit(401, []byte(`{"message":"Unauthorized"}`), p.authHeaders())
 			return
 		}
-		p.reply(k, &r, reasonUnauthorized, p.cfg.Auth.WWWAuthenticate)
+		p.reply(k, &r, reasonUnauthorized, p.wwwAuthenticate(k, &r))
+		return
+	}
+	if p.authzAccess(k, &r) {
 		return
 	}
 	if !r.mcp {
@@ -83,6 +90,7 @@ func (p *Plugin) access(k kong.PDK) {
 		inits.put(headers, paramsOf(r.rpc.Body), time.Now()) // for recovery: see initParams
 	}
 
+	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {
 		p.stream(k)
 	}
@@ -109,7 +117,7 @@ func (p *Plugin) buffered(r *request) bool {
 			all = p.buffers(e.Method)
 			return all
 		})
-		return all && n > 0
+		return (all && n > 0) || p.batchHasFilteredList(r)
 	}
 	return false
 }

@@ -53,13 +53,16 @@ func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
 	e := envelope.Error{Code: why.code, Message: why.message, Data: envelope.Data{
 		Status: why.status, Reason: why.name, WWWAuthenticate: wwwAuth,
 	}}
-	if why.name == reasonUnauthorized.name || why.name == reasonForbidden.name {
+	if why.code == 0 { // auth and access-rule reasons: the era's auth code
 		e.Code, e.Message = p.cfg.Envelope.AuthCode, p.cfg.Envelope.AuthMessage
 		if r.modern {
 			e.Code = p.cfg.Envelope.ModernAuthCode
 		}
 		if why.status == 403 {
 			e.Message = "Forbidden"
+		}
+		if why.message != "" {
+			e.Message = why.message
 		}
 	} else if r.modern && e.Code == envelope.CodeGateway {
 		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.
@@ -82,6 +85,7 @@ func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
 		headers = map[string][]string{"Content-Type": {"application/json"}, "WWW-Authenticate": {wwwAuth}}
 	}
 	envelopes.WithLabelValues(why.name).Inc()
+	p.serializeFields(k, r, why.name)
 	k.Exit(status, body, headers)
 }
 

@@ -22,6 +22,7 @@ type fakeKong struct {
 	serialized  string
 	panicOn     string
 	vars        map[string]string
+	authz       fakeAuthz // access rules, metadata, log fields (authz_fake_test.go)
 
 	calls       []string
 	cleared     bool

@@ -28,6 +28,9 @@ type Plugin struct {
 	store         session.Store
 	hints         *learnHints // the process's; tests may give an instance its own
 	replicas      *replicaWatch
+
+	rules    *accessRules      // nil: no access rules (authz.go)
+	metadata *resourceMetadata // nil: no protected-resource metadata
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -74,6 +77,9 @@ func (p *Plugin) init(cfg schema.Config) error {
 		}
 	}
 	p.bufferMethods = slices.Clone(cfg.Upstream.BufferMethods)
+	if err := p.initAuthz(&cfg); err != nil {
+		return err
+	}
 	slices.Sort(p.bufferMethods)
 	store, err := session.Open(cfg.Session)
 	if err != nil {

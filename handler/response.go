@@ -20,6 +20,10 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
+	read, exited := p.authzResponse(k, status)
+	if exited {
+		return
+	}
 	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
 	rewrite := p.rewrites(status)
 	if !settles && !rewrite {
@@ -28,7 +32,7 @@ func (p *Plugin) response(k kong.PDK) {
 
 	// Read the request again rather than pay for carrying it from Access on
 	// every request.
-	headers, err := k.RequestHeaders()
+	headers, err := read.headers(k)
 	if err != nil {
 		logger.Error("reading request headers", "err", err)
 		return
@@ -67,7 +71,7 @@ func (p *Plugin) response(k kong.PDK) {
 		// The upstream's own challenge wins: it may carry resource_metadata.
 		wwwAuth, _ = k.ResponseHeader("WWW-Authenticate")
 		if wwwAuth == "" {
-			wwwAuth = p.cfg.Auth.WWWAuthenticate
+			wwwAuth = p.wwwAuthenticate(k, &r)
 		}
 	}
 	p.reply(k, &r, upstreamReason(status), wwwAuth)

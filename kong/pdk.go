@@ -28,4 +28,8 @@ type PDK interface {
 
 	// Log phase: kong.log.serialize() JSON from the data Kong saved.
 	Serialize() ([]byte, error)
+
+	// Used only when their features are configured (access rules,
+	// resource metadata, log fields): see authz.go.
+	AuthzPDK
 }

@@ -12,7 +12,14 @@ type Config struct {
 	Auth     Auth     `json:"auth"`
 	Envelope Envelope `json:"envelope"`
 	Upstream Upstream `json:"upstream"`
-	Session  Session  `json:"session"`
+	// Tools, Prompts and Resources decide which consumer may use which
+	// tool, prompt or resource (rules.go).
+	Tools     AccessRules `json:"tools"`
+	Prompts   AccessRules `json:"prompts"`
+	Resources AccessRules `json:"resources"`
+	Log       Log         `json:"log"`
+	Metrics   Metrics     `json:"metrics"`
+	Session   Session     `json:"session"`
 }
 
 // Auth says how rejections decided by Kong's auth plugins are recognised.
@@ -24,6 +31,9 @@ type Auth struct {
 	// WWWAuthenticate is sent with auth envelopes, e.g.
 	// `Bearer resource_metadata="https://example.com/.well-known/oauth-protected-resource"`.
 	WWWAuthenticate string `json:"www_authenticate"`
+	// ResourceMetadata is the RFC 9728 protected-resource metadata the
+	// plugin serves (rules.go).
+	ResourceMetadata ResourceMetadata `json:"resource_metadata"`
 }
 
 // Envelope shapes the JSON-RPC error answers the plugin writes.

@@ -103,6 +103,7 @@ var root = &field{
 						"`Bearer resource_metadata=\"https://example.com/.well-known/oauth-protected-resource\"`. " +
 						"Unset: no such header is sent.",
 				},
+				resourceMetadataField,
 			},
 		},
 		{
@@ -170,6 +171,11 @@ var root = &field{
 				},
 			},
 		},
+		accessRulesField("tools", "tool names", "tools/call", "tools/list"),
+		accessRulesField("prompts", "prompt names", "prompts/get", "prompts/list"),
+		accessRulesField("resources", "resource URIs", "resources/read and resources/subscribe", "resources/list"),
+		logField,
+		metricsField,
 		{
 			name: "session", typ: kRecord, required: true,
 			doc: "Pinning of stateful legacy MCP sessions to the upstream replica that created them.",

@@ -923,6 +923,7 @@ func (r *reqCtx) logTimerCtx(cp *collectedPlugin) *reqCtx {
 		responseStatus:  r.status,
 		reqStartTime:    float64(r.startTime.UnixMilli()) / 1000,
 	}
+	r.rec.Serialized = saved.serialized
 	return &reqCtx{node: r.node, id: r.id, startTime: r.startTime, ctx: saved.ngxCtx, shared: saved.ctxShared,
 		phase: phLog, saved: saved, rec: r.rec, matchT: r.matchT, bufStatus: r.bufStatus, bufHeaders: r.bufHeaders,
 		bufBody: r.bufBody, buffered: r.buffered, upstreamStatus: r.upstreamStatus, headers: r.headers.clone(), respHeaders: r.respHeaders.clone(), status: r.status,

@@ -34,6 +34,9 @@ type RequestRecord struct {
 	// one given to kong.service.set_target.
 	Target string
 	Tries  []Try
+	// Serialized is cjson.encode(kong.log.serialize()) as the Log phase saw
+	// it (what Kong's logging plugins send); "" when no Log phase ran.
+	Serialized string
 	// Errors are the Lua and plugin-server errors Kong logged for it.
 	Errors []string
 	Start  time.Time

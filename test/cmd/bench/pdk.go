@@ -124,6 +124,11 @@ func pdkSection(ctx context.Context, b *strings.Builder, e *env) error {
 	run("non-MCP GET (Accept: text/html)", html)
 	run("anonymous initialize (no apikey)", newRequest(http.MethodPost, L, initializeBody()))
 	run("upstream bare 401 rewritten (initialize)", newRequest(http.MethodPost, B, initializeBody(), "apikey", demoKey))
+	closeAuthz, err := authzKinds(ctx, e, col, run)
+	defer closeAuthz()
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintf(b, "## 1. PDK round trips per request kind\n\n")
 	fmt.Fprintf(b, "Counted by the Kong stand-in for one request of each kind, after warm-up (no instance starts). ")

@@ -1,0 +1,42 @@
+package handler
+
+// fakeAuthz is what the counting fake answers for the calls of access
+// rules, protected-resource metadata and log fields.
+type fakeAuthz struct {
+	serviceBody []byte
+	path        string
+	scheme      string
+	groups      []string
+	serialize   map[string]map[string]any // set_serialize_value, by key
+}
+
+func (f *fakeKong) ServiceResponseBody() ([]byte, error) {
+	f.call("service.response.get_raw_body")
+	return f.authz.serviceBody, nil
+}
+func (f *fakeKong) RequestPath() (string, error) {
+	f.call("request.get_path")
+	return f.authz.path, nil
+}
+func (f *fakeKong) ForwardedScheme() (string, error) {
+	f.call("request.get_forwarded_scheme")
+	return f.authz.scheme, nil
+}
+func (f *fakeKong) AuthenticatedGroups() ([]string, error) {
+	f.call("ctx.shared.get")
+	return f.authz.groups, nil
+}
+func (f *fakeKong) SetSerializeValue(key string, v map[string]any) error {
+	f.call("log.set_serialize_value")
+	if f.authz.serialize == nil {
+		f.authz.serialize = map[string]map[string]any{}
+	}
+	f.authz.serialize[key] = v
+	return nil
+}
+
+func (b *benchKong) ServiceResponseBody() ([]byte, error)           { return b.body, nil }
+func (b *benchKong) RequestPath() (string, error)                   { return "/mcp", nil }
+func (b *benchKong) ForwardedScheme() (string, error)               { return "https", nil }
+func (b *benchKong) AuthenticatedGroups() ([]string, error)         { return nil, nil }
+func (b *benchKong) SetSerializeValue(string, map[string]any) error { return nil }
