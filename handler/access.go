@@ -19,6 +19,10 @@ import (
 func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
 	defer p.recoverPhase(k, "access", &r)
+	if p.invalid != nil {
+		p.answerInvalid(k)
+		return
+	}
 
 	headers, err := k.RequestHeaders()
 	if err != nil {

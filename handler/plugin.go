@@ -28,6 +28,7 @@ type Plugin struct {
 	store         session.Store
 	hints         *learnHints // the process's; tests may give an instance its own
 	replicas      *replicaWatch
+	invalid       *invalidConfig // set: the configuration was refused (configerr.go)
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -51,10 +52,13 @@ func (p *Plugin) UnmarshalJSON(data []byte) (err error) {
 		}
 	}()
 	cfg, err := schema.Parse(data)
-	if err != nil {
-		return err
+	if err == nil {
+		err = p.init(cfg)
 	}
-	return p.init(cfg)
+	if err != nil {
+		return p.startInvalid(err)
+	}
+	return nil
 }
 
 // NewFromConfig builds an instance from an already parsed configuration.
