@@ -164,6 +164,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	rec, found, waited, err := p.lookup(id, wait)
 	if err != nil {
 		storeErrors.Inc()
+		p.health.failed()
 		logger.Warn("session store failed", "err", err, "store_error", p.cfg.Session.StoreError)
 		if p.cfg.Session.StoreError == "reject" {
 			p.reply(k, r, reasonStore, "")

@@ -29,6 +29,7 @@ type Plugin struct {
 	hints         *learnHints // the process's; tests may give an instance its own
 	replicas      *replicaWatch
 	invalid       *invalidConfig // set: the configuration was refused (configerr.go)
+	health        *storeHealth   // the Redis store's watcher (storehealth.go)
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -88,6 +89,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	if store != nil && cfg.Session.ReplicaProbeMS > 0 {
 		p.replicas = newReplicaWatch(time.Duration(cfg.Session.ReplicaProbeMS) * time.Millisecond)
 	}
+	p.watchStore()
 	return nil
 }
 
