@@ -48,11 +48,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func asErrors(err error) Errors {
-	errs, _ := err.(Errors)
-	return errs
-}
-
 // BenchmarkParse is what each plugin instance start costs in the Go process
 // (Kong starts one per route and rebuilds it after 60 s idle).
 func BenchmarkParse(b *testing.B) {

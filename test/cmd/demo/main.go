@@ -138,7 +138,7 @@ func checkFree(uses []addrUse) error {
 	for _, u := range uses {
 		ln, err := net.Listen("tcp", u.addr)
 		if err != nil {
-			return fmt.Errorf("%s cannot listen on %s: %v\n  choose another address: make run %s=...", u.what, u.addr, err, u.variable)
+			return fmt.Errorf("%s cannot listen on %s: %v (choose another address: make run %s=...)", u.what, u.addr, err, u.variable)
 		}
 		_ = ln.Close()
 	}
