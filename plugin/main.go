@@ -43,7 +43,7 @@ func main() {
 	logging.Install()
 	if dumpFlag := flag.Lookup("dump"); dumpFlag != nil && dumpFlag.Value.String() == "true" {
 		if err := dump(); err != nil {
-			fmt.Fprintln(os.Stderr, "mcp-relay:", err)
+			fmt.Fprintln(os.Stderr, "mcp-relay:", err) // -dump: Kong reads stdout, shows stderr
 			os.Exit(1)
 		}
 		return
@@ -52,7 +52,7 @@ func main() {
 		serveMetrics(*metricsAddr)
 	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
-		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
+		logging.Logger.Error("mcp-relay plugin server failed", "plugin", "mcp-relay", "err", err)
 		os.Exit(1)
 	}
 }
