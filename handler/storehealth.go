@@ -36,7 +36,7 @@ var storeHealths = struct {
 // Backoff of the checks while a store is down.
 var (
 	storeRetryMin = 250 * time.Millisecond
-	storeRetryMax = 15 * time.Second
+	storeRetryMax = 5 * time.Second
 )
 
 func init() {
@@ -67,24 +67,56 @@ func (p *Plugin) watchStore() {
 	name := p.cfg.Session.Redis.Key() + " prefix=" + p.cfg.Session.Redis.KeyPrefix
 	storeHealths.Lock()
 	h := storeHealths.m[name]
-	if h == nil {
+	first := h == nil
+	if first {
 		h = &storeHealth{name: name, store: p.store, timeout: p.storeTimeout(), up: true}
 		storeHealths.m[name] = h
 	}
 	storeHealths.Unlock()
 	p.health = h
-	h.check("at instance start")
+	if first {
+		// The first instance of a store checks it before it starts serving,
+		// briefly (a refused connection fails in microseconds), so that
+		// the first request's Log phase already reports a dead Redis.
+		h.mu.Lock()
+		h.checking = true
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), min(h.timeout, firstCheckTimeout))
+		_, _, err := h.store.Lookup(ctx, decoyID(), 0)
+		cancel()
+		if err == nil {
+			h.mu.Lock()
+			h.checking = false
+			h.mu.Unlock()
+			return
+		}
+		h.setDown("at instance start", err)
+		go h.loop(true)
+		return
+	}
+	h.check()
+}
+
+// firstCheckTimeout bounds the check an instance start waits for.
+const firstCheckTimeout = 250 * time.Millisecond
+
+func (h *storeHealth) setDown(when string, err error) {
+	h.mu.Lock()
+	h.up = false
+	h.mu.Unlock()
+	logger.Error("session store unreachable: sessions are not pinned (session.store_error decides what their requests get) until it answers; retrying",
+		"store", h.name, "checked", when, "err", err)
 }
 
 // failed is called by a request whose store call failed.
 func (h *storeHealth) failed() {
 	if h != nil {
-		h.check("after a failed request")
+		h.check()
 	}
 }
 
 // check starts the checking loop unless one runs.
-func (h *storeHealth) check(when string) {
+func (h *storeHealth) check() {
 	h.mu.Lock()
 	if h.checking {
 		h.mu.Unlock()
@@ -92,12 +124,17 @@ func (h *storeHealth) check(when string) {
 	}
 	h.checking = true
 	h.mu.Unlock()
-	go h.loop(when)
+	go h.loop(false)
 }
 
-func (h *storeHealth) loop(when string) {
+// loop checks until the store answers; wasDown: the caller found it down
+// (and logged it) already.
+func (h *storeHealth) loop(wasDown bool) {
 	wait := storeRetryMin
-	wasDown := false
+	if wasDown {
+		time.Sleep(wait)
+		wait *= 2
+	}
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 		_, _, err := h.store.Lookup(ctx, decoyID(), 0)
@@ -117,8 +154,7 @@ func (h *storeHealth) loop(when string) {
 		}
 		if !wasDown {
 			wasDown = true
-			logger.Error("session store unreachable: sessions are not pinned (session.store_error decides what their requests get) until it answers; retrying",
-				"store", h.name, "checked", when, "err", err)
+			h.setDown("after a failed request", err)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, storeRetryMax)

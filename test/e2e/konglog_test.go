@@ -58,16 +58,16 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 			o.Log, o.PluginOutput = &kongLog, &pluginOut // LogLevel: Kong's default, notice
 		})
 
-	// The first request starts the instance, whose store check fails in
-	// the background; a later request's Log phase writes the error.
+	// The first request starts the instance, whose store check fails (a
+	// refused connection); that request's Log phase writes the error.
 	c := newRaw(demoKey)
-	c.request(t, node.URL(), "ping", "")
-	waitMetric(t, metricsAddr, "mcp_relay_store_up", 0)
-	r := c.request(t, node.URL(), "ping", "")
-	rec := recordOf(t, &recs, r)
-	if rec.Calls["log"]["kong.log.err"] != 1 {
-		t.Errorf("Log phase calls %v, want one kong.log.err", rec.Calls["log"])
+	rec := recordOf(t, &recs, c.request(t, node.URL(), "ping", ""))
+	if rec.InstanceStarts != 1 || rec.Calls["log"]["kong.log.err"] != 1 {
+		t.Errorf("first request: %d instance starts, Log phase calls %v, want one kong.log.err",
+			rec.InstanceStarts, rec.Calls["log"])
 	}
+	waitMetric(t, metricsAddr, "mcp_relay_store_up", 0)
+	c.request(t, node.URL(), "ping", "")
 	if got := kongLines(&kongLog, "[error]", "[mcp-relay]", "session store unreachable", fmt.Sprint(rs.Port())); len(got) != 1 {
 		t.Fatalf("Kong's log has %d store errors, want 1:\n%s", len(got), kongLog.String())
 	}
@@ -76,7 +76,7 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 	}
 
 	rs.Start()
-	// The watcher retries with backoff (at most 15 s apart); then the next
+	// The watcher retries with backoff (at most 5 s apart); then the next
 	// request's Log phase writes the notice.
 	deadline := time.Now().Add(30 * time.Second)
 	for metrics(t, metricsAddr)["mcp_relay_store_up"] != 1 {
