@@ -142,3 +142,42 @@ func recordOf(t *testing.T, recs *recordLog, r rpcResult) standin.RequestRecord 
 	})
 	return rec
 }
+
+// An event inside a request (another consumer presenting a session id)
+// reaches Kong's log at warn through that request's own Log phase; more of
+// the same kind within 10 s stay on stderr only.
+func TestWarnEventReachesKongLog(t *testing.T) {
+	replica := peers.StartLegacy(t, "warn-replica")
+	var kongLog, pluginOut standin.LogBuffer
+	var recs recordLog
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 20}}}),
+		addrs(replica), recs.option(), func(o *standin.Options) {
+			o.Log, o.PluginOutput = &kongLog, &pluginOut
+		})
+	owner := newRaw(demoKey)
+	if r := owner.initialize(t, node.URL()); r.Status != http.StatusOK || owner.session == "" {
+		t.Fatalf("initialize: %d %s", r.Status, r.Body)
+	}
+	recordOf(t, &recs, owner.request(t, node.URL(), "ping", "")) // the session is recorded
+	thief := newRaw(otherKey)
+	thief.session = owner.session
+	for i := range 3 {
+		r := thief.request(t, node.URL(), "ping", "")
+		if r.Status != http.StatusNotFound {
+			t.Fatalf("another consumer's request %d: %d %s", i, r.Status, r.Body)
+		}
+		rec := recordOf(t, &recs, r)
+		if want := map[bool]int{true: 1, false: 0}[i == 0]; rec.Calls["log"]["kong.log.warn"] != want {
+			t.Errorf("request %d: Log phase calls %v, want %d kong.log.warn", i, rec.Calls["log"], want)
+		}
+	}
+	if got := kongLines(&kongLog, "[warn]", "[mcp-relay]", "session presented by another consumer"); len(got) != 1 {
+		t.Errorf("Kong's log has %d binding warnings, want 1:\n%s", len(got), kongLog.String())
+	}
+	if n := strings.Count(pluginOut.String(), "session presented by another consumer"); n != 3 {
+		t.Errorf("stderr has %d binding warnings, want 3", n)
+	}
+	if strings.Contains(kongLog.String()+pluginOut.String(), owner.session) {
+		t.Error("a session id reached the log")
+	}
+}
