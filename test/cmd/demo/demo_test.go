@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -82,7 +83,16 @@ func TestDemoPortsAndCleanExit(t *testing.T) {
 	if !ready {
 		t.Fatalf("no banner:\n%s", log.String())
 	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	later := make(chan string, 1000)
+	go func() {
+		for sc.Scan() {
+			select {
+			case later <- sc.Text():
+			default:
+			}
+		}
+		close(later)
+	}()
 	if !strings.Contains(log.String(), "Kong stand-in with mcp-relay on http://"+listen+"/mcp") ||
 		!strings.Contains(log.String(), "plugin metrics on http://"+metrics+"/metrics") {
 		t.Errorf("banner does not name the chosen addresses:\n%s", log.String())
@@ -104,6 +114,31 @@ func TestDemoPortsAndCleanExit(t *testing.T) {
 	}
 	if resp, err := http.Get("http://" + metrics + "/metrics"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("metrics on %s: %v", metrics, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Killing one replica leaves the demo running and says so.
+	killed := pids[a[2]]
+	if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("demo: replica replica-b (pid %d) exited", killed)
+	timeout := time.After(30 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case line, ok := <-later:
+			if !ok {
+				t.Fatal("the demo ended when a replica was killed")
+			}
+			seen = strings.HasPrefix(line, want)
+		case <-timeout:
+			t.Fatalf("no %q line within 30 s", want)
+		}
+	}
+	if resp, err := http.Post("http://"+listen+"/mcp", "application/json",
+		strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"ping"}`)); err != nil {
+		t.Fatalf("the proxy stopped answering after a replica was killed: %v", err)
 	} else {
 		resp.Body.Close()
 	}
