@@ -1,7 +1,11 @@
 # Kong Gateway 3.9 with mcp-relay bundled.
 #   docker build -t kong-mcp-relay .
-#   docker run -e KONG_DATABASE=off -e KONG_DECLARATIVE_CONFIG=/kong/kong.yaml \
-#     -v "$PWD/kong:/kong:ro" -p 8000:8000 kong-mcp-relay
+#   docker run -e KONG_DATABASE=off -e KONG_DECLARATIVE_CONFIG=/deck/kong.yaml \
+#     -e KONG_ERROR_TEMPLATE_JSON=/etc/kong/mcp-relay/error_template.json \
+#     -v "$PWD/deck:/deck:ro" -p 8000:8000 kong-mcp-relay
+# where deck/kong.yaml is a copy of one of kong/examples/*.yaml with your MCP
+# server replicas as the upstream's targets (kong/kong.yaml targets the
+# loopback demo replicas of `make run`).
 ARG GO_VERSION=1.26
 ARG KONG_IMAGE=kong:3.9
 

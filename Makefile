@@ -13,10 +13,16 @@ $(PLUGIN): FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(PLUGIN) ./plugin
 
 # The main job on the embedded default (in-memory session store): one Kong
-# stand-in node on 127.0.0.1:8000 from kong/kong.yaml, with two local demo
-# MCP replicas on 127.0.0.1:9101 and :9102. Ctrl-C stops everything.
+# stand-in node on $(LISTEN) from kong/kong.yaml, with demo MCP replicas on
+# $(REPLICAS) (each its own process, pids in the banner) and the plugin's
+# metrics on $(METRICS) (empty: off). Every address is checked first.
+# Ctrl-C stops everything. Example: make run LISTEN=127.0.0.1:8080 METRICS=
+LISTEN   ?= 127.0.0.1:8000
+REPLICAS ?= 127.0.0.1:9101,127.0.0.1:9102
+METRICS  ?= 127.0.0.1:9542
 run: build
-	$(GO) run ./test/cmd/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen 127.0.0.1:8000
+	$(GO) build -o $(BIN)/demo ./test/cmd/demo
+	exec $(BIN)/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
 
 # Installs the node MCP peers (reference server and SDK client) from the lock file.
 node-deps:

@@ -20,6 +20,10 @@ func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
 	defer p.recoverPhase(k, "access", &r)
 	defer p.countRequest(&r)
+	if p.invalid != nil {
+		p.answerInvalid(k)
+		return
+	}
 
 	headers, err := k.RequestHeaders()
 	if err != nil {
@@ -170,6 +174,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	rec, found, waited, err := p.lookup(id, wait)
 	if err != nil {
 		storeErrors.Inc()
+		p.health.failed()
 		logger.Warn("session store failed", "err", err, "store_error", p.cfg.Session.StoreError)
 		if p.cfg.Session.StoreError == "reject" {
 			p.reply(k, r, reasonStore, "")

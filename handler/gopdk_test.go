@@ -61,9 +61,21 @@ func TestGoPDKUpstream401Rewritten(t *testing.T) {
 	}
 }
 
-func TestGoPDKBadConfigFailsInstanceStart(t *testing.T) {
-	err := json.Unmarshal([]byte(`{"envelope":{"status":"301"}}`), handler.New())
-	if err == nil || err.Error() != `config.envelope.status: must be one of "auto", "keep", "200" (got "301")` {
-		t.Fatalf("got %v", err)
+// An invalid configuration still starts the instance (Kong would otherwise
+// answer its bare 500 with the reason at info level): every request gets a
+// 500 naming the field.
+func TestGoPDKBadConfigAnswersConfigInvalid(t *testing.T) {
+	env, err := test.New(t, test.Request{
+		Method: "POST", Url: "http://kong.example/mcp",
+		Headers: http.Header{"Content-Type": {"application/json"}},
+		Body:    []byte(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoAccess(newInstance(t, `{"envelope":{"status":"301"}}`))
+	want := `{"jsonrpc":"2.0","error":{"code":-32603,"message":"mcp-relay configuration invalid: config.envelope.status","data":{"status":500,"reason":"config_invalid"}},"id":5}`
+	if env.ClientRes.Status != 500 || string(env.ClientRes.Body) != want {
+		t.Errorf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 }

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -17,13 +15,15 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// logger writes to the plugin process's stderr, which Kong copies into its
-// error log: no PDK round trip per line. Values are quoted by the text
-// handler, so header values cannot forge log lines.
-var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")
+// logger is the process's one logger (package logging): every line goes to
+// stderr, which Kong copies into its error log at info; lines at notice and
+// above also reach Kong's log at their level, through the Log phase
+// (flushKongLog). Values are quoted, so header values cannot forge lines.
+var logger = logging.Logger.With("plugin", "mcp-relay")
 
 // log learns new sessions from what Kong saved of the finished request
 // (kong.log.serialize(): the only place Kong tells which replica it chose).
@@ -32,6 +32,7 @@ var logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-r
 // create a session (learnHints). Access covers the race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
 	defer p.recoverPhase(k, "log", nil)
+	flushKongLog(k)
 	if p.store == nil || (!p.hints.pending() && !panicTest) {
 		return
 	}

@@ -25,25 +25,28 @@ type resourceMetadata struct {
 
 func newResourceMetadata(c schema.ResourceMetadata) (*resourceMetadata, error) {
 	const path = "config.auth.resource_metadata"
+	fieldErr := func(field, format string, args ...any) error {
+		return &schema.FieldError{Path: path + "." + field, Msg: fmt.Sprintf(format, args...)}
+	}
 	if len(c.AuthorizationServers) == 0 {
 		switch {
 		case len(c.ScopesSupported) > 0:
-			return nil, fmt.Errorf("%s.authorization_servers: must be set when scopes_supported is set", path)
+			return nil, fieldErr("authorization_servers", "must be set when scopes_supported is set")
 		case c.Resource != "":
-			return nil, fmt.Errorf("%s.authorization_servers: must be set when resource is set", path)
+			return nil, fieldErr("authorization_servers", "must be set when resource is set")
 		}
 		return nil, nil
 	}
 	for i, s := range c.AuthorizationServers {
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("%s.authorization_servers[%d]: must be an http or https URL (got %q)", path, i, s)
+			return nil, fieldErr(fmt.Sprintf("authorization_servers[%d]", i), "must be an http or https URL (got %q)", s)
 		}
 	}
 	m := &resourceMetadata{cfg: c}
 	if c.Resource != "" {
 		u, err := url.Parse(c.Resource)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-			return nil, fmt.Errorf("%s.resource: must be an http or https URL without fragment (got %q)", path, c.Resource)
+			return nil, fieldErr("resource", "must be an http or https URL without fragment (got %q)", c.Resource)
 		}
 		m.fixedURL = u.Scheme + "://" + u.Host + wellKnownPRM + strings.TrimSuffix(u.EscapedPath(), "/")
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcp-relay/mcp-relay/schema"
 )
 
 const prmConfig = `{"session":{"store":"off"},"auth":{"anonymous":"anonymous","resource_metadata":{
@@ -106,10 +108,18 @@ func TestResourceMetadataConfigErrors(t *testing.T) {
 		`{"auth":{"resource_metadata":{"authorization_servers":["not a url"]}}}`:                   "authorization_servers[0]: must be an http or https URL",
 		`{"auth":{"resource_metadata":{"authorization_servers":["https://a"],"resource":"/mcp"}}}`: "resource: must be an http or https URL",
 	} {
-		var p Plugin
-		err := p.UnmarshalJSON([]byte(cfg))
+		parsed, err := schema.Parse([]byte(cfg))
+		if err == nil {
+			_, err = NewFromConfig(parsed)
+		}
 		if err == nil || !strings.Contains(err.Error(), "config.auth.resource_metadata."+want) {
 			t.Errorf("%s: %v, want %q", cfg, err, want)
+		}
+		// Through Kong, the instance starts and answers config_invalid.
+		var p Plugin
+		if err := p.UnmarshalJSON([]byte(cfg)); err != nil || p.invalid == nil ||
+			!strings.Contains(p.invalid.fields, "config.auth.resource_metadata.") {
+			t.Errorf("%s: UnmarshalJSON %v, invalid %+v", cfg, err, p.invalid)
 		}
 	}
 }

@@ -31,6 +31,8 @@ type Plugin struct {
 
 	rules    *accessRules      // nil: no access rules (authz.go)
 	metadata *resourceMetadata // nil: no protected-resource metadata
+	invalid  *invalidConfig    // set: the configuration was refused (configerr.go)
+	health   *storeHealth      // the Redis store's watcher (storehealth.go)
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -44,8 +46,9 @@ var (
 	_ json.Unmarshaler                = (*Plugin)(nil)
 )
 
-// UnmarshalJSON applies defaults, validates, and prepares the instance. An
-// error here fails Kong's instance start with a message naming the field.
+// UnmarshalJSON applies defaults, validates, and prepares the instance. A
+// configuration the plugin refuses still starts the instance, which then
+// answers config_invalid naming the fields (configerr.go).
 func (p *Plugin) UnmarshalJSON(data []byte) (err error) {
 	defer func() { // go-pdk calls this from its socket loop, without recover
 		if v := recover(); v != nil {
@@ -54,10 +57,13 @@ func (p *Plugin) UnmarshalJSON(data []byte) (err error) {
 		}
 	}()
 	cfg, err := schema.Parse(data)
-	if err != nil {
-		return err
+	if err == nil {
+		err = p.init(cfg)
 	}
-	return p.init(cfg)
+	if err != nil {
+		return p.startInvalid(err)
+	}
+	return nil
 }
 
 // NewFromConfig builds an instance from an already parsed configuration.
@@ -90,6 +96,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	if store != nil && cfg.Session.ReplicaProbeMS > 0 {
 		p.replicas = newReplicaWatch(time.Duration(cfg.Session.ReplicaProbeMS) * time.Millisecond)
 	}
+	p.watchStore()
 	return nil
 }
 

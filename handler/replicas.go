@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mcp-relay/mcp-relay/logging"
 )
 
 // replicaWatch probes the replicas sessions are pinned to, so that the
@@ -173,7 +175,7 @@ func (w *replicaWatch) probe(addr string, r *replica) {
 	r.failures = 0
 	if r.down.Swap(false) {
 		replicasDown.Dec()
-		logger.Info("replica reachable again", "replica", addr)
+		logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", addr)
 	}
 }
 

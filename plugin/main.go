@@ -7,7 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +16,7 @@ import (
 	"github.com/Kong/go-pdk/server"
 
 	"github.com/mcp-relay/mcp-relay/handler"
+	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/schema"
 )
 
@@ -37,18 +38,21 @@ var metricsAddr = flag.String("metrics-addr", os.Getenv(MetricsAddrEnv),
 func main() {
 	// go-pdk registered -dump, -kong-prefix and -help on the default flag set.
 	flag.Parse()
+	// One logger for the process: go-pdk's standard-log lines go through it
+	// too, without its benign closed-socket line.
+	logging.Install()
 	if dumpFlag := flag.Lookup("dump"); dumpFlag != nil && dumpFlag.Value.String() == "true" {
 		if err := dump(); err != nil {
-			fmt.Fprintln(os.Stderr, "mcp-relay:", err)
+			fmt.Fprintln(os.Stderr, "mcp-relay:", err) // -dump: Kong reads stdout, shows stderr
 			os.Exit(1)
 		}
 		return
 	}
 	if *metricsAddr != "" {
-		go serveMetrics(*metricsAddr)
+		serveMetrics(*metricsAddr)
 	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
-		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
+		logging.Logger.Error("mcp-relay plugin server failed", "plugin", "mcp-relay", "err", err)
 		os.Exit(1)
 	}
 }
@@ -72,12 +76,22 @@ func dump() error {
 	return err
 }
 
+// serveMetrics listens before it says so: a busy port is an error in
+// Kong's log, and the plugin serves requests without metrics (exiting would
+// make Kong restart it every second, failing every request).
 func serveMetrics(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
+		return
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler.MetricsHandler())
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	slog.Info("mcp-relay metrics listening", "addr", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Error("mcp-relay metrics listener failed", "addr", addr, "err", err)
-	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	logging.Logger.Info("mcp-relay metrics listening", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logging.Logger.Error("mcp-relay metrics listener failed", "plugin", "mcp-relay", "addr", addr, "err", err)
+		}
+	}()
 }

@@ -40,7 +40,7 @@ type field struct {
 
 	oneOf      []string // strings: allowed values
 	between    *[2]int  // integers: inclusive bounds
-	notBetween *[2]int  // integers: forbidden inclusive range (checked by the plugin only)
+	notBetween *[2]int  // integers: forbidden inclusive range (Kong: a conditional entity check of the record)
 	allowEmpty bool     // strings: "" is a value (Kong len_min 0; Kong's default is 1)
 	noControl  bool     // strings: no control characters (header values); Kong not_match "%c"
 

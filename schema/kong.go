@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 )
 
@@ -88,21 +89,52 @@ func kongField(f *field) map[string]any {
 		}
 		m["fields"] = fields
 	}
-	if len(f.checks) > 0 {
-		checks := make([]any, 0, len(f.checks))
-		for _, c := range f.checks {
-			if c.mutuallyRequired != nil {
-				checks = append(checks, map[string]any{"mutually_required": slices.Clone(c.mutuallyRequired)})
-			}
-			if c.exclusiveSets != nil {
-				checks = append(checks, map[string]any{"mutually_exclusive_sets": map[string]any{
-					"set1": slices.Clone(c.exclusiveSets[0]), "set2": slices.Clone(c.exclusiveSets[1]),
-				}})
-			}
-		}
+	if checks := kongChecks(f); len(checks) > 0 {
 		m["entity_checks"] = checks
 	}
 	return m
+}
+
+// kongChecks writes a record's entity checks: its cross-field rules, and a
+// conditional check for each member with a forbidden range.
+func kongChecks(f *field) []any {
+	var checks []any
+	if f.typ != kRecord {
+		return nil
+	}
+	for _, c := range f.checks {
+		if c.mutuallyRequired != nil {
+			checks = append(checks, map[string]any{"mutually_required": slices.Clone(c.mutuallyRequired)})
+		}
+		if c.exclusiveSets != nil {
+			checks = append(checks, map[string]any{"mutually_exclusive_sets": map[string]any{
+				"set1": slices.Clone(c.exclusiveSets[0]), "set2": slices.Clone(c.exclusiveSets[1]),
+			}})
+		}
+	}
+	for _, sub := range f.fields {
+		if sub.notBetween != nil {
+			checks = append(checks, notBetweenCheck(sub.name, *sub.notBetween))
+		}
+	}
+	return checks
+}
+
+// notBetweenCheck expresses "outside lo..hi" in Kong's schema language, which
+// has no such validator: Kong's `conditional` entity checker
+// (kong/db/schema/init.lua Schema.entity_checkers.conditional) validates
+// then_match only when if_match passes, so "if between lo and hi, then
+// greater than hi" fails exactly inside the range (the `gt` validator,
+// Schema.validators.gt). Kong then reports the field ("value must be greater
+// than hi") and then_err, formatted with the field's name.
+func notBetweenCheck(name string, r [2]int) map[string]any {
+	return map[string]any{"conditional": map[string]any{
+		"if_field":   name,
+		"if_match":   map[string]any{"between": []int{r[0], r[1]}},
+		"then_field": name,
+		"then_match": map[string]any{"gt": r[1]},
+		"then_err":   fmt.Sprintf("'%%s' must lie outside %d..%d", r[0], r[1]),
+	}}
 }
 
 // cloneDefault copies slice defaults so that callers cannot change the table.

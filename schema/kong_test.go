@@ -366,8 +366,63 @@ func entityCheckNames(arg any) []string {
 		for _, k := range []string{"set1", "set2"} {
 			out = append(out, entityCheckNames(a[k])...)
 		}
+		for _, k := range []string{"if_field", "then_field"} { // conditional
+			if s, ok := a[k].(string); ok {
+				out = append(out, s)
+			}
+		}
 	}
 	return out
+}
+
+// kongConditionalAttributes are the attributes metaschema.lua's entity
+// checker table allows a conditional check (if_match and then_match hold
+// conditional_validators: required, the validators, elements, keys, values).
+var kongConditionalAttributes = set("if_field", "if_match", "then_field", "then_match", "then_err")
+
+// kongConditional is Schema.entity_checkers.conditional (Kong 3.9
+// kong/db/schema/init.lua): if_match and then_match are validated as field
+// definitions whose missing attributes come from the named field's own
+// definition (setmetatable __index); then_match runs only when if_match
+// passes; a failure is reported on then_field and, with then_err, as an
+// entity error formatted with if_field.
+func kongConditional(path string, arg map[string]any, defs map[string]map[string]any, m map[string]any) []string {
+	var errs []string
+	for k := range arg {
+		if !kongConditionalAttributes[k] {
+			errs = append(errs, fmt.Sprintf("%s: conditional has unknown attribute %q", path, k))
+		}
+	}
+	ifField, _ := arg["if_field"].(string)
+	thenField, _ := arg["then_field"].(string)
+	inherit := func(match any, field string) map[string]any {
+		def := map[string]any{}
+		for k, v := range defs[field] {
+			def[k] = v
+		}
+		for k, v := range match.(map[string]any) {
+			def[k] = v
+		}
+		return def
+	}
+	ifValue, present := m[ifField]
+	if !present { // run_with_missing_fields = false: required if_field missing
+		return append(errs, fmt.Sprintf("%s.%s: field required for entity check", path, ifField))
+	}
+	if len(kongValidate(path+"."+ifField, inherit(arg["if_match"], ifField), ifValue)) > 0 {
+		return errs
+	}
+	thenErrs := kongValidate(path+"."+thenField, inherit(arg["then_match"], thenField), m[thenField])
+	if len(thenErrs) == 0 {
+		return errs
+	}
+	errs = append(errs, thenErrs...)
+	if e, ok := arg["then_err"].(string); ok {
+		errs = append(errs, path+": "+strings.Replace(e, "%s", ifField, 1))
+	} else {
+		errs = append(errs, fmt.Sprintf("%s: failed conditional validation given value of field '%s'", path, ifField))
+	}
+	return errs
 }
 
 // ---- A simulation of how Kong processes and validates a plugin config ----
@@ -482,6 +537,9 @@ func kongValidate(path string, f map[string]any, v any) []string {
 		if oneOf, ok := f["one_of"].([]any); ok && !slices.Contains(oneOf, any(n)) {
 			bad("expected one of: %s", luaConcat(oneOf))
 		}
+		if gt, ok := f["gt"].(float64); ok && !(n > gt) {
+			bad("value must be greater than %v", gt) // Schema.validators.gt
+		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {
 			bad("%s", kongTypeErrors["boolean"])
@@ -525,6 +583,12 @@ func kongValidate(path string, f map[string]any, v any) []string {
 				errs = append(errs, path+"."+k+": unknown field")
 			}
 		}
+		defs := map[string]map[string]any{}
+		for _, item := range f["fields"].([]any) {
+			for name, def := range item.(map[string]any) {
+				defs[name] = def.(map[string]any)
+			}
+		}
 		checks, _ := f["entity_checks"].([]any)
 		for _, c := range checks {
 			for name, arg := range c.(map[string]any) {
@@ -535,7 +599,7 @@ func kongValidate(path string, f map[string]any, v any) []string {
 					})
 				})
 				if !invalid {
-					errs = append(errs, kongEntityCheck(path, name, arg, m)...)
+					errs = append(errs, kongEntityCheck(path, name, arg, m, defs)...)
 				}
 			}
 		}
@@ -621,7 +685,7 @@ func kongNonempty(v any) bool {
 // kongEntityCheck runs one of Schema.entity_checkers over record m, with
 // validation_errors' messages (mutually_required names every field of the
 // check, mutually_exclusive_sets only the non-empty ones of each set).
-func kongEntityCheck(path, name string, arg any, m map[string]any) []string {
+func kongEntityCheck(path, name string, arg any, m map[string]any, fieldDefs map[string]map[string]any) []string {
 	nonempty := func(names []any) (out []string) {
 		for _, x := range names {
 			if kongNonempty(m[x.(string)]) {
@@ -646,6 +710,8 @@ func kongEntityCheck(path, name string, arg any, m map[string]any) []string {
 		if len(n1) > 0 && len(n2) > 0 {
 			return []string{fmt.Sprintf("%s: these sets are mutually exclusive: (%s), (%s)", path, quotedList(n1), quotedList(n2))}
 		}
+	case "conditional":
+		return kongConditional(path, arg.(map[string]any), fieldDefs, m)
 	default:
 		return []string{path + ": the test does not know entity checker " + name}
 	}
@@ -823,5 +889,28 @@ func TestKongModelSetWithoutElements(t *testing.T) {
 				t.Errorf("kongValidate = %q, want %q", errs, want)
 			}
 		})
+	}
+}
+
+// JSON-RPC and MCP reserve -32768..-32000: Kong itself must refuse a
+// modern_auth_code in that range (the conditional entity check), at both
+// edges, and accept the codes just outside.
+func TestKongRejectsReservedModernAuthCode(t *testing.T) {
+	for _, code := range []int{-32768, -32001, -32000} {
+		_, errs := kongSends(t, fmt.Sprintf(`{"envelope":{"modern_auth_code":%d}}`, code))
+		want := []string{
+			"config.envelope.modern_auth_code: value must be greater than -32000",
+			"config.envelope: 'modern_auth_code' must lie outside -32768..-32000",
+		}
+		for _, w := range want {
+			if !slices.Contains(errs, w) {
+				t.Errorf("code %d: Kong's errors %q lack %q", code, errs, w)
+			}
+		}
+	}
+	for _, code := range []int{-32769, -31999, -31001, 0, minInt32, maxInt32} {
+		if _, errs := kongSends(t, fmt.Sprintf(`{"envelope":{"modern_auth_code":%d}}`, code)); len(errs) > 0 {
+			t.Errorf("code %d: Kong rejects it: %v", code, errs)
+		}
 	}
 }

@@ -16,8 +16,11 @@ func MarkdownReference() string {
 	b.WriteString("<!-- generated from schema/fields.go by `go test ./schema -update`: edit the field table, not this section -->\n\n")
 	b.WriteString("Kong fills in every default, so a plugin entry needs only the fields that differ. " +
 		"\"unset\" means the field has no default (null in Kong). " +
-		"Kong checks everything below except where a rule says \"checked by the plugin\": " +
-		"those make the plugin instance fail to start, with an error naming the field.\n")
+		"Kong checks everything below before it sends a configuration to the plugin. " +
+		"A configuration that reaches the plugin invalid all the same (one stored before a plugin upgrade: " +
+		"Kong checks plugin configuration when it is written, not when it is read) starts an instance " +
+		"that answers every request with a 500 naming the fields (reason `config_invalid`) " +
+		"and logs the error once, at error level.\n")
 	markdownRecord(&b, root.name, root)
 	b.WriteString("\n") // a blank line ends the last table before the end marker
 	return b.String()
@@ -120,7 +123,7 @@ func allowedText(path string, f *field) string {
 			parts = append(parts, fmt.Sprintf("%d to %d", b[0], b[1]))
 		}
 		if b := f.notBetween; b != nil {
-			parts = append(parts, fmt.Sprintf("outside %d to %d (checked by the plugin)", b[0], b[1]))
+			parts = append(parts, fmt.Sprintf("outside %d to %d", b[0], b[1]))
 		}
 	}
 	return strings.Join(parts, ", ")

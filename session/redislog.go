@@ -3,11 +3,12 @@ package session
 import (
 	"context"
 	"fmt"
-	"log"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcp-relay/mcp-relay/logging"
 )
 
 // go-redis logs every failed dial. During an outage that is one line per
@@ -40,7 +41,9 @@ func (l *quietLogger) Printf(_ context.Context, format string, v ...any) {
 	if n > 0 {
 		msg += fmt.Sprintf(" (%d more redis log lines suppressed)", n)
 	}
-	log.Print("mcp-relay session: ", msg)
+	// Info: the store's own events (unavailable, back) are the ones Kong's
+	// log shows at their level; go-redis's lines are the detail.
+	logging.Logger.Info("redis client", "plugin", "mcp-relay", "detail", msg)
 }
 
 func quietRedisLogs() {

@@ -68,6 +68,7 @@ type rrBalancer struct {
 	upstream *Upstream
 	wheel    []*address
 	pointer  int
+	health   *healthChecker // nil: no healthchecks (every address available)
 }
 
 func gcd(a, b int) int {
@@ -108,11 +109,19 @@ func (b *rrBalancer) getPeer() (*address, error) {
 		//lint:ignore ST1005 Kong's message (kong/runloop/balancer/balancers.lua)
 		return nil, errors.New("No peers are available")
 	}
-	b.pointer++
-	if b.pointer > len(b.wheel) {
-		b.pointer = 1
+	// Walk the wheel once from the pointer, skipping addresses the
+	// healthchecker made unavailable (round_robin.lua getPeer's repeat loop).
+	for range b.wheel {
+		b.pointer++
+		if b.pointer > len(b.wheel) {
+			b.pointer = 1
+		}
+		if a := b.wheel[b.pointer-1]; b.health.available(a.ip, a.port) {
+			return a, nil
+		}
 	}
-	return b.wheel[b.pointer-1], nil
+	//lint:ignore ST1005 Kong's message (balancers.lua errors.ERR_BALANCER_UNHEALTHY)
+	return nil, errors.New("Balancer is unhealthy")
 }
 
 // resolveA resolves a host the way Kong's DNS client does with its default
@@ -378,6 +387,13 @@ func (n *Node) proxy(ctx context.Context, r *reqCtx, method string, body []byte)
 		t.BalancerLatencyNS = float64(time.Now().UnixNano()) - t.BalancerStartNS
 
 		resp, sent, err := n.attempt(ctx, r, bd, method, body)
+		if bd.rr != nil && ctx.Err() == nil { // passive health checks: balanced tries only
+			if err == nil {
+				bd.rr.health.passive(bd.ip, bd.port, false, resp.resp.StatusCode)
+			} else {
+				bd.rr.health.passive(bd.ip, bd.port, true, failureStatus(err))
+			}
+		}
 		if err == nil {
 			statuses = append(statuses, strconv.Itoa(resp.resp.StatusCode))
 			r.upstreamStatus = strings.Join(statuses, ", ")

@@ -67,7 +67,9 @@ type Upstream struct {
 	Algorithm  string
 	HostHeader string
 	Targets    []*Target
-	entity     map[string]any
+	// Healthchecks: nil without a healthchecks entry (healthcheck.go).
+	Healthchecks *Healthchecks
+	entity       map[string]any
 }
 
 // Target is one target of an upstream ("host:port", weight).
@@ -673,6 +675,7 @@ func (l *deckLoader) upstream(m map[string]any, where string) {
 		u.ID = entityUUID("upstreams", u.Name)
 	}
 	u.entity = map[string]any{"id": u.ID, "name": u.Name, "algorithm": u.Algorithm}
+	u.Healthchecks = l.parseHealthchecks(m["healthchecks"], where+".healthchecks")
 	l.d.Upstreams = append(l.d.Upstreams, u)
 	for i, t := range list(m["targets"]) {
 		l.target(u, t, fmt.Sprintf("%s.targets[%d]", where, i+1))

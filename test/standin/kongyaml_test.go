@@ -111,8 +111,12 @@ func TestKongYAML(t *testing.T) {
 		t.Fatal("no mcp-relay plugin in kong.yaml")
 	}
 	t.Logf("mcp-relay config as Kong would send it: %v", cfg)
+	if hc := node.Deck().Upstreams[0].Healthchecks; hc == nil || hc.Active.Type != "tcp" ||
+		hc.Active.Unhealthy.TCPFailures != 1 || hc.Passive.Unhealthy.TCPFailures != 1 {
+		t.Errorf("healthchecks: %+v", hc)
+	}
 	svc := node.Deck().Services[0]
-	if svc.Retries != 0 || svc.ConnectTimeout != 2000 || svc.ReadTimeout != 60000 {
+	if svc.Retries != 2 || svc.ConnectTimeout != 2000 || svc.ReadTimeout != 60000 {
 		t.Errorf("service: %+v", svc)
 	}
 	resp, body := f.do(t, "POST", "/mcp", map[string]string{"Content-Type": "application/json",

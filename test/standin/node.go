@@ -221,7 +221,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	rng := rand.New(rand.NewSource(seed))
 	for _, u := range n.deck.Upstreams {
-		n.balancers[u.Name] = newRRBalancer(u, rng)
+		b := newRRBalancer(u, rng)
+		b.health = newHealthChecker(u, n.log, b.wheel)
+		n.balancers[u.Name] = b
 	}
 	n.buildPlugins()
 
@@ -559,6 +561,9 @@ func (n *Node) Close() error {
 		_ = n.srv.Close()
 		n.WaitIdle(5 * time.Second)
 		n.proc.shutdown(5 * time.Second)
+		for _, b := range n.balancers {
+			b.health.close()
+		}
 		n.rpc.closeIdle()
 		n.upPool.closeAll()
 		n.cleanupPrefix()

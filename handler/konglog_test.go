@@ -1,0 +1,86 @@
+package handler
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/logging"
+)
+
+// loggingKong is the fake with kong.log.*: it records each line with its
+// level, as the PDK call it is.
+type loggingKong struct {
+	*fakeKong
+	lines *[]kongLine
+}
+
+type kongLine struct {
+	level slog.Level
+	text  string
+}
+
+var _ kong.Logger = loggingKong{}
+
+func (l loggingKong) KongLog(level slog.Level, line string) error {
+	l.call("log." + map[bool]string{true: "err", false: "warn"}[level >= slog.LevelError])
+	*l.lines = append(*l.lines, kongLine{level, line})
+	return nil
+}
+
+func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
+	logging.Take() // what earlier tests left
+	p := New()
+	// Kong's schema rejects this (a conditional entity check); a
+	// configuration stored before that rule existed reaches the plugin.
+	if err := json.Unmarshal([]byte(`{"envelope":{"modern_auth_code":-32001}}`), p); err != nil {
+		t.Fatalf("instance start failed: %v", err)
+	}
+	var lines []kongLine
+	for i, id := range []string{"1", `"two"`, "3"} {
+		f := &fakeKong{method: "POST", headers: hdr("content-type", "application/json"),
+			body: []byte(`{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list"}`)}
+		p.(*Plugin).access(f)
+		if f.exitStatus != 500 {
+			t.Fatalf("request %d: status %d", i, f.exitStatus)
+		}
+		env := f.exitJSON(t)
+		e := env["error"].(map[string]any)
+		data := e["data"].(map[string]any)
+		if raw, _ := json.Marshal(env["id"]); string(raw) != id || data["reason"] != "config_invalid" ||
+			!strings.Contains(e["message"].(string), "config.envelope.modern_auth_code") {
+			t.Errorf("request %d: %s", i, f.exitBody)
+		}
+		p.(*Plugin).log(loggingKong{&fakeKong{}, &lines})
+	}
+	if len(lines) != 1 || lines[0].level != slog.LevelError ||
+		!strings.Contains(lines[0].text, "config.envelope.modern_auth_code") {
+		t.Fatalf("Kong's log got %+v, want one error naming the field", lines)
+	}
+
+	f := &fakeKong{method: "GET", headers: hdr("accept", "text/html")}
+	p.(*Plugin).access(f)
+	if f.exitStatus != 500 || !strings.Contains(string(f.exitBody), `"message":"mcp-relay configuration invalid: config.envelope.modern_auth_code"`) {
+		t.Errorf("non-MCP request: %d %s", f.exitStatus, f.exitBody)
+	}
+}
+
+// The Log phase of a request with nothing to say makes no call.
+func TestLogPhaseFlushesOnlyPendingEvents(t *testing.T) {
+	logging.Take()
+	p := newPlugin(t, storeOff)
+	var lines []kongLine
+	f := &fakeKong{}
+	p.log(loggingKong{f, &lines})
+	if len(f.calls) != 0 {
+		t.Fatalf("calls with nothing pending: %v", f.calls)
+	}
+	logger.Warn("session presented by another consumer", "kind", t.Name())
+	p.log(loggingKong{f, &lines})
+	p.log(loggingKong{f, &lines})
+	if len(f.calls) != 1 || len(lines) != 1 || lines[0].level != slog.LevelWarn {
+		t.Fatalf("calls %v, lines %+v", f.calls, lines)
+	}
+}

@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/standin"
+)
+
+// kongLines returns the lines of Kong's own error log (not the plugin's
+// stderr, which Kong logs at info) that contain every word.
+func kongLines(log *standin.LogBuffer, words ...string) []string {
+	var out []string
+	for _, line := range strings.Split(log.String(), "\n") {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// waitMetric polls the plugin's metrics until name has the value want
+// (bounded: 100 polls).
+func waitMetric(t *testing.T, addr, name string, want float64) {
+	t.Helper()
+	var got float64
+	for range 100 {
+		if got = metrics(t, addr)[name]; got == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s stayed %v, want %v", name, got, want)
+}
+
+// Redis down when Kong starts the instance: an error in Kong's own log at
+// its default level (through kong.log.err, in a request's Log phase), the
+// store_up gauge at 0, and a notice when Redis is back, with store_up 1.
+func TestRedisDownAtStartReachesKongLog(t *testing.T) {
+	rs := redistest.StartServer(t)
+	rs.Stop() // its port is now known and closed
+	replica := peers.StartLegacy(t, "kl-replica")
+	metricsAddr := freeAddr(t)
+	var kongLog, pluginOut standin.LogBuffer
+	var recs recordLog
+	node := startNode(t, deck(t, deckOptions{relay: redisSession(rs.Host(), rs.Port(),
+		map[string]any{"redis": map[string]any{"timeout": 300}})}), addrs(replica),
+		withMetrics(metricsAddr), recs.option(), func(o *standin.Options) {
+			o.Log, o.PluginOutput = &kongLog, &pluginOut // LogLevel: Kong's default, notice
+		})
+
+	// The first request starts the instance, whose store check fails (a
+	// refused connection); that request's Log phase writes the error.
+	c := newRaw(demoKey)
+	rec := recordOf(t, &recs, c.request(t, node.URL(), "ping", ""))
+	if rec.InstanceStarts != 1 || rec.Calls["log"]["kong.log.err"] != 1 {
+		t.Errorf("first request: %d instance starts, Log phase calls %v, want one kong.log.err",
+			rec.InstanceStarts, rec.Calls["log"])
+	}
+	waitMetric(t, metricsAddr, "mcp_relay_store_up", 0)
+	c.request(t, node.URL(), "ping", "")
+	if got := kongLines(&kongLog, "[error]", "[mcp-relay]", "session store unreachable", fmt.Sprint(rs.Port())); len(got) != 1 {
+		t.Fatalf("Kong's log has %d store errors, want 1:\n%s", len(got), kongLog.String())
+	}
+	if strings.Contains(kongLog.String(), "redis_password") {
+		t.Error("a password field reached the log")
+	}
+
+	rs.Start()
+	// The watcher retries with backoff (at most 5 s apart); then the next
+	// request's Log phase writes the notice.
+	deadline := time.Now().Add(30 * time.Second)
+	for metrics(t, metricsAddr)["mcp_relay_store_up"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("store_up stayed 0 after Redis came back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	recordOf(t, &recs, c.request(t, node.URL(), "ping", ""))
+	if got := kongLines(&kongLog, "[notice]", "[mcp-relay]", "session store reachable again"); len(got) != 1 {
+		t.Fatalf("Kong's log has %d store notices, want 1:\n%s", len(got), kongLog.String())
+	}
+	// stderr has both too (Kong logs it at info: the detail for debugging).
+	if out := pluginOut.String(); !strings.Contains(out, "session store unreachable") || !strings.Contains(out, "session store reachable again") {
+		t.Errorf("plugin stderr lacks the store events:\n%s", out)
+	}
+}
+
+// An anonymous request ends with kong.response.exit, after which go-pdk
+// logs its write on the socket Kong closed: that line is gone, and the
+// Log phase of such requests makes no call.
+func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
+	replica := peers.StartLegacy(t, "noise-replica")
+	var kongLog, pluginOut standin.LogBuffer
+	var recs recordLog
+	node := startNode(t, deck(t, deckOptions{}), addrs(replica), recs.option(), func(o *standin.Options) {
+		o.Log, o.PluginOutput = &kongLog, &pluginOut
+	})
+	c := newRaw("")
+	for i := range 100 {
+		if r := c.request(t, node.URL(), "tools/list", ""); r.Status != http.StatusOK || reasonOf(r) != "unauthorized" {
+			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	recs.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool { return len(all) >= 100 })
+	for _, rec := range recs.all() {
+		if n := rec.PhaseCalls("log"); n != 0 {
+			t.Fatalf("an anonymous request's Log phase made %d calls: %v", n, rec.Calls["log"])
+		}
+	}
+	all := kongLog.String() + pluginOut.String()
+	if n := strings.Count(all, "use of closed network connection"); n != 0 {
+		t.Errorf("%d closed-socket lines in the log of 100 anonymous requests", n)
+	}
+	if n := strings.Count(pluginOut.String(), "\n"); n > 5 {
+		t.Errorf("the plugin wrote %d lines for 100 anonymous requests:\n%s", n, pluginOut.String())
+	}
+}
+
+// recordOf waits for the record of the answer r.
+func recordOf(t *testing.T, recs *recordLog, r rpcResult) standin.RequestRecord {
+	t.Helper()
+	id := r.Header.Get("X-Kong-Request-Id")
+	var rec standin.RequestRecord
+	recs.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool {
+		for _, x := range all {
+			if x.ID == id {
+				rec = x
+				return true
+			}
+		}
+		return false
+	})
+	return rec
+}
+
+// An event inside a request (another consumer presenting a session id)
+// reaches Kong's log at warn through that request's own Log phase; more of
+// the same kind within 10 s stay on stderr only.
+func TestWarnEventReachesKongLog(t *testing.T) {
+	replica := peers.StartLegacy(t, "warn-replica")
+	var kongLog, pluginOut standin.LogBuffer
+	var recs recordLog
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 20}}}),
+		addrs(replica), recs.option(), func(o *standin.Options) {
+			o.Log, o.PluginOutput = &kongLog, &pluginOut
+		})
+	owner := newRaw(demoKey)
+	if r := owner.initialize(t, node.URL()); r.Status != http.StatusOK || owner.session == "" {
+		t.Fatalf("initialize: %d %s", r.Status, r.Body)
+	}
+	recordOf(t, &recs, owner.request(t, node.URL(), "ping", "")) // the session is recorded
+	thief := newRaw(otherKey)
+	thief.session = owner.session
+	for i := range 3 {
+		r := thief.request(t, node.URL(), "ping", "")
+		if r.Status != http.StatusNotFound {
+			t.Fatalf("another consumer's request %d: %d %s", i, r.Status, r.Body)
+		}
+		rec := recordOf(t, &recs, r)
+		if want := map[bool]int{true: 1, false: 0}[i == 0]; rec.Calls["log"]["kong.log.warn"] != want {
+			t.Errorf("request %d: Log phase calls %v, want %d kong.log.warn", i, rec.Calls["log"], want)
+		}
+	}
+	if got := kongLines(&kongLog, "[warn]", "[mcp-relay]", "session presented by another consumer"); len(got) != 1 {
+		t.Errorf("Kong's log has %d binding warnings, want 1:\n%s", len(got), kongLog.String())
+	}
+	if n := strings.Count(pluginOut.String(), "session presented by another consumer"); n != 3 {
+		t.Errorf("stderr has %d binding warnings, want 3", n)
+	}
+	if strings.Contains(kongLog.String()+pluginOut.String(), owner.session) {
+		t.Error("a session id reached the log")
+	}
+}
