@@ -156,9 +156,14 @@ func (m *Memory) get(sh *memShard, id string) (Record, bool) {
 	if atomic.LoadUint32(&e.ref) == 0 {
 		atomic.StoreUint32(&e.ref, 1)
 	}
-	rec := Record{Target: e.target.Value(), Consumer: e.consumer.Value(), Created: time.Unix(0, e.created), State: e.state}
+	rec := e.record()
 	sh.mu.RUnlock()
 	return rec, true
+}
+
+// record reads an entry under its shard's lock (lookups and snapshots).
+func (e *memEntry) record() Record {
+	return Record{Target: e.target.Value(), Consumer: e.consumer.Value(), Created: time.Unix(0, e.created), State: e.state}
 }
 
 // Lookup implements Store.
