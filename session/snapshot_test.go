@@ -102,10 +102,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sessions")
 	created := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	recs := map[string]Record{
-		"active":   {Target: "10.0.0.1:8080", Consumer: "consumer-1", Created: created, State: Active},
-		"anon":     {Target: "[fd00::1]:9000", Created: created, State: Active},
-		"lost":     {Target: "10.0.0.2:8080", Consumer: "c|with|bars", Created: created, State: Lost},
-		"ended":    {Target: "10.0.0.3:8080", Consumer: "consumer-3", Created: created, State: Ended},
+		"active":                              {Target: "10.0.0.1:8080", Consumer: "consumer-1", Created: created, State: Active},
+		"anon":                                {Target: "[fd00::1]:9000", Created: created, State: Active},
+		"lost":                                {Target: "10.0.0.2:8080", Consumer: "c|with|bars", Created: created, State: Lost},
+		"ended":                               {Target: "10.0.0.3:8080", Consumer: "consumer-3", Created: created, State: Ended},
 		"long-id-" + strings.Repeat("z", 900): {Target: "10.0.0.4:1", Created: created, State: Active},
 	}
 	var logs logBuf
