@@ -47,6 +47,10 @@ func main() {
 	if *metricsAddr != "" {
 		go serveMetrics(*metricsAddr)
 	}
+	if err := startSnapshots(slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")); err != nil {
+		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
+		os.Exit(2)
+	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
 		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
 		os.Exit(1)

@@ -36,6 +36,12 @@ type Options struct {
 	Prefix string
 	// Env is added to the plugin process's environment (for -dump too).
 	Env []string
+	// StartCmd is kong.conf's pluginserver_<name>_start_cmd, run as Kong
+	// runs it: `exec <StartCmd>` through /bin/sh, with nothing added. Empty:
+	// `<Plugin> -kong-prefix <Prefix>`, what a Kong prefix other than
+	// /usr/local/kong needs (go-pdk's default, where the plugin otherwise
+	// puts its socket).
+	StartCmd string
 	// Log receives the node's error log (Kong's error.log); LogLevel filters
 	// it ("notice", Kong's default, when empty). PluginOutput receives the
 	// plugin process's stdout and stderr (Log when nil): Kong logs those
@@ -126,8 +132,8 @@ type collectedPlugin struct {
 }
 
 // Start starts a node: it runs `<plugin> -dump`, loads the deck file with
-// the dumped schema, starts the plugin server (`<plugin> -kong-prefix
-// <prefix>`) and waits for its socket, then listens.
+// the dumped schema, starts the plugin server (Options.StartCmd) and waits
+// for its socket, then listens.
 func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Plugin == "" {
 		return nil, errors.New("standin: Options.Plugin is required")
@@ -245,7 +251,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		out = opts.Log
 	}
 	_ = os.Remove(socket) // a stale socket of an earlier run
-	n.proc = newPluginProcess(opts.Plugin, info.Name, n.prefix, opts.Env, out, n.log)
+	startCmd := opts.StartCmd
+	if startCmd == "" {
+		startCmd = defaultStartCmd(opts.Plugin, n.prefix)
+	}
+	n.proc = newPluginProcess(startCmd, info.Name, n.prefix, opts.Env, out, n.log)
 	go n.proc.run()
 	if err := n.waitSocket(ctx, opts.StartTimeout); err != nil {
 		n.proc.shutdown(5 * time.Second)
@@ -502,6 +512,12 @@ func (n *Node) PluginStarts() int { return n.proc.Starts() }
 // KillPlugin kills the plugin process with SIGKILL, as a crash would; the
 // node respawns it (at most once a second) as Kong's worker 0 does.
 func (n *Node) KillPlugin() error { return n.proc.kill() }
+
+// TerminatePlugin sends the plugin process SIGTERM, the signal Kong's
+// stop_pluginservers sends (kong stop, and the old worker 0 on kong
+// reload); as worker 0 does after any exit, the node respawns it, at most
+// once a second.
+func (n *Node) TerminatePlugin() error { return n.proc.terminate() }
 
 // Records delivers each request's record after its Log event finished.
 func (n *Node) Records() <-chan RequestRecord { return n.records }
