@@ -197,6 +197,9 @@ func (p *Snapshotter) load(merge bool) {
 			if m == nil {
 				continue
 			}
+			if !merge {
+				m.reserve(s.count)
+			}
 			r, x := restoreSection(m, s.entries, merge, now)
 			restored, expired, stores = restored+r, expired+x, stores+1
 			if !merge {
@@ -263,6 +266,22 @@ func (m *Memory) restore(id string, rec Record, age int64) error {
 	}
 	sh.mu.RUnlock()
 	return nil
+}
+
+// reserve sizes an empty store's shards for n records, so a restore does
+// not grow maps and slabs step by step.
+func (m *Memory) reserve(n int) {
+	n = min(n, int(m.max))
+	per := n/len(m.shards) + n/len(m.shards)/8 + 8
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		if len(sh.index) == 0 && len(sh.slots) == 0 {
+			sh.index = make(map[string]uint32, per)
+			sh.slots = make([]memEntry, 0, per)
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // holds tells whether id has a record, without marking it used.
