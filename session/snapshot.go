@@ -334,29 +334,44 @@ func (m *Memory) appendSnapshot(sw *snapWriter) int {
 	return n
 }
 
+// foreignCheckEvery is how often the file is checked for another process's
+// write (a stat): during a Kong reload the old process writes its last
+// sessions after the new one started, and the sooner the new one merges
+// them, the fewer of their requests find an unknown session.
+const foreignCheckEvery = 250 * time.Millisecond
+
 func (p *Snapshotter) run() {
 	defer close(p.done)
-	t := time.NewTicker(p.interval)
+	t := time.NewTicker(min(p.interval, foreignCheckEvery))
 	defer t.Stop()
+	next := time.Now().Add(p.interval)
 	for {
 		select {
 		case <-p.stop:
 			return
-		case <-t.C:
-			p.tick()
+		case now := <-t.C:
+			due := !now.Before(next)
+			p.tick(due)
+			if due {
+				next = now.Add(p.interval)
+			}
 		}
 	}
 }
 
-// tick writes the file if a store changed since its last write, or if
-// another process replaced the file (merged first, then written as one).
-func (p *Snapshotter) tick() {
+// tick merges the file if another process replaced it, and then writes
+// it; otherwise, when due, it writes the file if a store changed since its
+// last write.
+func (p *Snapshotter) tick(due bool) {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	changed := false
 	if id, ok := statID(p.path); ok && id != p.known {
 		p.load(true)
 		changed = true
+	}
+	if !changed && !due {
+		return
 	}
 	stores := p.stores.memoryStores()
 	live := make(map[*Memory]bool, len(stores))

@@ -287,26 +287,26 @@ func TestSnapshotWritesOnlyChanges(t *testing.T) {
 	p := testSnapshotter(t, path, set, &logs, nil)
 	writes := func() uint64 { return ReadSnapshotStats().Writes }
 	w0 := writes()
-	p.tick()
+	p.tick(true)
 	if writes() != w0 {
 		t.Fatal("an empty store was written")
 	}
 	_ = m.Learn(ctx, "a", Record{Target: "10.0.0.1:1"})
-	p.tick()
+	p.tick(true)
 	if writes() != w0+1 {
 		t.Fatalf("writes +%d after a learn, want 1", writes()-w0)
 	}
-	p.tick()
+	p.tick(true)
 	if writes() != w0+1 {
 		t.Fatal("written again without a change")
 	}
 	_ = m.End(ctx, "a")
-	p.tick()
+	p.tick(true)
 	if writes() != w0+2 {
 		t.Fatal("an end was not written")
 	}
 	_ = m.Learn(ctx, "b", Record{Target: "10.0.0.1:1"})
-	p.tick()
+	p.tick(true)
 	// A lookup slides the TTL once its last use is a granule old: make it so.
 	sh := m.shard("b")
 	sh.mu.RLock()
@@ -315,7 +315,7 @@ func TestSnapshotWritesOnlyChanges(t *testing.T) {
 	p.saved[m] = m.now()
 	w1 := writes()
 	mustLookup(t, m, "b")
-	p.tick()
+	p.tick(true)
 	if writes() != w1+1 {
 		t.Fatal("a slid TTL was not written")
 	}
@@ -397,7 +397,7 @@ func TestSnapshotMergesAnotherProcess(t *testing.T) {
 	if err := oldProc.Shutdown([]Hint{{ID: "late-hint", Until: time.Now().Add(time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
-	newProc.tick()
+	newProc.tick(false)
 	for id, want := range map[string]State{"both": Ended, "new-only": Active, "old-late": Active} {
 		if got := mustLookup(t, newStore, id).State; got != want {
 			t.Errorf("%s: state %v, want %v", id, got, want)
