@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/Kong/go-pdk/server"
@@ -81,7 +82,20 @@ func serveMetrics(addr string) {
 	mux.Handle("/metrics", handler.MetricsHandler())
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	slog.Info("mcp-relay metrics listening", "addr", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Error("mcp-relay metrics listener failed", "addr", addr, "err", err)
+	for waited := false; ; waited = true {
+		err := srv.ListenAndServe()
+		// During a Kong reload the old plugin process holds the address
+		// until it is stopped: wait for it.
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if !waited {
+				slog.Warn("mcp-relay metrics address in use (the previous plugin process?): retrying every second", "addr", addr)
+			}
+			time.Sleep(time.Second)
+			continue
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("mcp-relay metrics listener failed", "addr", addr, "err", err)
+		}
+		return
 	}
 }

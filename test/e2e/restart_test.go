@@ -265,3 +265,40 @@ func TestCrashedPluginKeepsWrittenSessions(t *testing.T) {
 	t.Logf("SIGKILL after write #%v: respawned after %v; restored %v; late session answered %d; Kong's plain 500s: %d (raw), %d (mcp-go)",
 		writes, took.Round(time.Millisecond), restored, r.status, raw500, client500)
 }
+
+// TestPluginReloadMergesOldProcess: on `kong reload` the new plugin process
+// starts (and reads the sessions file) before the old one is stopped. Here
+// no periodic write ever happens (1 h interval), so the new process starts
+// empty; the old one writes its sessions at SIGTERM and the new one merges
+// them (it checks the file every 250 ms): every session keeps its replica.
+func TestPluginReloadMergesOldProcess(t *testing.T) {
+	f := newRestartFixture(t, "MCP_RELAY_SESSIONS_WRITE_INTERVAL=1h")
+	sessions := f.newSessions(t, 10)
+	f.startClient(t)
+	oldPID := f.node.PluginPID()
+	if err := f.node.ReloadPlugin(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if pid := f.node.PluginPID(); pid == oldPID || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload (old %d)", pid, oldPID)
+	}
+	want := len(sessions) + 1
+	merged := fmt.Sprintf("merged %d sessions from %s, written by another process", want, f.sessionsFile())
+	for i := 0; !strings.Contains(f.log.String(), merged); i++ {
+		if i == 100 {
+			t.Fatalf("the new process did not merge the old one's %d sessions within 10 s", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(f.log.String(), "no session snapshot yet") {
+		t.Error("the new process found a file before the old one wrote it")
+	}
+	raw500, client500 := f.checkPinned(t, sessions)
+	if got := metrics(t, f.metrics)["mcp_relay_sessions_restored_total"]; got != float64(want) {
+		t.Errorf("mcp_relay_sessions_restored_total = %v, want %d", got, want)
+	}
+	if n := misroutes(t, f.rs...); n != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", n)
+	}
+	t.Logf("reload: %d sessions merged from the old process; Kong's plain 500s: %d (raw), %d (mcp-go)", want, raw500, client500)
+}

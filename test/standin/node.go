@@ -91,6 +91,7 @@ type Node struct {
 	balancers map[string]*rrBalancer
 	trusted   []*net.IPNet
 
+	procMu    sync.Mutex // guards proc, which ReloadPlugin replaces
 	proc      *pluginProcess
 	rpc       *rpcClient
 	instances *instances
@@ -504,20 +505,20 @@ func (n *Node) Plugin() *PluginInfo { return n.info }
 func (n *Node) Deck() *Deck { return n.deck }
 
 // PluginPID is the running plugin process's pid (0 while none runs).
-func (n *Node) PluginPID() int { return n.proc.PID() }
+func (n *Node) PluginPID() int { return n.plugin().PID() }
 
 // PluginStarts counts how many times the plugin process was spawned.
-func (n *Node) PluginStarts() int { return n.proc.Starts() }
+func (n *Node) PluginStarts() int { return n.plugin().Starts() }
 
 // KillPlugin kills the plugin process with SIGKILL, as a crash would; the
 // node respawns it (at most once a second) as Kong's worker 0 does.
-func (n *Node) KillPlugin() error { return n.proc.kill() }
+func (n *Node) KillPlugin() error { return n.plugin().kill() }
 
 // TerminatePlugin sends the plugin process SIGTERM, the signal Kong's
 // stop_pluginservers sends (kong stop, and the old worker 0 on kong
 // reload); as worker 0 does after any exit, the node respawns it, at most
 // once a second.
-func (n *Node) TerminatePlugin() error { return n.proc.terminate() }
+func (n *Node) TerminatePlugin() error { return n.plugin().terminate() }
 
 // Records delivers each request's record after its Log event finished.
 func (n *Node) Records() <-chan RequestRecord { return n.records }
@@ -573,7 +574,7 @@ func (n *Node) Close() error {
 		cancel()
 		_ = n.srv.Close()
 		n.WaitIdle(5 * time.Second)
-		n.proc.shutdown(5 * time.Second)
+		n.plugin().shutdown(5 * time.Second)
 		n.rpc.closeIdle()
 		n.upPool.closeAll()
 		n.cleanupPrefix()
