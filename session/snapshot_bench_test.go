@@ -41,7 +41,7 @@ func BenchmarkSnapshot(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 			fi, err := os.Stat(path)
 			if err != nil {
 				b.Fatal(err)
@@ -66,7 +66,7 @@ func BenchmarkSnapshot(b *testing.B) {
 					_ = m.Close()
 				}
 			}
-			b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 		})
 		b.Run(fmt.Sprintf("UnchangedCheck%dk", n/1000), func(b *testing.B) {
 			m, _ := filledMemory(b, n, rec)
