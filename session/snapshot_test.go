@@ -451,3 +451,39 @@ func TestSnapshotSharedStores(t *testing.T) {
 		t.Error("a store with other settings got the record")
 	}
 }
+
+// TestSnapshotWriteFailures: a write that fails is counted every time and
+// logged once a minute, and leaves no temporary file behind.
+func TestSnapshotWriteFailures(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gone", "sessions") // a directory that does not exist
+	var logs logBuf
+	set := newMapSet(t)
+	_ = set.store(time.Hour, 10).Learn(context.Background(), "s", Record{Target: "10.0.0.1:1"})
+	p := testSnapshotter(t, path, set, &logs, nil)
+	before := ReadSnapshotStats().WriteErrors
+	for range 3 {
+		if err := p.Flush(); err == nil {
+			t.Fatal("Flush into a missing directory: no error")
+		}
+	}
+	if d := ReadSnapshotStats().WriteErrors - before; d != 3 {
+		t.Errorf("write errors +%d, want 3", d)
+	}
+	if n := strings.Count(logs.String(), "cannot write the session snapshot"); n != 1 {
+		t.Errorf("%d error lines for 3 failures within a minute, want 1", n)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "gone"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "failures_not_logged=2") {
+		t.Errorf("the recovery line does not count the unlogged failures:\n%s", logs.String())
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "gone"))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d files, want only the snapshot", len(entries))
+	}
+}
