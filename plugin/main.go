@@ -49,8 +49,7 @@ func main() {
 		go serveMetrics(*metricsAddr)
 	}
 	if err := startSnapshots(slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-relay")); err != nil {
-		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
-		os.Exit(2)
+		fmt.Fprintln(os.Stderr, "mcp-relay: no sessions file:", err) // serve anyway
 	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
 		fmt.Fprintln(os.Stderr, "mcp-relay:", err)
