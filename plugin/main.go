@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/Kong/go-pdk/server"
@@ -51,6 +52,9 @@ func main() {
 	if *metricsAddr != "" {
 		serveMetrics(*metricsAddr)
 	}
+	if err := startSnapshots(logging.Logger.With("plugin", "mcp-relay")); err != nil {
+		logging.Logger.Error("mcp-relay: no sessions file: serving without one", "plugin", "mcp-relay", "err", err)
+	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
 		logging.Logger.Error("mcp-relay plugin server failed", "plugin", "mcp-relay", "err", err)
 		os.Exit(1)
@@ -78,20 +82,41 @@ func dump() error {
 
 // serveMetrics listens before it says so: a busy port is an error in
 // Kong's log, and the plugin serves requests without metrics (exiting would
-// make Kong restart it every second, failing every request).
+// make Kong restart it every second, failing every request). A busy port is
+// retried every second: during a Kong reload the previous plugin process
+// holds it until Kong stops that process.
 func serveMetrics(addr string) {
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
+	if err == nil {
+		go serveMetricsOn(ln, addr)
 		return
 	}
+	logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return
+	}
+	go func() {
+		for {
+			time.Sleep(time.Second)
+			ln, err := net.Listen("tcp", addr)
+			if err == nil {
+				serveMetricsOn(ln, addr)
+				return
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
+				return
+			}
+		}
+	}()
+}
+
+func serveMetricsOn(ln net.Listener, addr string) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	logging.Logger.Info("mcp-relay metrics listening", "addr", ln.Addr().String())
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logging.Logger.Error("mcp-relay metrics listener failed", "plugin", "mcp-relay", "addr", addr, "err", err)
-		}
-	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logging.Logger.Error("mcp-relay metrics listener failed", "plugin", "mcp-relay", "addr", addr, "err", err)
+	}
 }

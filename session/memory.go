@@ -167,13 +167,19 @@ func (m *Memory) get(sh *memShard, id string) (Record, bool) {
 	if atomic.LoadUint32(&e.ref) == 0 {
 		atomic.StoreUint32(&e.ref, 1)
 	}
+	rec := e.record()
+	sh.mu.RUnlock()
+	return rec, true
+}
+
+// record reads an entry under its shard's lock (lookups and snapshots).
+func (e *memEntry) record() Record {
 	rec := Record{Target: e.target.Value(), Consumer: e.consumer.Value(), Created: time.Unix(0, e.created), State: e.state,
 		Init: e.init.Value().init, Service: e.init.Value().service}
 	if x := e.extra; x != nil {
 		rec.Upstream, rec.Alias = x.upstream, x.alias
 	}
-	sh.mu.RUnlock()
-	return rec, true
+	return rec
 }
 
 // Lookup implements Store.

@@ -18,9 +18,12 @@
 // What follows Kong (each file names its Kong source in comments):
 //
 //   - Process (plugin_servers/process.lua): `<plugin> -dump` (Protocol, Name,
-//     Priority, Phases, Schema of Plugins[1]); `<plugin> -kong-prefix DIR`,
-//     output copied line by line; respawned at most once a second when it
-//     dies; SIGTERM on Close.
+//     Priority, Phases, Schema of Plugins[1]); the start command run as
+//     `exec <start_cmd>` through the shell, nothing added (default
+//     `<plugin> -kong-prefix DIR`, what a non-default prefix needs), output
+//     copied line by line; respawned at most once a second when it dies;
+//     SIGTERM on Close; ReloadPlugin as `kong reload` (new process first,
+//     then SIGTERM to the old one, not respawned).
 //   - Socket (plugin_servers/rpc/pb_rpc.lua): little-endian length frames,
 //     RpcCall/RpcReturn, the bridge loop of method-name and argument frames;
 //     one connection per call from a keepalive pool whose dead connections

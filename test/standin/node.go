@@ -36,6 +36,12 @@ type Options struct {
 	Prefix string
 	// Env is added to the plugin process's environment (for -dump too).
 	Env []string
+	// StartCmd is kong.conf's pluginserver_<name>_start_cmd, run as Kong
+	// runs it: `exec <StartCmd>` through /bin/sh, with nothing added. Empty:
+	// `<Plugin> -kong-prefix <Prefix>`, what a Kong prefix other than
+	// /usr/local/kong needs (go-pdk's default, where the plugin otherwise
+	// puts its socket).
+	StartCmd string
 	// Log receives the node's error log (Kong's error.log); LogLevel filters
 	// it ("notice", Kong's default, when empty). PluginOutput receives the
 	// plugin process's stdout and stderr (Log when nil): Kong logs those
@@ -86,6 +92,7 @@ type Node struct {
 	balMu     sync.RWMutex
 	trusted   []*net.IPNet
 
+	procMu    sync.Mutex // guards proc, which ReloadPlugin replaces
 	proc      *pluginProcess
 	rpc       *rpcClient
 	instances *instances
@@ -127,8 +134,8 @@ type collectedPlugin struct {
 }
 
 // Start starts a node: it runs `<plugin> -dump`, loads the deck file with
-// the dumped schema, starts the plugin server (`<plugin> -kong-prefix
-// <prefix>`) and waits for its socket, then listens.
+// the dumped schema, starts the plugin server (Options.StartCmd) and waits
+// for its socket, then listens.
 func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Plugin == "" {
 		return nil, errors.New("standin: Options.Plugin is required")
@@ -248,7 +255,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		out = opts.Log
 	}
 	_ = os.Remove(socket) // a stale socket of an earlier run
-	n.proc = newPluginProcess(opts.Plugin, info.Name, n.prefix, opts.Env, out, n.log)
+	startCmd := opts.StartCmd
+	if startCmd == "" {
+		startCmd = defaultStartCmd(opts.Plugin, n.prefix)
+	}
+	n.proc = newPluginProcess(startCmd, info.Name, n.prefix, opts.Env, out, n.log)
 	go n.proc.run()
 	if err := n.waitSocket(ctx, opts.StartTimeout); err != nil {
 		n.proc.shutdown(5 * time.Second)
@@ -497,14 +508,20 @@ func (n *Node) Plugin() *PluginInfo { return n.info }
 func (n *Node) Deck() *Deck { return n.deck }
 
 // PluginPID is the running plugin process's pid (0 while none runs).
-func (n *Node) PluginPID() int { return n.proc.PID() }
+func (n *Node) PluginPID() int { return n.plugin().PID() }
 
 // PluginStarts counts how many times the plugin process was spawned.
-func (n *Node) PluginStarts() int { return n.proc.Starts() }
+func (n *Node) PluginStarts() int { return n.plugin().Starts() }
 
 // KillPlugin kills the plugin process with SIGKILL, as a crash would; the
 // node respawns it (at most once a second) as Kong's worker 0 does.
-func (n *Node) KillPlugin() error { return n.proc.kill() }
+func (n *Node) KillPlugin() error { return n.plugin().kill() }
+
+// TerminatePlugin sends the plugin process SIGTERM, the signal Kong's
+// stop_pluginservers sends (kong stop, and the old worker 0 on kong
+// reload); as worker 0 does after any exit, the node respawns it, at most
+// once a second.
+func (n *Node) TerminatePlugin() error { return n.plugin().terminate() }
 
 // Records delivers each request's record after its Log event finished.
 func (n *Node) Records() <-chan RequestRecord { return n.records }
@@ -560,7 +577,7 @@ func (n *Node) Close() error {
 		cancel()
 		_ = n.srv.Close()
 		n.WaitIdle(5 * time.Second)
-		n.proc.shutdown(5 * time.Second)
+		n.plugin().shutdown(5 * time.Second)
 		for _, b := range n.balancers {
 			b.health.close()
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -61,16 +62,17 @@ func (l *nodeLog) logf(level int, format string, args ...any) {
 
 // pluginProcess supervises the plugin server process as worker 0 does in
 // pluginserver_timer (kong/runloop/plugin_servers/process.lua): it spawns
-// `<plugin> -kong-prefix <prefix>`, copies the output lines to the log, and
-// respawns the process when it dies, at most once a second. A start command
-// that cannot be executed is not respawned (Kong: exit 127).
+// the start command as Kong does (`exec <start_cmd>` through the shell,
+// verbatim: Kong adds no -kong-prefix), copies the output lines to the log,
+// and respawns the process when it dies, at most once a second. A start
+// command that cannot be executed is not respawned (Kong: exit 127).
 type pluginProcess struct {
-	path   string
-	name   string
-	prefix string
-	env    []string
-	out    io.Writer
-	log    *nodeLog
+	startCmd string
+	name     string
+	prefix   string
+	env      []string
+	out      io.Writer
+	log      *nodeLog
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -83,8 +85,8 @@ type pluginProcess struct {
 	startErr error
 }
 
-func newPluginProcess(path, name, prefix string, env []string, out io.Writer, log *nodeLog) *pluginProcess {
-	return &pluginProcess{path: path, name: name, prefix: prefix, env: env, out: out, log: log,
+func newPluginProcess(startCmd, name, prefix string, env []string, out io.Writer, log *nodeLog) *pluginProcess {
+	return &pluginProcess{startCmd: startCmd, name: name, prefix: prefix, env: env, out: out, log: log,
 		stop: make(chan struct{}), done: make(chan struct{}), started: make(chan struct{})}
 }
 
@@ -106,7 +108,7 @@ func (p *pluginProcess) run() {
 		default:
 		}
 		p.log.logf(lvlNotice, "[pluginserver] starting pluginserver process for %s", p.name)
-		cmd := exec.Command(p.path, "-kong-prefix", p.prefix)
+		cmd := exec.Command("/bin/sh", "-c", "exec "+p.startCmd)
 		cmd.Env = append(os.Environ(), p.env...)
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw // merge_stderr = true
@@ -115,7 +117,7 @@ func (p *pluginProcess) run() {
 		if err != nil {
 			_ = pw.Close()
 			p.log.logf(lvlErr, "[pluginserver] external pluginserver %q start command %q exited with \"command not found\": %v",
-				p.name, p.path, err)
+				p.name, p.startCmd, err)
 			p.mu.Lock()
 			p.startErr = err
 			p.mu.Unlock()
@@ -206,6 +208,17 @@ func (p *pluginProcess) kill() error {
 	return p.cmd.Process.Signal(syscall.SIGKILL)
 }
 
+// terminate sends SIGTERM to the running process, as stop_pluginservers
+// does; the supervisor respawns it like after any other exit.
+func (p *pluginProcess) terminate() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.pid == 0 {
+		return errors.New("plugin process is not running")
+	}
+	return p.cmd.Process.Signal(syscall.SIGTERM)
+}
+
 // shutdown stops respawning and terminates the process as
 // stop_pluginservers does (SIGTERM), then SIGKILL after a grace period.
 func (p *pluginProcess) shutdown(grace time.Duration) {
@@ -232,4 +245,15 @@ func (p *pluginProcess) shutdown(grace time.Duration) {
 		p.mu.Unlock()
 		<-p.done
 	}
+}
+
+// defaultStartCmd is the start_cmd a Kong whose prefix is not go-pdk's
+// default (/usr/local/kong) needs: go-pdk finds its socket, and mcp-relay
+// its sessions file, from -kong-prefix, which Kong does not pass.
+func defaultStartCmd(plugin, prefix string) string {
+	return shellQuote(plugin) + " -kong-prefix " + shellQuote(prefix)
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
