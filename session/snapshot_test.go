@@ -110,7 +110,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		// What recovery keeps: the initialize params, the Kong service, the
 		// upstream id of a recovered session and the alias of its new id.
 		"recovered": {Target: "10.0.0.5:8080", Consumer: "consumer-5", Created: created, State: Active,
-			Init: `{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}`,
+			Init:    `{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}`,
 			Service: "service-1", Upstream: "upstream-id-1"},
 		"upstream-id-1": {Target: "10.0.0.5:8080", Consumer: "consumer-5", Created: created, State: Active,
 			Service: "service-1", Alias: "recovered"},
