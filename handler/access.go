@@ -43,6 +43,10 @@ func (p *Plugin) access(k kong.PDK) {
 		}
 	}
 
+	if !p.origins.allows(headers) {
+		p.rejectOrigin(k, &r)
+		return
+	}
 	if r.method == "OPTIONS" { // CORS preflight passes untouched
 		p.stream(k)
 		return
@@ -209,11 +213,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		logger.Error("set_target failed", "err", err)
 		return false
 	}
-	if h := p.cfg.Upstream.HostHeader; h != "" {
-		if err := k.SetUpstreamHeader("Host", h); err != nil {
-			logger.Error("setting upstream Host", "err", err)
-		}
-	}
+	p.restoreHost(k, r.headers, host, port)
 	pinsHit.Inc()
 	if waited {
 		pinsAfterWait.Inc()

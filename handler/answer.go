@@ -5,7 +5,10 @@ import (
 	"github.com/mcp-relay/mcp-relay/kong"
 )
 
-// reason is one situation the plugin answers with an envelope.
+// reason is one situation the plugin answers with an envelope. Auth reasons
+// take their message from config; theirs holds the upstream's own reason for
+// a 401 or 403, shown so that a refusal that is no auth decision is not
+// disguised as one.
 type reason struct {
 	name    string // data.reason and the metrics label
 	status  int    // the HTTP status the situation has
@@ -60,6 +63,9 @@ func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
 		}
 		if why.status == 403 {
 			e.Message = "Forbidden"
+		}
+		if why.message != "" {
+			e.Message += " (MCP server: " + why.message + ")"
 		}
 	} else if r.modern && e.Code == envelope.CodeGateway {
 		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.

@@ -28,6 +28,7 @@ func (b *benchKong) SetUpstreamHeader(string, string) error       { return nil }
 func (b *benchKong) Exit(int, []byte, map[string][]string)        {}
 func (b *benchKong) ResponseStatus() (int, error)                 { return b.status, nil }
 func (b *benchKong) ResponseHeader(string) (string, error)        { return "", nil }
+func (b *benchKong) UpstreamBody() ([]byte, error)                { return nil, nil }
 func (b *benchKong) Serialize() ([]byte, error)                   { return b.log, nil }
 
 func BenchmarkAccess(b *testing.B) {

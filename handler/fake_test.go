@@ -14,13 +14,14 @@ import (
 // PDK call so tests can count round trips. End-to-end behaviour is tested
 // against the Kong stand-in in test/.
 type fakeKong struct {
-	method      string
-	headers     map[string][]string
-	body        []byte
-	status      int
-	respHeaders map[string]string
-	serialized  string
-	panicOn     string
+	method       string
+	headers      map[string][]string
+	body         []byte
+	status       int
+	respHeaders  map[string]string
+	serialized   string
+	upstreamBody []byte
+	panicOn      string
 
 	calls       []string
 	cleared     bool
@@ -60,6 +61,10 @@ func (f *fakeKong) RequestHeaders() (map[string][]string, error) {
 		return h, nil
 	}
 	return f.headers, nil
+}
+func (f *fakeKong) UpstreamBody() ([]byte, error) {
+	f.call("service.response.get_raw_body")
+	return f.upstreamBody, nil
 }
 func (f *fakeKong) RequestBody() ([]byte, error) { f.call("request.get_raw_body"); return f.body, nil }
 func (f *fakeKong) ClearBuffering() error        { f.call("nginx.set_ctx"); f.cleared = true; return nil }

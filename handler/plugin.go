@@ -28,6 +28,8 @@ type Plugin struct {
 	store         session.Store
 	hints         *learnHints // the process's; tests may give an instance its own
 	replicas      *replicaWatch
+	origins       originAllowList // config.origin.allow; nil: no check
+	hosts         hostRule        // how Kong sets Host when it balances
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -74,6 +76,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 		}
 	}
 	p.bufferMethods = slices.Clone(cfg.Upstream.BufferMethods)
+	p.origins = newOriginAllowList(cfg.Origin.Allow)
+	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
 	store, err := session.Open(cfg.Session)
 	if err != nil {

@@ -60,15 +60,16 @@ func (p *Plugin) response(k kong.PDK) {
 	if !r.mcp {
 		return
 	}
-	wwwAuth := ""
+	wwwAuth, why := "", upstreamReason(status)
 	if status == 401 || status == 403 {
+		why.message = p.upstreamDetail(k, status)
 		// The upstream's own challenge wins: it may carry resource_metadata.
 		wwwAuth, _ = k.ResponseHeader("WWW-Authenticate")
 		if wwwAuth == "" {
 			wwwAuth = p.cfg.Auth.WWWAuthenticate
 		}
 	}
-	p.reply(k, &r, upstreamReason(status), wwwAuth)
+	p.reply(k, &r, why, wwwAuth)
 }
 
 // hintLearn tells Log that this answer created a session, when it did.

@@ -43,6 +43,8 @@ func (a Adapter) ResponseStatus() (int, error) { return a.k.Response.GetStatus()
 
 func (a Adapter) ResponseHeader(name string) (string, error) { return a.k.Response.GetHeader(name) }
 
+func (a Adapter) UpstreamBody() ([]byte, error) { return a.k.ServiceResponse.GetRawBody() }
+
 func (a Adapter) Serialize() ([]byte, error) {
 	s, err := a.k.Log.Serialize()
 	return []byte(s), err

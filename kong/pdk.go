@@ -22,6 +22,8 @@ type PDK interface {
 	// Response phase (buffered requests only)
 	ResponseStatus() (int, error)
 	ResponseHeader(name string) (string, error)
+	// UpstreamBody is the upstream's answer body (kong.service.response.get_raw_body).
+	UpstreamBody() ([]byte, error)
 
 	// Log phase: kong.log.serialize() JSON from the data Kong saved.
 	Serialize() ([]byte, error)

@@ -12,7 +12,14 @@ type Config struct {
 	Auth     Auth     `json:"auth"`
 	Envelope Envelope `json:"envelope"`
 	Upstream Upstream `json:"upstream"`
+	Origin   Origin   `json:"origin"`
 	Session  Session  `json:"session"`
+}
+
+// Origin is the gateway's Origin check (DNS-rebinding protection).
+type Origin struct {
+	// Allow lists the origins allowed to send requests; empty: no check.
+	Allow []string `json:"allow"`
 }
 
 // Auth says how rejections decided by Kong's auth plugins are recognised.
@@ -32,7 +39,7 @@ type Envelope struct {
 	Status string `json:"status"`
 	// AuthCode is the JSON-RPC code of auth errors for legacy requests (-32001).
 	AuthCode int `json:"auth_code"`
-	// AuthMessage is the message of auth errors ("Unauthorized").
+	// AuthMessage is the message of auth errors (DefaultAuthMessage).
 	AuthMessage string `json:"auth_message"`
 	// ModernAuthCode is the code of auth errors for 2026-07-28 requests; that
 	// spec reserves -32000..-32099, so it must lie outside -32768..-32000.

@@ -1,10 +1,18 @@
 package e2e
 
 // TestPDKCallBudget: the PDK calls each request kind costs, counted by the
-// stand-in for real requests to real replicas. Issue 5's budget: a pinned
-// legacy POST at most 4, initialize at most 6, a 2026-07-28 POST 3 with the
-// header check (2 without), a non-MCP request 2, a DELETE 6; a Log phase with nothing
-// to learn makes no call. `make bench` prints the same counts.
+// stand-in for real requests to real replicas: a pinned legacy POST at most
+// 5, initialize at most 6, a 2026-07-28 POST 3 with the header check (2
+// without), a non-MCP request 2, a DELETE 7; a Log phase with nothing to
+// learn makes no call. `make bench` prints the same counts.
+//
+// A pinned request costs one call more than pinning alone (4): restoring the
+// Host header Kong sends when it balances. kong.service.set_target writes
+// ngx.var.upstream_host (kong/pdk/service.lua), which runloop access.after
+// (kong/runloop/handler.lua) then sends as a preserved Host, skipping
+// balancer.set_host_header; only kong.service.request.set_header(s) writes
+// it back. The call is skipped when that Host is the bare target host (port
+// 80 over http, 443 over https).
 
 import (
 	"net/http"
@@ -67,12 +75,12 @@ func TestPDKCallBudget(t *testing.T) {
 	if name != legacy.Name() {
 		t.Fatalf("whoami: %q %d %s", name, r.Status, r.Body)
 	}
-	rec := check("pinned legacy POST (tools/call)", r, http.StatusOK, 4)
+	rec := check("pinned legacy POST (tools/call)", r, http.StatusOK, 5)
 	if rec.Calls["access"]["kong.service.set_target"] != 1 || rec.PhaseCalls("log") != 0 {
 		t.Errorf("pinned POST: want one set_target and no Log call: %v", rec.Calls)
 	}
 	r = c.request(t, legacyNode.URL(), "tools/list", "")
-	check("pinned legacy POST, buffered (tools/list)", r, http.StatusOK, 5)
+	check("pinned legacy POST, buffered (tools/list)", r, http.StatusOK, 6)
 
 	m := newRaw(demoKey)
 	m.version = "2026-07-28"
@@ -91,5 +99,5 @@ func TestPDKCallBudget(t *testing.T) {
 	plain := newRaw(demoKey).do(t, req)
 	check("request without MCP markers", plain, plain.Status, 2)
 
-	check("DELETE", c.delete(t, legacyNode.URL()), http.StatusOK, 6)
+	check("DELETE", c.delete(t, legacyNode.URL()), http.StatusOK, 7)
 }
