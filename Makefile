@@ -3,6 +3,8 @@ GO      ?= go
 BIN     := bin
 PLUGIN  := $(BIN)/mcp-relay
 NODE_DIR := test/node
+# The MCP clients of the client matrix (test/e2e/clients_test.go), pinned.
+CLIENTS_DIR := test/clients
 
 .PHONY: build run test lint fuzz clean node-deps bench soak
 
@@ -21,6 +23,7 @@ run: build
 # Installs the node MCP peers (reference server and SDK client) from the lock file.
 node-deps:
 	@if [ ! -d $(NODE_DIR)/node_modules ]; then cd $(NODE_DIR) && npm ci --no-audit --no-fund; fi
+	@if [ ! -d $(CLIENTS_DIR)/node_modules ]; then cd $(CLIENTS_DIR) && npm ci --no-audit --no-fund; fi
 
 # The test command (CI runs this): vet, then every test with the race detector,
 # end-to-end tests included (they need redis-server and node on PATH).
