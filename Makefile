@@ -20,7 +20,8 @@ $(PLUGIN): FORCE
 run: build
 	$(GO) run ./test/cmd/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen 127.0.0.1:8000
 
-# Installs the node MCP peers (reference server and SDK client) from the lock file.
+# Installs the node MCP peers (reference server and SDK client) and the client
+# matrix's MCP clients from their lock files.
 node-deps:
 	@if [ ! -d $(NODE_DIR)/node_modules ]; then cd $(NODE_DIR) && npm ci --no-audit --no-fund; fi
 	@if [ ! -d $(CLIENTS_DIR)/node_modules ]; then cd $(CLIENTS_DIR) && npm ci --no-audit --no-fund; fi
