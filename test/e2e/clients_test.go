@@ -377,7 +377,7 @@ func runMCPRemote(dir string) func(*testing.T, string, clientCase) clientRun {
 		case res := <-done:
 			r := clientRun{line: res.line, ok: res.ok, took: time.Since(start)}
 			if !res.ok {
-							r.line = mcpRemoteLine(stderr.String(), res.line)
+				r.line = mcpRemoteLine(stderr.String(), res.line)
 			}
 			return r
 		case <-timer.C:
