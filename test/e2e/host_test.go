@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/mcp-relay/mcp-relay/test/peers"
+	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // TestPinnedRequestsKeepTheBalancedHost: replicas that accept only the Host
@@ -42,6 +45,46 @@ func TestPinnedRequestsKeepTheBalancedHost(t *testing.T) {
 	if n := misroutes(t, a, b); n != 0 {
 		t.Errorf("%d misrouted requests", n)
 	}
+}
+
+// TestPinnedRequestsKeepThePreservedHost: with the route's preserve_host,
+// Kong sends the client's Host when it balances; pinned requests keep it
+// too (the plugin learns preserve_host from the Log phase's serialize).
+func TestPinnedRequestsKeepThePreservedHost(t *testing.T) {
+	addr := freeAddr(t) // the gateway's address: the client's Host
+	a := peers.StartLegacyHostChecked(t, "preserve-a", addr)
+	b := peers.StartLegacyHostChecked(t, "preserve-b", addr)
+	node := startNode(t, withRouteField(t, deck(t, deckOptions{}), "preserve_host", true), addrs(a, b),
+		func(o *standin.Options) { o.Listen = addr })
+
+	for i := range 3 {
+		c := newRaw(demoKey)
+		if r := c.initialize(t, node.URL()); r.Status != http.StatusOK || c.session == "" {
+			t.Fatalf("session %d: initialize %d %s", i, r.Status, r.Body)
+		}
+		c.initialized(t, node.URL())
+		if name, r := c.whoami(t, node.URL()); r.Status != http.StatusOK || name == "" {
+			t.Fatalf("session %d: pinned tools/call %d %s", i, r.Status, r.Body)
+		}
+	}
+	if n := misroutes(t, a, b); n != 0 {
+		t.Errorf("%d misrouted requests", n)
+	}
+}
+
+// withRouteField sets one field of the deck file's MCP route.
+func withRouteField(t *testing.T, deckYAML []byte, field string, value any) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(deckYAML, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["services"].([]any)[0].(map[string]any)["routes"].([]any)[0].(map[string]any)[field] = value
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestUpstreamRefusalIsNotDisguised: a replica that refuses a request for
