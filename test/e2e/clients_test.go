@@ -39,7 +39,12 @@ import (
 var updateClients = flag.Bool("update-clients", false, "rewrite README's client table from this run (TestClientMatrix)")
 
 // clientBound is how long one client run may take before it counts as hung.
-const clientBound = 45 * time.Second
+// Gemini CLI alone spends 7-25 s starting up on a loaded 2-core machine: it
+// gets geminiBound.
+const (
+	clientBound = 45 * time.Second
+	geminiBound = 90 * time.Second
+)
 
 // clientCase is one situation of the matrix.
 type clientCase struct {
@@ -66,6 +71,7 @@ type clientRun struct {
 	hung    bool   // killed after clientBound
 	skipped string // the client cannot do this case (why)
 	took    time.Duration
+	ran     bool // false: filtered out with -run
 }
 
 // matrixClient runs one client against url with the case's key.
@@ -105,12 +111,13 @@ func TestClientMatrix(t *testing.T) {
 			t.Run(cl.name+"/"+cc.name, func(t *testing.T) {
 				r := cl.run(t, url, cc)
 				r.line = normalizeLine(r.line, plain.URL(), oauth.URL())
+				r.ran = true
 				results[i][j] = r
 				t.Logf("%s | %s | %q ok=%v %.1fs", cl.name, cc.name, r.line, r.ok, r.took.Seconds())
 				switch {
 				case r.skipped != "":
 				case r.hung:
-					t.Errorf("hung: no answer within %s (last output %q)", clientBound, r.line)
+					t.Errorf("hung: no answer within the bound (last output %q)", r.line)
 				case !cc.authFailure() && !r.ok:
 					t.Errorf("a right key must work: %q", r.line)
 				case cc.authFailure() && r.ok:
@@ -179,12 +186,12 @@ func clientsDir(t *testing.T) string {
 // --- running processes, bounded ---
 
 // runBounded runs cmd with a fresh HOME, kills it (and its children) after
-// clientBound, and returns its output.
-func runBounded(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, took time.Duration, hung bool, err error) {
+// bound, and returns its output.
+func runBounded(t *testing.T, cmd *exec.Cmd, bound time.Duration) (stdout, stderr string, took time.Duration, hung bool, err error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	ctx, cancel := context.WithTimeout(context.Background(), clientBound)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	start := time.Now()
 	if err = startGroup(cmd); err != nil {
@@ -415,7 +422,7 @@ func runInspector(dir string) func(*testing.T, string, clientCase) clientRun {
 		env, _ := clientEnv(t)
 		cmd := exec.Command("node", args...)
 		cmd.Env = env
-		stdout, stderr, took, hung, err := runBounded(t, cmd)
+		stdout, stderr, took, hung, err := runBounded(t, cmd, clientBound)
 		r := clientRun{took: took, hung: hung}
 		if err == nil {
 			var res struct{ Content []struct{ Text string } }
@@ -447,7 +454,7 @@ func runClaude(dir string) func(*testing.T, string, clientCase) clientRun {
 		})
 		cmd := exec.Command(filepath.Join(dir, "node_modules", ".bin", "claude"), "mcp", "list")
 		cmd.Env, cmd.Dir = env, home
-		stdout, stderr, took, hung, _ := runBounded(t, cmd)
+		stdout, stderr, took, hung, _ := runBounded(t, cmd, clientBound)
 		line := lastLine(stdout+"\n"+stderr, func(l string) bool { return strings.HasPrefix(l, "relay:") })
 		if line == "" {
 			line = lastLine(stdout+"\n"+stderr, nil)
@@ -475,7 +482,7 @@ func runGemini(dir string) func(*testing.T, string, clientCase) clientRun {
 		writeJSON(t, filepath.Join(home, ".gemini", "trustedFolders.json"), map[string]any{work: "TRUST_FOLDER"})
 		cmd := exec.Command(filepath.Join(dir, "node_modules", ".bin", "gemini"), "mcp", "list")
 		cmd.Env, cmd.Dir = env, work
-		stdout, stderr, took, hung, _ := runBounded(t, cmd)
+		stdout, stderr, took, hung, _ := runBounded(t, cmd, geminiBound)
 		line := lastLine(stdout+"\n"+stderr, func(l string) bool { return strings.Contains(l, "relay") })
 		if line == "" {
 			line = lastLine(stdout+"\n"+stderr, nil)
@@ -541,7 +548,7 @@ func clientTable(clients []matrixClient, results [][]clientRun) string {
 			case r.skipped != "":
 				b.WriteString(" n/a: " + r.skipped + " |")
 			case r.hung:
-				fmt.Fprintf(&b, " **hangs** (killed after %.0f s) |", clientBound.Seconds())
+				b.WriteString(" **hangs** (killed) |")
 			default:
 				fmt.Fprintf(&b, " `%s` (%.1f s) |", strings.ReplaceAll(r.line, "`", "'"), r.took.Seconds())
 			}
@@ -556,6 +563,14 @@ func clientTable(clients []matrixClient, results [][]clientRun) string {
 // or rewrites it with -update-clients.
 func checkClientTable(t *testing.T, clients []matrixClient, results [][]clientRun) {
 	t.Helper()
+	for _, row := range results {
+		for _, r := range row {
+			if !r.ran {
+				t.Log("part of the matrix was filtered out: README's table is not compared")
+				return
+			}
+		}
+	}
 	readme := repoFile("README.md")
 	raw, err := os.ReadFile(readme)
 	if err != nil {

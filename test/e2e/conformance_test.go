@@ -56,7 +56,7 @@ func TestConformanceDNSRebinding(t *testing.T) {
 				"--scenario", "dns-rebinding-protection", "-o", out)
 			env, _ := clientEnv(t)
 			cmd.Env = env
-			stdout, stderr, took, hung, _ := runBounded(t, cmd)
+			stdout, stderr, took, hung, _ := runBounded(t, cmd, clientBound)
 			if hung {
 				t.Fatalf("the conformance suite did not finish within %s:\n%s\n%s", clientBound, stdout, stderr)
 			}
