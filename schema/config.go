@@ -53,8 +53,8 @@ type Envelope struct {
 type Upstream struct {
 	RewriteStatuses []int    `json:"rewrite_statuses"`
 	BufferMethods   []string `json:"buffer_methods"`
-	// HostHeader, when set, is sent as Host on pinned requests (set_target
-	// otherwise makes Kong send the replica's IP as Host).
+	// HostHeader, when set, is sent as Host on pinned requests instead of
+	// the Host Kong sends when it balances (which the plugin restores).
 	HostHeader string `json:"host_header"`
 	// CheckMethodHeaders: 2026-07-28 Mcp-Method/Mcp-Name must match the body.
 	CheckMethodHeaders bool `json:"check_method_headers"`

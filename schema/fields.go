@@ -160,8 +160,9 @@ var root = &field{
 				},
 				{
 					name: "host_header", typ: kString, noControl: true,
-					doc: "Host header sent on requests pinned to a replica (pinning makes Kong send the replica's address as Host). " +
-						"Unset: the replica's address.",
+					doc: "Host header sent on requests pinned to a replica. Unset: the Host Kong sends when it balances " +
+						"(the target's address with its port unless it is the scheme's default, or the client's Host with the " +
+						"route's preserve_host). Set it when the upstream has a host_header or its targets are given by name.",
 				},
 				{
 					name: "check_method_headers", typ: kBoolean, required: true, def: true,
