@@ -32,7 +32,7 @@ test: node-deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# The reliability campaign's long profile (issue 6), on demand: the soak
+# The reliability tests' long profile, on demand: the soak
 # with 2,000 sessions for 2 minutes (Redis restarted mid-run), the timing
 # test with 200 samples of each kind, and the fault tests, without the race
 # detector (the figures are the plugin's own), printing every figure.
@@ -62,7 +62,7 @@ clean:
 
 FORCE:
 
-# Measurements (issue 5): PDK round trips per request kind, throughput with
+# Measurements: PDK round trips per request kind, throughput with
 # and without mcp-relay, Go cost, store cost (memory, Redis with and without
 # the per-node cache; needs redis-server on PATH), bytes per session in the
 # memory store and in Redis; one markdown report on stdout and in

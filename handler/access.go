@@ -83,6 +83,8 @@ func (p *Plugin) access(k kong.PDK) {
 		if exited := p.pin(k, &r); exited {
 			return
 		}
+	} else if p.store != nil && p.cfg.Session.Recover && r.rpc.Kind == envelope.Single && r.rpc.Method == "initialize" {
+		inits.put(headers, paramsOf(r.rpc.Body), time.Now()) // for recovery: see initParams
 	}
 
 	if !p.buffered(&r) {
@@ -185,11 +187,21 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		_, _, _, _ = p.lookup(decoyID(), wait)
 		found = false
 	}
-	if found && rec.State == session.Active && p.replicas != nil && p.replicas.pinned(rec.Target, start) {
-		ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
-		p.setState(ctx, id, session.Lost)
-		cancel()
-		rec.State = session.Lost
+	if found && rec.State == session.Active && p.replicas != nil {
+		// A replica down, or refused since the session was created (it
+		// restarted and forgot it): recover, or lose the session.
+		if down, downAt := p.replicas.pinnedFor(rec.Service, rec.Target, start); down || downAt > rec.Created.UnixNano() {
+			var vars upstreamVars
+			if !p.recoverSession(k, r, &vars, id, &rec, down) && down {
+				ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
+				p.setState(ctx, id, session.Lost)
+				cancel()
+				rec.State = session.Lost
+			}
+		}
+	} else if found && rec.State == session.Lost {
+		var vars upstreamVars
+		p.recoverSession(k, r, &vars, id, &rec, true)
 	}
 	if !found || rec.State != session.Active {
 		if found && rec.State == session.Lost {
@@ -213,7 +225,8 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		logger.Error("set_target failed", "err", err)
 		return false
 	}
-	p.restoreHost(k, r.headers, host, port)
+	// A recovered session's replica knows it by rec.Upstream.
+	p.setPinnedHeaders(k, r.headers, host, port, rec.Upstream)
 	pinsHit.Inc()
 	if waited {
 		pinsAfterWait.Inc()

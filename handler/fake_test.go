@@ -22,6 +22,7 @@ type fakeKong struct {
 	serialized   string
 	upstreamBody []byte
 	panicOn      string
+	vars         map[string]string
 
 	calls       []string
 	cleared     bool
@@ -81,9 +82,23 @@ func (f *fakeKong) SetUpstreamHeader(name, value string) error {
 	f.upstreamSet[name] = value
 	return nil
 }
+func (f *fakeKong) SetUpstreamHeaders(headers map[string][]string) error {
+	f.call("service.request.set_headers")
+	if f.upstreamSet == nil {
+		f.upstreamSet = map[string]string{}
+	}
+	for name, values := range headers {
+		f.upstreamSet[name] = values[0]
+	}
+	return nil
+}
 func (f *fakeKong) Exit(status int, body []byte, headers map[string][]string) {
 	f.call("response.exit")
 	f.exited, f.exitStatus, f.exitBody, f.exitHeaders = true, status, body, headers
+}
+func (f *fakeKong) NginxVar(name string) (string, error) {
+	f.call("nginx.get_var")
+	return f.vars[name], nil
 }
 func (f *fakeKong) ResponseStatus() (int, error) { f.call("response.get_status"); return f.status, nil }
 func (f *fakeKong) ResponseHeader(name string) (string, error) {

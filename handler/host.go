@@ -30,7 +30,8 @@ const hHost = "host"
 //     is sent instead.
 //
 // Only kong.service.request.set_header(s) writes ngx.var.upstream_host
-// back, so restoring costs one PDK call per pinned request; it is skipped
+// back, so restoring costs one PDK call per pinned request (shared with a
+// recovered session's Mcp-Session-Id, through set_headers); it is skipped
 // when the Host Kong would balance with is the bare host set_target sends.
 // The route facts (preserve_host, the service's protocol) come free with
 // the kong.log.serialize() the Log phase reads when it learns a session.
@@ -80,17 +81,25 @@ func (h *hostRule) balancedHost(headers map[string][]string, host string, port i
 	return net.JoinHostPort(host, strconv.Itoa(port)), true
 }
 
-// restoreHost runs after set_target: upstream.host_header when set, else the
-// Host Kong would have sent when balancing.
-func (p *Plugin) restoreHost(k kong.PDK, headers map[string][]string, host string, port int) {
-	value := p.cfg.Upstream.HostHeader
+// setPinnedHeaders runs after set_target. It restores Host (upstream.host_header
+// when set, else the Host Kong would have sent when balancing) and, for a
+// recovered session, sends the id its new replica knows it by: one PDK
+// call for both.
+func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, host string, port int, upstreamSession string) {
+	value, set := p.cfg.Upstream.HostHeader, true
 	if value == "" {
-		var differs bool
-		if value, differs = p.hosts.balancedHost(headers, host, port); !differs {
-			return
-		}
+		value, set = p.hosts.balancedHost(headers, host, port)
 	}
-	if err := k.SetUpstreamHeader("Host", value); err != nil {
-		logger.Error("setting upstream Host", "err", err)
+	var err error
+	switch {
+	case set && upstreamSession != "":
+		err = k.SetUpstreamHeaders(map[string][]string{"Host": {value}, "Mcp-Session-Id": {upstreamSession}})
+	case set:
+		err = k.SetUpstreamHeader("Host", value)
+	case upstreamSession != "":
+		err = k.SetUpstreamHeader("Mcp-Session-Id", upstreamSession)
+	}
+	if err != nil {
+		logger.Error("setting upstream headers of a pinned request", "err", err)
 	}
 }

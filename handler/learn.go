@@ -15,9 +15,9 @@ import (
 // Response saw, whatever else runs concurrently.
 type learnHints struct {
 	mu       sync.Mutex
-	ids      map[string]time.Time // session id -> when the hint is dropped
-	overflow time.Time            // too many hints: learn every session until then
-	waiting  atomic.Bool          // len(ids) > 0 or overflow: read without the lock
+	ids      map[string]hint // session id -> its hint
+	overflow time.Time       // too many hints: learn every session until then
+	waiting  atomic.Bool     // len(ids) > 0 or overflow: read without the lock
 	lastGC   time.Time
 }
 
@@ -34,17 +34,26 @@ const (
 // instance (config change) between a request's Response and Log phases.
 var hints = newLearnHints()
 
-func newLearnHints() *learnHints { return &learnHints{ids: map[string]time.Time{}} }
+// hint is what Log learns with a session besides what Kong saved.
+type hint struct {
+	until time.Time // when the hint is dropped
+	init  string    // the initialize params (Record.Init)
+}
+
+func newLearnHints() *learnHints { return &learnHints{ids: map[string]hint{}} }
 
 // add records that the answer for session id is on its way to Log.
-func (h *learnHints) add(id string, now time.Time) {
+func (h *learnHints) add(id string, now time.Time) { h.addInit(id, now, "") }
+
+// addInit is add with the params of the initialize that opened the session.
+func (h *learnHints) addInit(id string, now time.Time, init string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.expire(now)
 	if len(h.ids) >= maxHints {
 		h.overflow = now.Add(hintTTL)
 	} else {
-		h.ids[id] = now.Add(hintTTL)
+		h.ids[id] = hint{until: now.Add(hintTTL), init: init}
 	}
 	h.waiting.Store(true)
 }
@@ -55,20 +64,26 @@ func (h *learnHints) pending() bool { return h.waiting.Load() }
 
 // take consumes the hint for id; true means Log should learn the session.
 func (h *learnHints) take(id string, now time.Time) bool {
+	ok, _ := h.takeInit(id, now)
+	return ok
+}
+
+// takeInit is take, also returning the hint's initialize params.
+func (h *learnHints) takeInit(id string, now time.Time) (bool, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, ok := h.ids[id]
+	x, ok := h.ids[id]
 	delete(h.ids, id)
 	h.expire(now)
-	return ok || now.Before(h.overflow)
+	return ok || now.Before(h.overflow), x.init
 }
 
 // expire drops stale hints, at most once a second unless the map is full.
 func (h *learnHints) expire(now time.Time) {
 	if len(h.ids) > 0 && (now.Sub(h.lastGC) >= time.Second || len(h.ids) >= maxHints) {
 		h.lastGC = now
-		for id, until := range h.ids {
-			if now.After(until) {
+		for id, x := range h.ids {
+			if now.After(x.until) {
 				delete(h.ids, id)
 			}
 		}

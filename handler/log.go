@@ -45,8 +45,11 @@ func (p *Plugin) log(k kong.PDK) {
 	if panicTest && gjson.GetBytes(data, "request.headers.x-mcp-relay-panic").Str == "log" {
 		panic("injected panic (panictest build)")
 	}
-	if f.modern || f.requestSession != "" || f.responseSession == "" ||
-		!p.hints.take(f.responseSession, time.Now()) {
+	if f.modern || f.requestSession != "" || f.responseSession == "" {
+		return
+	}
+	hinted, init := p.hints.takeInit(f.responseSession, time.Now())
+	if !hinted {
 		return
 	}
 	if f.status < 200 || f.status > 299 || f.target == "" ||
@@ -57,8 +60,9 @@ func (p *Plugin) log(k kong.PDK) {
 	defer cancel()
 	start := time.Now()
 	err = p.store.Learn(ctx, f.responseSession, session.Record{
-		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active,
+		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init, Service: f.service,
 	})
+	fleet.learned(f.service, f.target, start)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()
@@ -68,19 +72,20 @@ func (p *Plugin) log(k kong.PDK) {
 	sessionsLearned.Inc()
 }
 
-// ownSession checks that a finished request really was its session's: an
-// active session of this consumer. A request the plugin answered itself
-// (unknown or someone else's session) must never end or lose a session.
-func (p *Plugin) ownSession(ctx context.Context, id, consumer string) bool {
+// ownRecord checks that a finished request really was its session's: an
+// active session of this consumer; it returns the session's record. A
+// request the plugin answered itself (unknown or someone else's session)
+// must never end or lose a session.
+func (p *Plugin) ownRecord(ctx context.Context, id, consumer string) (session.Record, bool) {
 	if !validSessionID(id, p.cfg.Session.MaxIDLength) {
-		return false
+		return session.Record{}, false
 	}
 	rec, found, err := p.store.Lookup(ctx, id, 0)
 	if err != nil {
 		storeErrors.Inc()
-		return false
+		return session.Record{}, false
 	}
-	return found && rec.State == session.Active &&
+	return rec, found && rec.State == session.Active &&
 		(!p.cfg.Session.BindConsumer || rec.Consumer == consumer)
 }
 
@@ -113,6 +118,7 @@ type served struct {
 	responseSession string
 	consumer        string
 	target          string // ip:port of the last balancer try
+	service         string // the Kong service's id
 	modern          bool
 }
 
@@ -122,13 +128,14 @@ func readServed(data []byte) served {
 	res := gjson.GetMany(js,
 		"response.status",
 		"request.headers.mcp-session-id", "response.headers.mcp-session-id",
-		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries")
+		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries", "service.id")
 	f := served{
 		status:          int(res[0].Int()),
 		requestSession:  headerValue(res[1]),
 		responseSession: headerValue(res[2]),
 		consumer:        headerValue(res[3]),
 		modern:          isModern(headerValue(res[4])),
+		service:         res[6].Str,
 	}
 	if tries := res[5].Array(); len(tries) > 0 {
 		last := tries[len(tries)-1]

@@ -32,7 +32,12 @@ type replicaWatch struct {
 type replica struct {
 	lastPinned atomic.Int64 // unix nanoseconds
 	down       atomic.Bool
-	failures   int // consecutive failed probes; the probe loop's alone
+	// downAt is when a probe was last refused (unix nanoseconds): a
+	// replica that restarted on the same address since a session was
+	// created has forgotten that session.
+	downAt   atomic.Int64
+	pins     atomic.Int64 // pinned requests, halved at every probe: recent load
+	failures int          // consecutive failed probes; the probe loop's alone
 }
 
 // downAfter failed probes in a row make a replica down: one lost SYN must
@@ -58,16 +63,43 @@ func dialTCP(ctx context.Context, addr string) error {
 }
 
 // pinned records that a request is being pinned to target and tells
-// whether the target is known to be down.
-func (w *replicaWatch) pinned(target string, now time.Time) (down bool) {
+// whether the target is known to be down, and when the probes last found
+// it down (unix nanoseconds, 0 never).
+func (w *replicaWatch) pinned(target string, now time.Time) (down bool, downAt int64) {
+	return w.pinnedFor("", target, now)
+}
+
+// pinnedFor is pinned for a session of the Kong service service: a replica
+// first watched here joins the fleet recoveries choose from (once per idle
+// window, off the per-request path).
+func (w *replicaWatch) pinnedFor(service, target string, now time.Time) (down bool, downAt int64) {
 	v, ok := w.replicas.Load(target)
 	if !ok {
-		v, _ = w.replicas.LoadOrStore(target, &replica{})
+		var loaded bool
+		if v, loaded = w.replicas.LoadOrStore(target, &replica{}); !loaded && service != "" {
+			fleet.known(service, target, now)
+		}
 		w.start()
 	}
 	r := v.(*replica)
 	r.lastPinned.Store(now.UnixNano())
-	return r.down.Load()
+	r.pins.Add(1)
+	return r.down.Load(), r.downAt.Load()
+}
+
+// isDown tells whether the probes find target down (false for a replica
+// they do not watch).
+func (w *replicaWatch) isDown(target string) bool {
+	v, ok := w.replicas.Load(target)
+	return ok && v.(*replica).down.Load()
+}
+
+// recentPins is target's recent pinned requests, as a load measure.
+func (w *replicaWatch) recentPins(target string) float64 {
+	if v, ok := w.replicas.Load(target); ok {
+		return float64(v.(*replica).pins.Load())
+	}
+	return 0
 }
 
 func (w *replicaWatch) start() {
@@ -123,10 +155,14 @@ func (w *replicaWatch) probeAll(now time.Time) bool {
 func (w *replicaWatch) probe(addr string, r *replica) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.interval)
 	defer cancel()
+	r.pins.Store(r.pins.Load() / 2)
 	if err := w.dial(ctx, addr); err != nil {
 		r.failures++
 		if errors.Is(err, syscall.ECONNREFUSED) {
+			// Nothing listens: whatever answers there later has forgotten
+			// the sessions (a timeout may be a network blip).
 			r.failures = downAfter
+			r.downAt.Store(time.Now().UnixNano())
 		}
 		if r.failures >= downAfter && !r.down.Swap(true) {
 			replicasDown.Inc()

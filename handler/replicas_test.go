@@ -22,16 +22,16 @@ func TestReplicaWatch(t *testing.T) {
 	go acceptAll(ln)
 	w := newReplicaWatch(20 * time.Millisecond)
 
-	if w.pinned(addr, time.Now()) {
+	if pinnedDown(w, addr) {
 		t.Fatal("new replica reported down")
 	}
 	time.Sleep(100 * time.Millisecond)
-	if w.pinned(addr, time.Now()) {
+	if pinnedDown(w, addr) {
 		t.Fatal("listening replica reported down")
 	}
 
 	ln.Close()
-	if !waitFor(t, 2*time.Second, func() bool { return w.pinned(addr, time.Now()) }) {
+	if !waitFor(t, 2*time.Second, func() bool { return pinnedDown(w, addr) }) {
 		t.Fatal("closed replica never reported down")
 	}
 
@@ -41,7 +41,7 @@ func TestReplicaWatch(t *testing.T) {
 	}
 	defer ln2.Close()
 	go acceptAll(ln2)
-	if !waitFor(t, 2*time.Second, func() bool { return !w.pinned(addr, time.Now()) }) {
+	if !waitFor(t, 2*time.Second, func() bool { return !pinnedDown(w, addr) }) {
 		t.Fatal("replica listening again still reported down")
 	}
 }
@@ -154,4 +154,9 @@ func TestReplicaDownAfterTwoFailures(t *testing.T) {
 	if r.down.Load() {
 		t.Fatal("still down after a successful probe")
 	}
+}
+
+func pinnedDown(w *replicaWatch, addr string) bool {
+	down, _ := w.pinned(addr, time.Now())
+	return down
 }

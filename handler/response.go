@@ -37,7 +37,7 @@ func (p *Plugin) response(k kong.PDK) {
 	if settles && !r.modern {
 		if len(headers[hSessionID]) == 0 {
 			if status/100 == 2 {
-				p.hintLearn(k)
+				p.hintLearn(k, headers)
 			}
 		} else if !r.mayHaveBody() { // a DELETE has no body: skip the call for POSTs
 			if r.method, err = k.RequestMethod(); err == nil && r.method == "DELETE" {
@@ -45,6 +45,8 @@ func (p *Plugin) response(k kong.PDK) {
 				// and its next request must already find the session ended.
 				p.settle(headers, session.Ended)
 			}
+		} else if status == 404 && p.resendAfter404(k, headers, &r) {
+			return // recovered: the client has the new session's answer
 		}
 	}
 	if !rewrite || len(headers[hPreflight]) > 0 { // a CORS preflight is never rewritten
@@ -73,14 +75,18 @@ func (p *Plugin) response(k kong.PDK) {
 }
 
 // hintLearn tells Log that this answer created a session, when it did.
-func (p *Plugin) hintLearn(k kong.PDK) {
+func (p *Plugin) hintLearn(k kong.PDK, headers map[string][]string) {
 	id, err := k.ResponseHeader("Mcp-Session-Id")
 	if err != nil {
 		logger.Error("reading response Mcp-Session-Id", "err", err)
 		return
 	}
 	if id != "" && validSessionID(id, p.cfg.Session.MaxIDLength) {
-		p.hints.add(id, time.Now())
+		var init string
+		if p.cfg.Session.Recover {
+			init = inits.take(headers, time.Now())
+		}
+		p.hints.addInit(id, time.Now(), init)
 	}
 }
 
@@ -93,7 +99,14 @@ func (p *Plugin) settle(headers map[string][]string, state session.State) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 	defer cancel()
-	if p.ownSession(ctx, ids[0], first(headers, hConsumerID)) {
+	if rec, own := p.ownRecord(ctx, ids[0], first(headers, hConsumerID)); own {
 		p.setState(ctx, ids[0], state)
+		if state == session.Ended { // a recovered session's other ids end with it
+			for _, other := range []string{rec.Upstream, rec.Alias} {
+				if other != "" && other != ids[0] {
+					p.setState(ctx, other, state)
+				}
+			}
+		}
 	}
 }

@@ -16,6 +16,12 @@ type PDK interface {
 	ClearBuffering() error
 	SetTarget(host string, port int) error
 	SetUpstreamHeader(name, value string) error
+	// SetUpstreamHeaders sets several request headers in one call
+	// (kong.service.request.set_headers; "Host" sets upstream_host too).
+	SetUpstreamHeaders(headers map[string][]string) error
+	// NginxVar reads an nginx variable (kong.nginx.get_var), e.g. the
+	// upstream_scheme and upstream_uri Kong sets before plugins run.
+	NginxVar(name string) (string, error)
 	// Exit ends the request with the given answer (Access or Response phase).
 	Exit(status int, body []byte, headers map[string][]string)
 

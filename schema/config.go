@@ -71,6 +71,7 @@ type Session struct {
 	MaxIDLength    int    `json:"max_id_length"`
 	StoreError     string `json:"store_error"`      // "pass" (default) or "reject"
 	ReplicaProbeMS int    `json:"replica_probe_ms"` // 0: no probes
+	Recover        bool   `json:"recover"`
 	Redis          Redis  `json:"redis"`
 }
 

@@ -224,6 +224,13 @@ var root = &field{
 						"30 seconds (each probe's timeout too). A replica that refuses a probe, or fails two in a row, is down: its sessions " +
 						"are lost, answered like unknown ones, so that clients initialize on a live replica. 0 turns probing off.",
 				},
+				{
+					name: "recover", typ: kBoolean, required: true, def: true,
+					doc: "Whether a legacy session whose replica is down (the probes), or that its replica no longer knows " +
+						"(its 404 to a buffered request), is recovered: the plugin opens a new upstream session on a live replica " +
+						"by replaying the session's initialize, and keeps the client's session id working. false answers 404 " +
+						"(the client must initialize again).",
+				},
 				redisField,
 			},
 		},

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -377,6 +378,7 @@ func entityCheckNames(arg any) []string {
 // defaults; else it becomes null. Present nulls stay null; sets lose their
 // duplicates.
 func kongFill(f map[string]any, v any, present bool) any {
+	v = asLuaTable(f, v)
 	if !present {
 		if d, ok := f["default"]; ok {
 			return d
@@ -406,12 +408,13 @@ func kongFill(f map[string]any, v any, present bool) any {
 		return out
 	case "array", "set":
 		items, ok := v.([]any)
-		if !ok {
+		elemField, hasElems := f["elements"].(map[string]any)
+		if !ok || !hasElems {
 			return v
 		}
 		var out []any
 		for _, x := range items {
-			x = kongFill(f["elements"].(map[string]any), x, true)
+			x = kongFill(elemField, x, true)
 			if f["type"] == "set" && slices.ContainsFunc(out, func(y any) bool { return reflect.DeepEqual(x, y) }) {
 				continue
 			}
@@ -432,6 +435,7 @@ func kongValidate(path string, f map[string]any, v any) []string {
 	bad := func(format string, args ...any) {
 		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
 	}
+	v = asLuaTable(f, v)
 	if v == nil {
 		if f["required"] == true {
 			bad("required field missing")
@@ -446,7 +450,7 @@ func kongValidate(path string, f map[string]any, v any) []string {
 	case "string":
 		s, ok := v.(string)
 		if !ok {
-			bad("expected a string")
+			bad("%s", kongTypeErrors["string"])
 			return errs
 		}
 		lenMin := 1.0 // Kong's default for strings
@@ -454,42 +458,49 @@ func kongValidate(path string, f map[string]any, v any) []string {
 			lenMin = n
 		}
 		if float64(len(s)) < lenMin {
-			bad("length must be at least %v", lenMin)
+			bad("length must be at least %d", int64(lenMin))
 		}
 		if oneOf, ok := f["one_of"].([]any); ok && !slices.Contains(oneOf, any(s)) {
-			bad("expected one of: %v", oneOf)
+			bad("expected one of: %s", luaConcat(oneOf))
 		}
 		if p, ok := f["not_match"].(string); ok {
 			if p != "%c" {
 				bad("the test does not know the Lua pattern %q", p)
 			} else if strings.IndexFunc(s, isControl) >= 0 {
-				bad("should not match pattern '%s'", p)
+				bad("invalid value: %s", s)
 			}
 		}
 	case "integer", "number":
 		n, ok := v.(float64)
 		if !ok || (f["type"] == "integer" && n != math.Trunc(n)) {
-			bad("expected an %s", f["type"])
+			bad("%s", kongTypeErrors[f["type"].(string)])
 			return errs
 		}
 		if b, ok := f["between"].([]any); ok && (n < b[0].(float64) || n > b[1].(float64)) {
-			bad("value should be between %v and %v", b[0], b[1])
+			bad("value should be between %d and %d", int64(b[0].(float64)), int64(b[1].(float64)))
 		}
 		if oneOf, ok := f["one_of"].([]any); ok && !slices.Contains(oneOf, any(n)) {
-			bad("expected one of: %v", oneOf)
+			bad("expected one of: %s", luaConcat(oneOf))
 		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {
-			bad("expected a boolean")
+			bad("%s", kongTypeErrors["boolean"])
 		}
 	case "array", "set":
 		items, ok := v.([]any)
 		if !ok {
-			bad("expected an %s", f["type"])
+			bad("%s", kongTypeErrors[f["type"].(string)])
+			return errs
+		}
+		elemField, ok := f["elements"].(map[string]any)
+		if !ok {
+			// Kong's validate_elements indexes field.elements and raises;
+			// the metaschema's default check (a "self" field) catches that.
+			bad("error in schema prevents from validating this field")
 			return errs
 		}
 		elem := map[string]any{}
-		for k, x := range f["elements"].(map[string]any) {
+		for k, x := range elemField {
 			elem[k] = x
 		}
 		elem["required"] = true // validate_elements
@@ -499,7 +510,7 @@ func kongValidate(path string, f map[string]any, v any) []string {
 	case "record":
 		m, ok := v.(map[string]any)
 		if !ok {
-			bad("expected a record")
+			bad("%s", kongTypeErrors["record"])
 			return errs
 		}
 		known := map[string]bool{}
@@ -511,13 +522,21 @@ func kongValidate(path string, f map[string]any, v any) []string {
 		}
 		for k := range m {
 			if !known[k] {
-				bad("unknown field %q", k)
+				errs = append(errs, path+"."+k+": unknown field")
 			}
 		}
 		checks, _ := f["entity_checks"].([]any)
 		for _, c := range checks {
 			for name, arg := range c.(map[string]any) {
-				errs = append(errs, kongEntityCheck(path, name, arg, m)...)
+				// run_entity_check: not run when one of its fields has errors.
+				invalid := slices.ContainsFunc(entityCheckNames(arg), func(n string) bool {
+					return slices.ContainsFunc(errs, func(e string) bool {
+						return strings.HasPrefix(e, path+"."+n+": ") || strings.HasPrefix(e, path+"."+n+".") || strings.HasPrefix(e, path+"."+n+"[")
+					})
+				})
+				if !invalid {
+					errs = append(errs, kongEntityCheck(path, name, arg, m)...)
+				}
 			}
 		}
 	case "foreign":
@@ -526,6 +545,62 @@ func kongValidate(path string, f map[string]any, v any) []string {
 	}
 	sort.Strings(errs)
 	return errs
+}
+
+// kongTypeErrors are validation_errors' type messages (kong/db/schema/init.lua).
+var kongTypeErrors = map[string]string{
+	"array": "expected an array", "set": "expected a set", "record": "expected a record",
+	"string": "expected a string", "number": "expected a number", "boolean": "expected a boolean",
+	"integer": "expected an integer",
+}
+
+// asLuaTable gives v the shape Kong sees after decoding JSON into a Lua
+// table, where an object and an array are both a table: an array where a
+// record is expected is a record keyed 1..n ([] is {}), and an empty object
+// where an array or set is expected is an empty sequence.
+func asLuaTable(f map[string]any, v any) any {
+	switch f["type"] {
+	case "record":
+		if items, ok := v.([]any); ok {
+			m := make(map[string]any, len(items))
+			for i, x := range items {
+				m[strconv.Itoa(i+1)] = x
+			}
+			return m
+		}
+	case "array", "set":
+		if m, ok := v.(map[string]any); ok && len(m) == 0 {
+			return []any{}
+		}
+	}
+	return v
+}
+
+// luaString is tostring(v) for the JSON values a schema holds: Lua prints
+// numbers with "%.14g" (67108864, not 6.7108864e+07).
+func luaString(v any) string {
+	if n, ok := v.(float64); ok {
+		return fmt.Sprintf("%.14g", n)
+	}
+	return fmt.Sprint(v)
+}
+
+// luaConcat is table.concat(list, ", ").
+func luaConcat(list []any) string {
+	parts := make([]string, len(list))
+	for i, x := range list {
+		parts[i] = luaString(x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// quotedList is init.lua's quoted_list: 'a', 'b'.
+func quotedList(names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = "'" + n + "'"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // kongNonempty is Kong's is_nonempty.
@@ -543,25 +618,33 @@ func kongNonempty(v any) bool {
 	return true
 }
 
+// kongEntityCheck runs one of Schema.entity_checkers over record m, with
+// validation_errors' messages (mutually_required names every field of the
+// check, mutually_exclusive_sets only the non-empty ones of each set).
 func kongEntityCheck(path, name string, arg any, m map[string]any) []string {
-	count := func(names []any) (n int) {
+	nonempty := func(names []any) (out []string) {
 		for _, x := range names {
 			if kongNonempty(m[x.(string)]) {
-				n++
+				out = append(out, x.(string))
 			}
 		}
-		return n
+		return out
 	}
 	switch name {
 	case "mutually_required":
 		names := arg.([]any)
-		if n := count(names); n != 0 && n != len(names) {
-			return []string{fmt.Sprintf("%s: all or none of these fields must be set: %v", path, names)}
+		if n := len(nonempty(names)); n != 0 && n != len(names) {
+			all := make([]string, len(names))
+			for i, x := range names {
+				all[i] = x.(string)
+			}
+			return []string{fmt.Sprintf("%s: all or none of these fields must be set: %s", path, quotedList(all))}
 		}
 	case "mutually_exclusive_sets":
 		a := arg.(map[string]any)
-		if count(a["set1"].([]any)) > 0 && count(a["set2"].([]any)) > 0 {
-			return []string{fmt.Sprintf("%s: these sets are mutually exclusive: %v, %v", path, a["set1"], a["set2"])}
+		n1, n2 := nonempty(a["set1"].([]any)), nonempty(a["set2"].([]any))
+		if len(n1) > 0 && len(n2) > 0 {
+			return []string{fmt.Sprintf("%s: these sets are mutually exclusive: (%s), (%s)", path, quotedList(n1), quotedList(n2))}
 		}
 	default:
 		return []string{path + ": the test does not know entity checker " + name}
@@ -654,5 +737,91 @@ func TestKongDefaultsParse(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c, Defaults()) {
 		t.Errorf("Parse(Kong's defaults) = %+v\nwant %+v", c, Defaults())
+	}
+}
+
+// TestKongModelMessages: the simulated Kong answers as Kong 3.9.1 does
+// (kong/db/schema/init.lua validation_errors, quoted_list, the entity
+// checkers; a JSON array and object are both a Lua table): each config's
+// exact errors, none for a config Kong accepts.
+func TestKongModelMessages(t *testing.T) {
+	sentinel := `"sentinel_master":"m","sentinel_nodes":[{"host":"h","port":26379}]`
+	tests := []struct {
+		name, config string
+		want         []string
+	}{
+		{"empty array is an empty record", `[]`, nil},
+		{"array as the config record", `[1]`, []string{"config.1: unknown field"}},
+		{"empty object is an empty set", `{"upstream":{"rewrite_statuses":{}}}`, nil},
+		{"one_of of strings", `{"envelope":{"status":"x"}}`, []string{"config.envelope.status: expected one of: auto, keep, 200"}},
+		{"one_of of another field", `{"session":{"store":"disk"}}`, []string{"config.session.store: expected one of: memory, redis, off"}},
+		{"between prints integers", `{"envelope":{"max_body_bytes":1}}`, []string{"config.envelope.max_body_bytes: value should be between 1024 and 67108864"}},
+		{"between of set elements", `{"upstream":{"rewrite_statuses":[401,200]}}`, []string{"config.upstream.rewrite_statuses[1]: value should be between 400 and 599"}},
+		{"not a set", `{"upstream":{"rewrite_statuses":"401"}}`, []string{"config.upstream.rewrite_statuses: expected a set"}},
+		{"not an array", `{"session":{"redis":{"cluster_nodes":"a"}}}`, []string{"config.session.redis.cluster_nodes: expected an array"}},
+		{"not an integer", `{"session":{"ttl":1.5}}`, []string{"config.session.ttl: expected an integer"}},
+		{"not a boolean", `{"session":{"bind_consumer":"yes"}}`, []string{"config.session.bind_consumer: expected a boolean"}},
+		{"not a string", `{"auth":{"anonymous":7}}`, []string{"config.auth.anonymous: expected a string"}},
+		{"not a record", `{"auth":"x"}`, []string{"config.auth: expected a record"}},
+		{"empty string", `{"auth":{"anonymous":""}}`, []string{"config.auth.anonymous: length must be at least 1"}},
+		{"not_match shows the value", `{"upstream":{"host_header":"a\u0001b"}}`, []string{"config.upstream.host_header: invalid value: a\u0001b"}},
+		{"unknown field", `{"envelope":{"colour":"red"}}`, []string{"config.envelope.colour: unknown field"}},
+		{"required field null", `{"envelope":{"status":null}}`, []string{"config.envelope.status: required field missing"}},
+		{"mutually_required names every field", `{"session":{"redis":{"sentinel_master":"m"}}}`,
+			[]string{"config.session.redis: all or none of these fields must be set: 'sentinel_master', 'sentinel_nodes'"}},
+		{"mutually_exclusive_sets names the non-empty fields", `{"session":{"redis":{"cluster_nodes":[{"ip":"a","port":1}],` + sentinel + `}}}`,
+			[]string{"config.session.redis: these sets are mutually exclusive: ('cluster_nodes'), ('sentinel_master', 'sentinel_nodes')"}},
+		{"no entity check over an invalid field", `{"session":{"redis":{"sentinel_master":5}}}`,
+			[]string{"config.session.redis.sentinel_master: expected a string"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errs := kongSends(t, tt.config)
+			if !slices.Equal(errs, tt.want) {
+				t.Errorf("Kong's errors\n%q\nwant\n%q", errs, tt.want)
+			}
+		})
+	}
+	t.Run("empty array sends the defaults", func(t *testing.T) {
+		if sent, _ := kongSends(t, `[]`); !bytes.Equal(sent, kongDefaultsJSON(t)) {
+			t.Errorf("Kong sends for []:\n%s\nfor {}:\n%s", sent, kongDefaultsJSON(t))
+		}
+	})
+	t.Run("number", func(t *testing.T) {
+		want := []string{"x: expected a number"}
+		if errs := kongValidate("x", map[string]any{"type": "number"}, "1"); !slices.Equal(errs, want) {
+			t.Errorf("%q, want %q", errs, want)
+		}
+	})
+}
+
+// TestKongModelSetWithoutElements: a set or array field without elements
+// is a schema error, as Kong's metaschema reports it (required_attributes;
+// its default, a "self" field, cannot be validated), not a panic.
+func TestKongModelSetWithoutElements(t *testing.T) {
+	for _, typ := range []string{"set", "array"} {
+		t.Run(typ, func(t *testing.T) {
+			s := kongJSON(t)
+			protocols := kongFieldAt(s, "protocols")
+			protocols["type"] = typ
+			delete(protocols, "elements")
+			errs := checkKongSchema(s)
+			for _, want := range []string{
+				"schema.protocols: field of type '" + typ + "' must declare 'elements'",
+				"schema.protocols: default is invalid: schema.protocols: error in schema prevents from validating this field",
+			} {
+				if !slices.Contains(errs, want) {
+					t.Errorf("checker said %q, want %q among them", errs, want)
+				}
+			}
+			f := map[string]any{"type": typ}
+			if got := kongFill(f, []any{1.0}, true); !reflect.DeepEqual(got, []any{1.0}) {
+				t.Errorf("kongFill = %v, want the value as it is", got)
+			}
+			want := []string{"x: error in schema prevents from validating this field"}
+			if errs := kongValidate("x", f, []any{1.0}); !slices.Equal(errs, want) {
+				t.Errorf("kongValidate = %q, want %q", errs, want)
+			}
+		})
 	}
 }

@@ -72,11 +72,22 @@ type memEntry struct {
 	id       string
 	target   unique.Handle[string]
 	consumer unique.Handle[string]
-	prev     uint32 // recency list; head was placed most recently
-	next     uint32
-	ref      uint32 // atomic; used since it was last placed at the head
-	state    State
+	// init is interned: the clients of a deployment send a handful of
+	// distinct initialize params, so a session pays one handle for them.
+	init  unique.Handle[memInit]
+	extra *memExtra // nil unless a recovery wrote the record
+	prev  uint32    // recency list; head was placed most recently
+	next  uint32
+	ref   uint32 // atomic; used since it was last placed at the head
+	state State
 }
+
+// memExtra holds the ids of a recovered session's family (rare, so out of line).
+type memExtra struct{ upstream, alias string }
+
+// memInit is what a session keeps for recovery, interned as one value: the
+// sessions of one service and client kind share it.
+type memInit struct{ init, service string }
 
 type memShard struct {
 	mu    sync.RWMutex
@@ -156,7 +167,11 @@ func (m *Memory) get(sh *memShard, id string) (Record, bool) {
 	if atomic.LoadUint32(&e.ref) == 0 {
 		atomic.StoreUint32(&e.ref, 1)
 	}
-	rec := Record{Target: e.target.Value(), Consumer: e.consumer.Value(), Created: time.Unix(0, e.created), State: e.state}
+	rec := Record{Target: e.target.Value(), Consumer: e.consumer.Value(), Created: time.Unix(0, e.created), State: e.state,
+		Init: e.init.Value().init, Service: e.init.Value().service}
+	if x := e.extra; x != nil {
+		rec.Upstream, rec.Alias = x.upstream, x.alias
+	}
 	sh.mu.RUnlock()
 	return rec, true
 }
@@ -199,6 +214,11 @@ func (m *Memory) Learn(_ context.Context, id string, rec Record) error {
 	return m.write(id, rec.State, func(e *memEntry) {
 		e.target = unique.Make(rec.Target)
 		e.consumer = unique.Make(rec.Consumer)
+		e.init = unique.Make(memInit{rec.Init, rec.Service})
+		e.extra = nil
+		if rec.Upstream != "" || rec.Alias != "" {
+			e.extra = &memExtra{upstream: strings.Clone(rec.Upstream), alias: strings.Clone(rec.Alias)}
+		}
 		e.created = created
 	})
 }
@@ -235,6 +255,7 @@ func (m *Memory) write(id string, st State, fill func(*memEntry)) error {
 		e.id = strings.Clone(id)
 		e.target = unique.Make("")
 		e.consumer = unique.Make("")
+		e.init = unique.Make(memInit{})
 		e.created = time.Now().UnixNano()
 		sh.index[e.id] = i
 	}

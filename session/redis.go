@@ -507,10 +507,82 @@ func (s *Redis) onEvent(payload string) {
 	if !ok {
 		return
 	}
-	if s.cache != nil && tag != s.tag {
-		s.cache.invalidate(id)
+	if tag != s.tag {
+		if s.cache != nil {
+			s.cache.invalidate(id)
+		}
+		if TargetSeen.Load() != nil && len(val) > 0 && val[0] == 'A' {
+			if rec, err := decodeRecord(val); err == nil {
+				targetSeen(rec.Service, rec.Target)
+			}
+		}
 	}
 	s.waits.notify(id, val)
+}
+
+var _ Flight = (*Redis)(nil)
+
+// The recovery claim of a session: one key in the session's hash slot.
+func (s *Redis) claimKey(id string) string { return s.prefix + "r:{" + id + "}" }
+
+var scriptRelease = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// Claim implements Flight with SET NX PX: the claim ends by itself after
+// ttl if its node dies mid-recovery.
+func (s *Redis) Claim(ctx context.Context, id string, ttl time.Duration) (func(), bool, error) {
+	if s.closed.Load() {
+		return nil, false, errClosed
+	}
+	token := s.tag + strconv.FormatUint(rand.Uint64(), 36)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ok, err := s.client.SetNX(cctx, s.claimKey(id), token, ttl).Result()
+	cancel()
+	if err != nil {
+		return nil, false, s.failed("claim", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		defer cancel()
+		_ = scriptRelease.Run(rctx, s.client, []string{s.claimKey(id)}, token).Err()
+	}
+	return release, true, nil
+}
+
+// AwaitWrite implements Flight: it reads id from Redis (not the cache),
+// then wakes on the events of every node's writes to id.
+func (s *Redis) AwaitWrite(ctx context.Context, id string, wait time.Duration, done func(Record) bool) (Record, bool, error) {
+	if s.closed.Load() {
+		return Record{}, false, errClosed
+	}
+	w := s.waits.add(id)
+	defer s.waits.remove(id, w)
+	if s.cache != nil {
+		s.cache.invalidate(id)
+	}
+	rec, ok, err := s.fetch(ctx, id)
+	if err != nil || (ok && done(rec)) {
+		return rec, ok, err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case v := <-w.ch:
+			if r, err := decodeRecord(v); err == nil && done(r) {
+				return r, true, nil
+			}
+		case <-t.C:
+			rec, ok, err := s.fetch(ctx, id)
+			return rec, ok && done(rec), err
+		case <-ctx.Done():
+			return Record{}, false, ctx.Err()
+		}
+	}
 }
 
 // String names the store by address and prefix (never credentials), and
@@ -592,20 +664,38 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
-// Record encoding: state letter, creation time in unix milliseconds, target
+// Record encoding, the one place a Record is serialized. Version 1 (no
+// recovery data): state letter, creation time in unix milliseconds, target
 // length, then target and consumer back to back, e.g.
-// "A1732350000000|13|10.0.0.1:8080consumer-id". The length makes any bytes
-// safe in either string; the state letter first lets scripts rewrite it.
+// "A1732350000000|13|10.0.0.1:8080consumer-id". Version 2 adds the
+// recovery fields: a ';' after the time, then the lengths of target,
+// consumer, init, upstream and alias, then the six strings back to back
+// (service last), e.g. "A1732350000000;13|1|2|0|0|10.0.0.1:8080c{}svc". The lengths make
+// any bytes safe in any string; the state letter first lets scripts rewrite
+// it. Records without recovery data are written as version 1, which every
+// release reads.
 func encodeRecord(r Record) string {
+	v2 := r.Init != "" || r.Upstream != "" || r.Alias != "" || r.Service != ""
 	var b strings.Builder
-	b.Grow(24 + len(r.Target) + len(r.Consumer))
+	b.Grow(48 + len(r.Target) + len(r.Consumer) + len(r.Init) + len(r.Upstream) + len(r.Alias) + len(r.Service))
 	b.WriteString(stateLetter(r.State))
 	b.WriteString(strconv.FormatInt(r.Created.UnixMilli(), 10))
-	b.WriteByte('|')
-	b.WriteString(strconv.Itoa(len(r.Target)))
-	b.WriteByte('|')
-	b.WriteString(r.Target)
-	b.WriteString(r.Consumer)
+	if !v2 {
+		b.WriteByte('|')
+		b.WriteString(strconv.Itoa(len(r.Target)))
+		b.WriteByte('|')
+		b.WriteString(r.Target)
+		b.WriteString(r.Consumer)
+		return b.String()
+	}
+	b.WriteByte(';')
+	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream, r.Alias} {
+		b.WriteString(strconv.Itoa(len(f)))
+		b.WriteByte('|')
+	}
+	for _, f := range [...]string{r.Target, r.Consumer, r.Init, r.Upstream, r.Alias, r.Service} {
+		b.WriteString(f)
+	}
 	return b.String()
 }
 
@@ -626,21 +716,42 @@ func decodeRecord(v string) (Record, error) {
 	default:
 		return Record{}, errBadRecord
 	}
-	created, rest, ok := strings.Cut(v[1:], "|")
-	if !ok {
+	end := strings.IndexAny(v[1:], "|;")
+	if end < 0 {
 		return Record{}, errBadRecord
 	}
-	tl, rest, ok := strings.Cut(rest, "|")
-	if !ok {
-		return Record{}, errBadRecord
-	}
-	ms, err1 := strconv.ParseInt(created, 10, 64)
-	n, err2 := strconv.Atoi(tl)
-	if err1 != nil || err2 != nil || n < 0 || n > len(rest) {
+	ms, err := strconv.ParseInt(v[1:1+end], 10, 64)
+	if err != nil {
 		return Record{}, errBadRecord
 	}
 	r.Created = time.UnixMilli(ms)
-	r.Target, r.Consumer = rest[:n], rest[n:]
+	v2 := v[1+end] == ';'
+	rest := v[2+end:]
+	fields := 1
+	if v2 {
+		fields = 5
+	}
+	var lens [5]int
+	for i := range fields {
+		l, tail, ok := strings.Cut(rest, "|")
+		n, err := strconv.Atoi(l)
+		if !ok || err != nil || n < 0 {
+			return Record{}, errBadRecord
+		}
+		lens[i], rest = n, tail
+	}
+	var out [5]string
+	for i := range fields {
+		if lens[i] > len(rest) {
+			return Record{}, errBadRecord
+		}
+		out[i], rest = rest[:lens[i]], rest[lens[i]:]
+	}
+	if !v2 {
+		r.Target, r.Consumer = out[0], rest
+		return r, nil
+	}
+	r.Target, r.Consumer, r.Init, r.Upstream, r.Alias, r.Service = out[0], out[1], out[2], out[3], out[4], rest
 	return r, nil
 }
 

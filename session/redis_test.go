@@ -481,13 +481,37 @@ func TestRecordEncoding(t *testing.T) {
 		{Target: "[::1]:80", Consumer: "with|pipe and space", Created: now, State: Lost},
 		{Target: "a|b", Consumer: "", Created: now, State: Ended},
 		{Created: now, State: Active},
+		{Target: "10.0.0.1:8080", Consumer: "c|;", Created: now, State: Active,
+			Init: `{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x|y;z","version":"1"}}`},
+		{Target: "10.0.0.2:8080", Created: now, State: Lost, Init: "{}", Upstream: "new|id", Alias: "client;id|", Service: "svc|1;"},
+		{Target: "t", Created: now, State: Active, Service: "only-service"},
+		{Target: "t", Created: now, State: Active, Alias: "only-alias"},
+		{Created: now, State: Ended, Upstream: "u"},
 	} {
-		got, err := decodeRecord(encodeRecord(r))
-		if err != nil || got.Target != r.Target || got.Consumer != r.Consumer || !got.Created.Equal(r.Created) || got.State != r.State {
+		enc := encodeRecord(r)
+		got, err := decodeRecord(enc)
+		if err != nil || got != r {
 			t.Errorf("round trip of %+v = %+v, %v", r, got, err)
 		}
+		// Records without recovery data keep the version 1 encoding, which
+		// releases without recovery read.
+		if v1 := r.Init == "" && r.Upstream == "" && r.Alias == "" && r.Service == ""; v1 == strings.Contains(enc[:strings.IndexAny(enc[1:], "|;")+2], ";") {
+			t.Errorf("encoding of %+v = %q: version 1 expected %v", r, enc, v1)
+		}
 	}
-	for _, bad := range []string{"", "X1|0|", "A", "A1|", "A1|5|abc", "Ax|0|", "A1|-1|"} {
+	// Records written before the recovery fields existed decode unchanged.
+	old := map[string]Record{
+		"A1732350000000|13|10.0.0.1:8080consumer-id": {Target: "10.0.0.1:8080", Consumer: "consumer-id", Created: time.UnixMilli(1732350000000), State: Active},
+		"L1732350000000|0|":                          {Created: time.UnixMilli(1732350000000), State: Lost},
+		"E5|3|a;bc;d":                                {Target: "a;b", Consumer: "c;d", Created: time.UnixMilli(5), State: Ended},
+	}
+	for v, want := range old {
+		if got, err := decodeRecord(v); err != nil || got != want {
+			t.Errorf("decodeRecord(%q) = %+v, %v; want %+v", v, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "X1|0|", "A", "A1|", "A1|5|abc", "Ax|0|", "A1|-1|",
+		"A1;", "A1;0|", "A1;0|0|0|", "A1;1|0|0|0|", "A1;0|0|5|0|abc", "A1;0|0|-1|0|", "A1;x|0|0|0|"} {
 		if _, err := decodeRecord(bad); err == nil {
 			t.Errorf("decodeRecord(%q): no error", bad)
 		}
@@ -652,4 +676,86 @@ func redisFootprint(tb testing.TB, n int) float64 {
 		tb.Fatalf("DBSIZE = %q, %v; want %d", got, err, n+writers)
 	}
 	return float64(settled()-before) / float64(n)
+}
+
+// FuzzDecodeRecord: any stored value decodes without panicking, and what
+// decodes encodes back to a value that decodes to the same record.
+func FuzzDecodeRecord(f *testing.F) {
+	for _, seed := range []string{"A1732350000000|13|10.0.0.1:8080consumer-id", "L1|0|", "E5|3|a;bc;d",
+		"A1;1|1|2|1|1|tc{}uas", "A1732350000000;13|1|2|0|0|10.0.0.1:8080c{}svc", "A1;0|0|0|0|", "A1;x|", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return
+		}
+		again, err := decodeRecord(encodeRecord(r))
+		if err != nil || again != r {
+			t.Fatalf("decode(%q) = %+v; re-encoded it decodes to %+v, %v", v, r, again, err)
+		}
+	})
+}
+
+// TestRedisRecoveryClaim: one node at a time claims a session's recovery;
+// another waits for the record it writes (woken by its event), and claims
+// again once the claim is released or has expired.
+func TestRedisRecoveryClaim(t *testing.T) {
+	srv := redistest.StartServer(t)
+	a := newNode(t, singleCfg(srv, "rc:"), RedisOptions{CacheSize: 100})
+	b := newNode(t, singleCfg(srv, "rc:"), RedisOptions{CacheSize: 100})
+	old := Record{Target: "10.0.0.1:1", Consumer: "c", Created: time.Now().Add(-time.Minute), State: Active, Init: "{}"}
+	if err := a.Learn(bg(), "s", old); err != nil {
+		t.Fatal(err)
+	}
+	// b caches the old record.
+	if _, ok, err := b.Lookup(bg(), "s", 0); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+
+	release, ok, err := a.Claim(bg(), "s", 10*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if _, ok, err := b.Claim(bg(), "s", 10*time.Second); err != nil || ok {
+		t.Fatalf("second claim while held: ok=%v err=%v", ok, err)
+	}
+	type result struct {
+		rec   Record
+		found bool
+		err   error
+		took  time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		rec, found, err := b.AwaitWrite(bg(), "s", 20*time.Second, func(r Record) bool { return r.Upstream != "" })
+		done <- result{rec, found, err, time.Since(start)}
+	}()
+	time.Sleep(50 * time.Millisecond) // let it park; the test holds either way
+	moved := Record{Target: "10.0.0.2:1", Consumer: "c", Created: time.Now(), State: Active, Init: "{}", Upstream: "u-1"}
+	if err := a.Learn(bg(), "s", moved); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || !r.found || r.rec.Target != moved.Target || r.rec.Upstream != "u-1" {
+		t.Fatalf("AwaitWrite = %+v", r)
+	}
+	if r.took >= 20*time.Second {
+		t.Errorf("AwaitWrite took its whole wait: the write's event did not wake it")
+	}
+	// The waiting node's cache no longer holds the old record.
+	if rec, _, _ := b.Lookup(bg(), "s", 0); rec.Target != moved.Target {
+		t.Errorf("b still routes to %s", rec.Target)
+	}
+	release()
+	rel2, ok, err := b.Claim(bg(), "s", 100*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatalf("claim after release: %v %v", ok, err)
+	}
+	_ = rel2 // never released: it expires
+	waitFor(t, "claim expiry", 5*time.Second, func() bool {
+		_, ok, err := a.Claim(bg(), "s", time.Second)
+		return err == nil && ok
+	})
 }

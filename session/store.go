@@ -5,6 +5,7 @@ package session
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,47 @@ type Record struct {
 	Consumer string // Kong consumer id that created it ("" without auth)
 	Created  time.Time
 	State    State
+	// Init is the params object of the initialize request that opened the
+	// session (JSON, at most MaxInitBytes): what a recovery replays to open
+	// a new upstream session for the same client. "" means not recoverable.
+	Init string
+	// Upstream is the session id to send to Target when it differs from the
+	// id the record is stored under (the client's id after a recovery).
+	Upstream string
+	// Alias is, on the records a recovery wrote for other ids, the client's
+	// original session id: the one every recovery of the family is keyed by.
+	Alias string
+	// Service is the id of the Kong service whose replicas serve the
+	// session: a recovery opens the new session on a replica of the same
+	// service.
+	Service string
+}
+
+// MaxInitBytes bounds Record.Init: larger initialize params are not kept
+// (the session then cannot be recovered).
+const MaxInitBytes = 4096
+
+// Flight is implemented by stores shared between Kong nodes, so that one
+// node recovers a session while the others wait for its record.
+type Flight interface {
+	// Claim tries to take the recovery of id for at most ttl. ok=false:
+	// another node holds it. release gives it up early.
+	Claim(ctx context.Context, id string, ttl time.Duration) (release func(), ok bool, err error)
+	// AwaitWrite returns id's record once done(record) holds, waking on the
+	// writes of any node, or found=false when wait runs out first.
+	AwaitWrite(ctx context.Context, id string, wait time.Duration, done func(Record) bool) (rec Record, found bool, err error)
+}
+
+// TargetSeen, when set, is told the service and target of every Active
+// record a store hears of from another node (Redis events), so that the
+// process knows which replicas answer. It must be quick and safe for
+// concurrent use.
+var TargetSeen atomic.Pointer[func(service, target string)]
+
+func targetSeen(service, target string) {
+	if f := TargetSeen.Load(); f != nil && target != "" {
+		(*f)(service, target)
+	}
 }
 
 // ErrUnavailable wraps every backend failure (Redis down, timeout). Callers

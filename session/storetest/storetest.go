@@ -1,7 +1,7 @@
 // Package storetest is the one contract every session.Store backend must
 // meet. Backends run it from their own tests:
 //
-//	storetest.RunContract(t, func(t *testing.T) session.Store { ... })
+//	storetest.RunContract(t, func(t *testing.T, ttl time.Duration) session.Store { ... })
 package storetest
 
 import (
@@ -16,9 +16,14 @@ import (
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// TTL is the session TTL that stores handed to RunContract must have. The
+// TTL is the session TTL of the stores the expiry subtests ask for. The
 // tombstone TTL is min(TTL, 10m), so TTL too.
 const TTL = time.Second
+
+// longTTL is the TTL of the stores every other subtest asks for: long
+// enough that no record expires under it, however slow the machine, so
+// those subtests test what they name and not the clock.
+const longTTL = 10 * time.Minute
 
 // Bounds for things that must happen; none of them is a speed requirement.
 const (
@@ -30,9 +35,10 @@ const (
 // per subtest: the first call in a subtest returns a store on a fresh, empty
 // namespace; later calls in the same subtest return another Kong node's
 // store on that same namespace (for a memory store, which has no other
-// nodes, the same store). Stores must use TTL, and newStore closes them in
-// t.Cleanup.
-func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
+// nodes, the same store). Stores must use the session TTL ttl (the same for
+// every call in a subtest), and newStore closes them in t.Cleanup.
+func RunContract(t *testing.T, newStoreTTL func(t *testing.T, ttl time.Duration) session.Store) {
+	newStore := func(t *testing.T) session.Store { return newStoreTTL(t, longTTL) }
 	rec := func(target string) session.Record {
 		return session.Record{Target: target, Consumer: "consumer-1", Created: time.Now(), State: session.Active}
 	}
@@ -167,6 +173,47 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 		})
 	}
 
+	t.Run("RecoveryFields", func(t *testing.T) {
+		a, b := newStore(t), newStore(t)
+		init := `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"c","version":"1"}}`
+		plain := rec("10.0.0.4:8080")
+		plain.Init, plain.Service = init, "service-1"
+		mustLearn(t, a, "client", plain)
+		got := eventually(t, b, "client", func(r session.Record) bool { return r.Init == init })
+		if got.Upstream != "" || got.Alias != "" || got.Service != "service-1" {
+			t.Errorf("a learned record = %+v, want no upstream or alias", got)
+		}
+		// A recovery points the client's id at a new upstream session, and
+		// records the upstream id with the client's id as its alias.
+		moved := rec("10.0.0.5:8080")
+		moved.Init, moved.Upstream = init, "upstream-1"
+		mustLearn(t, b, "client", moved)
+		mustLearn(t, b, "upstream-1", session.Record{Target: moved.Target, Consumer: moved.Consumer,
+			Created: moved.Created, State: session.Active, Init: init, Alias: "client"})
+		got = eventually(t, a, "client", func(r session.Record) bool { return r.Upstream == "upstream-1" })
+		if got.Target != moved.Target || got.Init != init || got.Alias != "" {
+			t.Errorf("recovered record on the other node = %+v", got)
+		}
+		got = eventually(t, a, "upstream-1", func(r session.Record) bool { return r.Alias == "client" })
+		if got.Target != moved.Target || got.Upstream != "" || got.Init != init {
+			t.Errorf("upstream record = %+v", got)
+		}
+		// A tombstone keeps what a later recovery needs.
+		if err := a.MarkLost(ctx(t), "client"); err != nil {
+			t.Fatal(err)
+		}
+		got = eventually(t, b, "client", func(r session.Record) bool { return r.State == session.Lost })
+		if got.Init != init || got.Upstream != "upstream-1" || got.Target != moved.Target {
+			t.Errorf("lost record = %+v, want init, upstream and target kept", got)
+		}
+		// Learning a plain record again drops the recovery fields.
+		mustLearn(t, b, "client", rec("10.0.0.6:8080"))
+		got = eventually(t, a, "client", func(r session.Record) bool { return r.Target == "10.0.0.6:8080" })
+		if got.Init != "" || got.Upstream != "" || got.Alias != "" || got.Service != "" {
+			t.Errorf("relearned record = %+v, want no recovery fields", got)
+		}
+	})
+
 	t.Run("RelearnSeenByOtherNode", func(t *testing.T) {
 		a, b := newStore(t), newStore(t)
 		mustLearn(t, b, "r", rec("10.0.0.4:1"))
@@ -178,7 +225,7 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 	})
 
 	t.Run("TTLExpiry", func(t *testing.T) {
-		s := newStore(t)
+		s := newStoreTTL(t, TTL)
 		mustLearn(t, s, "active", rec("10.0.0.5:1"))
 		mustLearn(t, s, "tomb", rec("10.0.0.5:2"))
 		if err := s.End(ctx(t), "tomb"); err != nil {
@@ -205,16 +252,36 @@ func RunContract(t *testing.T, newStore func(t *testing.T) session.Store) {
 	})
 
 	t.Run("SlidingExpiryKeepsActiveSessionAlive", func(t *testing.T) {
-		s := newStore(t)
+		// A lookup must find the record when less than TTL separates the
+		// start of the previous use (its refresh happened after that) from
+		// the end of this one (its read happened before that); on a machine
+		// too slow for that, the probe proves nothing and is not counted.
+		s := newStoreTTL(t, TTL)
+		prevStart := time.Now()
 		mustLearn(t, s, "busy", rec("10.0.0.6:1"))
 		deadline := time.Now().Add(3 * TTL)
-		n := 0
+		n, checked := 0, 0
 		for time.Now().Before(deadline) {
 			time.Sleep(TTL / 10)
 			n++
-			if _, found, err := s.Lookup(ctx(t), "busy", 0); err != nil || !found {
-				t.Fatalf("lookup %d (%v after Learn, TTL %v): found %v, err %v", n, time.Duration(n)*TTL/10, TTL, found, err)
+			start := time.Now()
+			_, found, err := s.Lookup(ctx(t), "busy", 0)
+			if err != nil {
+				t.Fatalf("lookup %d: %v", n, err)
 			}
+			switch gap := time.Since(prevStart); {
+			case gap < TTL && !found:
+				t.Fatalf("lookup %d: not found %v after the previous use began (TTL %v)", n, gap, TTL)
+			case gap < TTL:
+				checked++
+			case !found: // may have expired: learn it again
+				start = time.Now()
+				mustLearn(t, s, "busy", rec("10.0.0.6:1"))
+			}
+			prevStart = start
+		}
+		if checked < 10 {
+			t.Fatalf("only %d of %d lookups came less than TTL %v after the previous one", checked, n, TTL)
 		}
 	})
 

@@ -101,3 +101,77 @@ func TestPDKCallBudget(t *testing.T) {
 
 	check("DELETE", c.delete(t, legacyNode.URL()), http.StatusOK, 7)
 }
+
+// TestPDKCallBudgetRecovered: a recovered session's later requests cost
+// as much as a healthy pinned one, 5 (the upstream Mcp-Session-Id shares
+// the Host's set_headers call); the request that recovers it pays for reading upstream_scheme
+// and upstream_uri besides.
+func TestPDKCallBudgetRecovered(t *testing.T) {
+	rs := startLegacyReplicas(t, 2)
+	var recs recordLog
+	m := freeAddr(t)
+	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 200}}}),
+		addrs(rs...), recs.option(), withMetrics(m), quietLog(t))
+	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+	g.coverReplicas()
+	record := func(r rpcResult) standin.RequestRecord {
+		t.Helper()
+		id := r.Header.Get("X-Kong-Request-Id")
+		var rec standin.RequestRecord
+		recs.waitRecords(t, 5*time.Second, func(all []standin.RequestRecord) bool {
+			for _, x := range all {
+				if x.ID == id {
+					rec = x
+					return true
+				}
+			}
+			return false
+		})
+		return rec
+	}
+	calls := func(rec standin.RequestRecord) int { return rec.RoundTrips() - len(rec.Events) - rec.InstanceStarts }
+
+	c := newPinRaw(demoKey, 10*time.Second)
+	c.initialize(t, node.URL())
+	c.initialized(t, node.URL())
+	first, r := c.whoami(t, node.URL())
+	if n := calls(record(r)); n != 5 {
+		t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
+	}
+	g.kill(g.byName(first))
+	g.waitDown(1)
+
+	second, r := c.whoami(t, node.URL())
+	if second == "" || second == first {
+		t.Fatalf("recovering request: whoami %q (%d %s)", second, r.Status, r.Body)
+	}
+	rec := record(r)
+	t.Logf("recovering request: %d PDK calls: %v", calls(rec), rec.Calls)
+	for i := range 3 {
+		name, r := c.whoami(t, node.URL())
+		rec := record(r)
+		if name != second {
+			t.Fatalf("request %d after the recovery reached %q, want %q", i, name, second)
+		}
+		if n := calls(rec); n > 5 || rec.Calls["access"]["kong.service.request.set_headers"] != 1 {
+			t.Errorf("recovered session's request: %d PDK calls (budget 5), want one set_headers (Host, Mcp-Session-Id): %v", n, rec.Calls)
+		} else if i == 0 {
+			t.Logf("recovered session's later POST: %d PDK calls (budget 5): %v", n, rec.Calls)
+		}
+	}
+
+	// DELETE with the client's id ends the new upstream session (the
+	// replica sees its own id) and the client's record.
+	survivor := g.byName(second)
+	deletes := survivor.MustStats(t).RequestsByMethod["DELETE"]
+	if r := c.delete(t, node.URL()); r.Status != 200 {
+		t.Fatalf("DELETE after the recovery: %d %s", r.Status, r.Body)
+	}
+	if st := survivor.MustStats(t); st.RequestsByMethod["DELETE"] != deletes+1 || st.MisroutedTotal != 0 {
+		t.Errorf("the recovered session's replica saw %d DELETEs (want %d), %d misrouted requests",
+			st.RequestsByMethod["DELETE"], deletes+1, st.MisroutedTotal)
+	}
+	if r := c.request(t, node.URL(), "tools/list", ""); !pluginNotFound(r) {
+		t.Errorf("request after DELETE: %d %s, want the 404 envelope", r.Status, r.Body)
+	}
+}

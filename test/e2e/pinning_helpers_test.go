@@ -275,7 +275,7 @@ func lookupLatency(m map[string]float64) string {
 // waitRecords waits (bounded) until the records satisfy cond and returns
 // them. Records arrive once their Log event has finished, so this also
 // waits for the Log phase; Node.WaitIdle is not used because its
-// WaitGroup.Add can race its Wait (see the report of issue 4).
+// WaitGroup.Add can race its Wait.
 func (l *recordLog) waitRecords(t testing.TB, timeout time.Duration, cond func([]standin.RequestRecord) bool) []standin.RequestRecord {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

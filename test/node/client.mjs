@@ -21,6 +21,9 @@
 //   sampling                   call a tool that sends sampling/createMessage; answered
 //                              with a canned message
 //   full                       initialize, tools-list, progress, elicitation, sampling
+//   wait-file <path>           wait (within the deadline) until the file exists: the
+//                              test changes the world meanwhile (kills a replica),
+//                              and the same Client goes on with the next scenarios
 //
 // The progress/elicitation/sampling tool is chosen from tools/list:
 //   mcp-relay legacy replica:  progress {steps,delay_ms} / ask / sample
@@ -60,6 +63,7 @@
 //             McpError -32001 "Request timed out", data {timeout}
 //   other     anything else (connection refused, bad content type...)
 
+import { existsSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
@@ -69,7 +73,7 @@ import {
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
 
-const SCENARIOS = new Set(["initialize", "tools-list", "call", "progress", "elicitation", "sampling", "full"]);
+const SCENARIOS = new Set(["initialize", "tools-list", "call", "progress", "elicitation", "sampling", "full", "wait-file"]);
 
 function usage(msg) {
   process.stdout.write(JSON.stringify({ ok: false, usageError: msg }) + "\n");
@@ -141,6 +145,8 @@ function parseArgs(argv) {
           const tool = need(++i, "call");
           const args = i + 1 < argv.length && !SCENARIOS.has(argv[i + 1]) ? parseJSONArg(argv[++i], "call args") : {};
           o.scenarios.push({ name: "call", tool, args });
+        } else if (a === "wait-file") {
+          o.scenarios.push({ name: a, path: need(++i, a) });
         } else if (a === "full") {
           for (const s of ["tools-list", "progress", "elicitation", "sampling"]) o.scenarios.push({ name: s });
         } else if (a !== "initialize") {
@@ -409,6 +415,11 @@ async function listTools() {
 }
 
 const runners = {
+  async "wait-file"(step, sc) {
+    step.path = sc.path;
+    while (!existsSync(sc.path)) await new Promise((r) => setTimeout(r, 50));
+    step.ok = true;
+  },
   async "tools-list"(step) {
     await listTools();
     step.tools = out.tools.map((t) => t.name);

@@ -149,7 +149,9 @@ func (n *Node) execute(bd *balancerData) (int, error) {
 	if bd.tryCount == 0 {
 		u := n.deck.UpstreamByName(bd.host)
 		if u != nil {
+			n.balMu.RLock()
 			bd.rr = n.balancers[u.Name]
+			n.balMu.RUnlock()
 			bd.upstream = u
 		}
 	}

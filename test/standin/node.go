@@ -82,7 +82,8 @@ type Node struct {
 	deck      *Deck
 	router    *router
 	plugins   []*pluginHandler
-	balancers map[string]*rrBalancer
+	balancers map[string]*rrBalancer // guarded by balMu once serving (SetTargets)
+	balMu     sync.RWMutex
 	trusted   []*net.IPNet
 
 	proc      *pluginProcess
