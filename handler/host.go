@@ -103,3 +103,18 @@ func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, host 
 		logger.Error("setting upstream headers of a pinned request", "err", err)
 	}
 }
+
+// pinnedHost is the Host for a request the plugin itself sends to target
+// ("ip:port", a session recovery): the one Kong would send.
+func (p *Plugin) pinnedHost(headers map[string][]string, target string) string {
+	if h := p.cfg.Upstream.HostHeader; h != "" {
+		return h
+	}
+	host, portText, err := net.SplitHostPort(target)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		return ""
+	}
+	value, _ := p.hosts.balancedHost(headers, host, port)
+	return value
+}

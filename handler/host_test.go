@@ -62,3 +62,20 @@ func TestPinnedHostFollowsKong(t *testing.T) {
 		})
 	}
 }
+
+func TestPinnedHostOfTheRecoveryCall(t *testing.T) {
+	p := newPlugin(t, storeOff)
+	if got := p.pinnedHost(hdr(), "10.0.0.7:8080"); got != "10.0.0.7:8080" {
+		t.Errorf("IP target: %q", got)
+	}
+	if got := p.pinnedHost(hdr(), "10.0.0.7:80"); got != "10.0.0.7" {
+		t.Errorf("port 80: %q", got)
+	}
+	p.hosts.learn([]byte(`{"route":{"preserve_host":true}}`))
+	if got := p.pinnedHost(map[string][]string{"host": {"mcp.example.com"}}, "10.0.0.7:8080"); got != "mcp.example.com" {
+		t.Errorf("preserve_host: %q", got)
+	}
+	if got := newPlugin(t, `{"upstream":{"host_header":"mcp.internal"},"session":{"store":"off"}}`).pinnedHost(hdr(), "10.0.0.7:8080"); got != "mcp.internal" {
+		t.Errorf("host_header: %q", got)
+	}
+}
