@@ -39,7 +39,7 @@ import (
 var updateClients = flag.Bool("update-clients", false, "rewrite README's client table from this run (TestClientMatrix)")
 
 // clientBound is how long one client run may take before it counts as hung.
-// Gemini CLI alone spends 7-25 s starting up on a loaded 2-core machine: it
+// Gemini CLI alone spends 4-25 s starting up on a loaded 2-core machine: it
 // gets geminiBound.
 const (
 	clientBound = 45 * time.Second
@@ -95,7 +95,11 @@ func TestClientMatrix(t *testing.T) {
 		{name: "TypeScript SDK 1.32.2", authWords: []string{"authentication failed", "401"}, run: runTSClient},
 		{name: "mcp-go v1.2.1", authWords: []string{"authentication failed", "authorization required"}, run: runMCPGo},
 		{name: "mcp-remote 0.15.1", authWords: []string{"authentication failed", "client registration"}, run: runMCPRemote(dir)},
-		{name: "MCP Inspector CLI 0.16.8", authWords: []string{"authentication failed", "401"}, run: runInspector(dir)},
+		{name: "MCP Inspector CLI 0.16.8", authWords: []string{"authentication failed", "401"},
+			run: runInspector("node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector-cli", "build", "index.js"))},
+		{name: "MCP Inspector 2.12.0 `--cli` (node 22)", authWords: []string{"authentication failed", "auth_required"},
+			run: runInspector(filepath.Join(dir, "node_modules", ".bin", "node"),
+				filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js"), "--cli")},
 		{name: "Claude Code 2.1.332 (`claude mcp list`)", authWords: []string{"failed to connect", "needs authentication"}, run: runClaude(dir)},
 		{name: "Gemini CLI 0.61.0 (`gemini mcp list`)", authWords: []string{"disconnected"}, run: runGemini(dir)},
 	}
@@ -407,20 +411,21 @@ func mcpRemoteLine(stderr, jsonrpcError string) string {
 	return lastLine(stderr, nil)
 }
 
-// runInspector: the MCP Inspector's CLI mode.
-func runInspector(dir string) func(*testing.T, string, clientCase) clientRun {
+// runInspector: the MCP Inspector's CLI mode, entry run by node with
+// the arguments before the CLI's own.
+func runInspector(node string, entry ...string) func(*testing.T, string, clientCase) clientRun {
 	return func(t *testing.T, url string, c clientCase) clientRun {
-		args := []string{filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector-cli", "build", "index.js"),
-			url, "--transport", "http", "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "text=hi"}
+		args := append(append([]string{}, entry...),
+			url, "--transport", "http", "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "text=hi")
 		if c.stream {
-			args = []string{args[0], url, "--transport", "http", "--method", "tools/call", "--tool-name", "progress",
-				"--tool-arg", "steps=3", "--tool-arg", "delay_ms=100"}
+			args = append(append([]string{}, entry...), url, "--transport", "http", "--method", "tools/call", "--tool-name", "progress",
+				"--tool-arg", "steps=3", "--tool-arg", "delay_ms=100")
 		}
 		if c.key != "" {
 			args = append(args, "--header", "apikey: "+c.key)
 		}
 		env, _ := clientEnv(t)
-		cmd := exec.Command("node", args...)
+		cmd := exec.Command(node, args...)
 		cmd.Env = env
 		stdout, stderr, took, hung, err := runBounded(t, cmd, clientBound)
 		r := clientRun{took: took, hung: hung}
