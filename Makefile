@@ -3,6 +3,8 @@ GO      ?= go
 BIN     := bin
 PLUGIN  := $(BIN)/mcp-relay
 NODE_DIR := test/node
+# The MCP clients of the client matrix (test/e2e/clients_test.go), pinned.
+CLIENTS_DIR := test/clients
 
 .PHONY: build run test lint fuzz clean node-deps bench soak
 
@@ -24,9 +26,11 @@ run: build
 	$(GO) build -o $(BIN)/demo ./test/cmd/demo
 	exec $(BIN)/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
 
-# Installs the node MCP peers (reference server and SDK client) from the lock file.
+# Installs the node MCP peers (reference server and SDK client) and the client
+# matrix's MCP clients from their lock files.
 node-deps:
 	@if [ ! -d $(NODE_DIR)/node_modules ]; then cd $(NODE_DIR) && npm ci --no-audit --no-fund; fi
+	@if [ ! -d $(CLIENTS_DIR)/node_modules ]; then cd $(CLIENTS_DIR) && npm ci --no-audit --no-fund; fi
 
 # The test command (CI runs this): vet, then every test with the race detector,
 # end-to-end tests included (they need redis-server and node on PATH).
@@ -52,7 +56,7 @@ lint:
 # executions, not seconds: go1.26's -fuzztime=Ns can end in a spurious
 # "context deadline exceeded".
 FUZZ_EXECS ?= 30000x
-FUZZ_TARGETS := envelope:FuzzParse envelope:FuzzDecodeHeader schema:FuzzParse handler:FuzzValidSessionID handler:FuzzReadServed
+FUZZ_TARGETS := envelope:FuzzParse envelope:FuzzDecodeHeader schema:FuzzParse handler:FuzzValidSessionID handler:FuzzReadServed handler:FuzzUpstreamMessage
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz ./$$pkg $$fn ($(FUZZ_EXECS))"; \

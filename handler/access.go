@@ -48,7 +48,12 @@ func (p *Plugin) access(k kong.PDK) {
 		}
 	}
 
+	// Protected-resource metadata is public (CORS *), whatever the Origin.
 	if p.serveMetadata(k, &r) {
+		return
+	}
+	if !p.origins.allows(headers) {
+		p.rejectOrigin(k, &r)
 		return
 	}
 	if r.method == "OPTIONS" { // CORS preflight passes untouched
@@ -234,16 +239,8 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		logger.Error("set_target failed", "err", err)
 		return false
 	}
-	if h := p.cfg.Upstream.HostHeader; h != "" {
-		if err := k.SetUpstreamHeader("Host", h); err != nil {
-			logger.Error("setting upstream Host", "err", err)
-		}
-	}
-	if rec.Upstream != "" { // a recovered session: its replica knows it by this id
-		if err := k.SetUpstreamHeader("Mcp-Session-Id", rec.Upstream); err != nil {
-			logger.Error("setting upstream Mcp-Session-Id", "err", err)
-		}
-	}
+	// A recovered session's replica knows it by rec.Upstream.
+	p.setPinnedHeaders(k, r.headers, host, port, rec.Upstream)
 	pinsHit.Inc()
 	if waited {
 		pinsAfterWait.Inc()

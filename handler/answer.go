@@ -5,7 +5,10 @@ import (
 	"github.com/mcp-relay/mcp-relay/kong"
 )
 
-// reason is one situation the plugin answers with an envelope.
+// reason is one situation the plugin answers with an envelope. Auth reasons
+// take their message from config; theirs holds the upstream's own reason for
+// a 401 or 403, shown so that a refusal that is no auth decision is not
+// disguised as one.
 type reason struct {
 	name    string // data.reason and the metrics label
 	status  int    // the HTTP status the situation has
@@ -50,6 +53,13 @@ var jsonOnly = map[string][]string{"Content-Type": {"application/json"}}
 // reply ends the request with the envelope answering r for why. wwwAuth is
 // the WWW-Authenticate value to send (auth reasons only).
 func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
+	p.replyDetail(k, r, why, wwwAuth, "")
+}
+
+// replyDetail is reply with an upstream refusal's own short reason
+// (upstream.go) appended to an auth message, so the refusal is not
+// disguised as the gateway's.
+func (p *Plugin) replyDetail(k kong.PDK, r *request, why reason, wwwAuth, detail string) {
 	e := envelope.Error{Code: why.code, Message: why.message, Data: envelope.Data{
 		Status: why.status, Reason: why.name, WWWAuthenticate: wwwAuth,
 	}}
@@ -63,6 +73,9 @@ func (p *Plugin) reply(k kong.PDK, r *request, why reason, wwwAuth string) {
 		}
 		if why.message != "" {
 			e.Message = why.message
+		}
+		if detail != "" {
+			e.Message += " (MCP server: " + detail + ")"
 		}
 	} else if r.modern && e.Code == envelope.CodeGateway {
 		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.

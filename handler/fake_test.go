@@ -14,15 +14,16 @@ import (
 // PDK call so tests can count round trips. End-to-end behaviour is tested
 // against the Kong stand-in in test/.
 type fakeKong struct {
-	method      string
-	headers     map[string][]string
-	body        []byte
-	status      int
-	respHeaders map[string]string
-	serialized  string
-	panicOn     string
-	vars        map[string]string
-	authz       fakeAuthz // access rules, metadata, log fields (authz_fake_test.go)
+	method       string
+	headers      map[string][]string
+	body         []byte
+	status       int
+	respHeaders  map[string]string
+	serialized   string
+	upstreamBody []byte
+	panicOn      string
+	vars         map[string]string
+	authz        fakeAuthz // access rules, metadata, log fields (authz_fake_test.go)
 
 	calls       []string
 	cleared     bool
@@ -63,6 +64,10 @@ func (f *fakeKong) RequestHeaders() (map[string][]string, error) {
 	}
 	return f.headers, nil
 }
+func (f *fakeKong) UpstreamBody() ([]byte, error) {
+	f.call("service.response.get_raw_body")
+	return f.upstreamBody, nil
+}
 func (f *fakeKong) RequestBody() ([]byte, error) { f.call("request.get_raw_body"); return f.body, nil }
 func (f *fakeKong) ClearBuffering() error        { f.call("nginx.set_ctx"); f.cleared = true; return nil }
 func (f *fakeKong) SetTarget(host string, port int) error {
@@ -76,6 +81,16 @@ func (f *fakeKong) SetUpstreamHeader(name, value string) error {
 		f.upstreamSet = map[string]string{}
 	}
 	f.upstreamSet[name] = value
+	return nil
+}
+func (f *fakeKong) SetUpstreamHeaders(headers map[string][]string) error {
+	f.call("service.request.set_headers")
+	if f.upstreamSet == nil {
+		f.upstreamSet = map[string]string{}
+	}
+	for name, values := range headers {
+		f.upstreamSet[name] = values[0]
+	}
 	return nil
 }
 func (f *fakeKong) Exit(status int, body []byte, headers map[string][]string) {

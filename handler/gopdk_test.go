@@ -37,7 +37,7 @@ func TestGoPDKAnonymousEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.DoAccess(newInstance(t, `{"session":{"store":"off"}}`))
-	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":"k-1"}`
+	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":"k-1"}`
 	if env.ClientRes.Status != 200 || string(env.ClientRes.Body) != want {
 		t.Errorf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
@@ -55,7 +55,7 @@ func TestGoPDKUpstream401Rewritten(t *testing.T) {
 	env.ServiceRes.Status = 401
 	env.ServiceRes.Body = []byte(`{"error":"Invalid or missing access key"}`)
 	env.DoResponse(newInstance(t, `{"session":{"store":"off"}}`))
-	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":12}`
+	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials (MCP server: Invalid or missing access key)","data":{"status":401,"reason":"unauthorized"}},"id":12}`
 	if env.ClientRes.Status != 200 || string(env.ClientRes.Body) != want {
 		t.Errorf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}

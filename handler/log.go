@@ -42,6 +42,7 @@ func (p *Plugin) log(k kong.PDK) {
 		return
 	}
 	f := readServed(data)
+	p.hosts.learn(data)
 	if panicTest && gjson.GetBytes(data, "request.headers.x-mcp-relay-panic").Str == "log" {
 		panic("injected panic (panictest build)")
 	}

@@ -33,6 +33,8 @@ type Plugin struct {
 	metadata *resourceMetadata // nil: no protected-resource metadata
 	invalid  *invalidConfig    // set: the configuration was refused (configerr.go)
 	health   *storeHealth      // the Redis store's watcher (storehealth.go)
+	origins  originAllowList   // config.origin.allow; nil: no check
+	hosts    hostRule          // how Kong sets Host when it balances
 }
 
 // New is the constructor go-pdk's server calls for each instance.
@@ -86,6 +88,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 	if err := p.initAuthz(&cfg); err != nil {
 		return err
 	}
+	p.origins = newOriginAllowList(cfg.Origin.Allow)
+	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
 	store, err := session.Open(cfg.Session)
 	if err != nil {

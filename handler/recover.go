@@ -215,7 +215,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		if i == maxRecoverTries {
 			break
 		}
-		call := newUpstreamCall(vars.scheme, c.target, vars.uri, p.cfg.Upstream.HostHeader, r.headers)
+		call := newUpstreamCall(vars.scheme, c.target, vars.uri, p.pinnedHost(r.headers, c.target), r.headers)
 		tctx, tcancel := context.WithTimeout(ctx, upstreamAnswerTimeout)
 		upstreamID, err := call.openSession(tctx, init)
 		tcancel()
@@ -290,7 +290,7 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	if sid == "" {
 		sid = id
 	}
-	call := newUpstreamCall(vars.scheme, rec.Target, vars.uri, p.cfg.Upstream.HostHeader, headers)
+	call := newUpstreamCall(vars.scheme, rec.Target, vars.uri, p.pinnedHost(headers, rec.Target), headers)
 	sctx, scancel := context.WithTimeout(context.Background(), upstreamAnswerTimeout)
 	defer scancel()
 	resp, body, err := call.post(sctx, r.rpc.Body, sid, first(headers, hProtocolVersion), maxResentAnswer)

@@ -66,15 +66,16 @@ func (p *Plugin) response(k kong.PDK) {
 	if !r.mcp {
 		return
 	}
-	wwwAuth := ""
+	wwwAuth, detail, why := "", "", upstreamReason(status)
 	if status == 401 || status == 403 {
+		detail = p.upstreamDetail(k, status)
 		// The upstream's own challenge wins: it may carry resource_metadata.
 		wwwAuth, _ = k.ResponseHeader("WWW-Authenticate")
 		if wwwAuth == "" {
 			wwwAuth = p.wwwAuthenticate(k, &r)
 		}
 	}
-	p.reply(k, &r, upstreamReason(status), wwwAuth)
+	p.replyDetail(k, &r, why, wwwAuth, detail)
 }
 
 // hintLearn tells Log that this answer created a session, when it did.

@@ -13,10 +13,10 @@ func TestResponseRewrites(t *testing.T) {
 		wantCalls  int
 	}{
 		{name: "200 untouched with one call", status: 200, method: "POST", wantCalls: 1},
-		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 5},
+		{name: "bare 401 becomes 200 envelope", status: 401, method: "POST", wantStatus: 200, wantCalls: 6},
 		{name: "401 with resource_metadata keeps 401", status: 401, method: "POST",
 			respHdr:    map[string]string{"WWW-Authenticate": `Bearer resource_metadata="https://x/.well-known/oauth-protected-resource"`},
-			wantStatus: 401, wantCalls: 5},
+			wantStatus: 401, wantCalls: 6},
 		{name: "504 becomes envelope", status: 504, method: "POST", wantStatus: 200, wantCalls: 4},
 		{name: "404 is not in rewrite_statuses", status: 404, method: "POST", wantCalls: 1},
 		{name: "preflight untouched", status: 401, method: "OPTIONS", wantCalls: 2,

@@ -43,8 +43,9 @@ func TestPinKnownSession(t *testing.T) {
 	if f.exited || f.target != "10.0.0.7:8080" || !f.cleared {
 		t.Fatalf("want pinned stream to 10.0.0.7:8080; exited=%v target=%q cleared=%v", f.exited, f.target, f.cleared)
 	}
-	if len(f.calls) != 4 { // headers, body, set_target, set_ctx: no get_method
-		t.Errorf("PDK calls = %v", f.calls)
+	// headers, body, set_target, set_header (Host), set_ctx: no get_method
+	if len(f.calls) != 5 || f.upstreamSet["Host"] != "10.0.0.7:8080" {
+		t.Errorf("PDK calls = %v, Host %q", f.calls, f.upstreamSet["Host"])
 	}
 }
 

@@ -33,6 +33,10 @@ func (a Adapter) SetUpstreamHeader(name, value string) error {
 	return a.k.ServiceRequest.SetHeader(name, value)
 }
 
+func (a Adapter) SetUpstreamHeaders(headers map[string][]string) error {
+	return a.k.ServiceRequest.SetHeaders(headers)
+}
+
 // Exit ends the request. go-pdk closes the event's connection afterwards, so
 // no PDK call may follow it in the same handler.
 func (a Adapter) Exit(status int, body []byte, headers map[string][]string) {
@@ -44,6 +48,8 @@ func (a Adapter) NginxVar(name string) (string, error) { return a.k.Nginx.GetVar
 func (a Adapter) ResponseStatus() (int, error) { return a.k.Response.GetStatus() }
 
 func (a Adapter) ResponseHeader(name string) (string, error) { return a.k.Response.GetHeader(name) }
+
+func (a Adapter) UpstreamBody() ([]byte, error) { return a.k.ServiceResponse.GetRawBody() }
 
 func (a Adapter) Serialize() ([]byte, error) {
 	s, err := a.k.Log.Serialize()

@@ -16,6 +16,9 @@ type PDK interface {
 	ClearBuffering() error
 	SetTarget(host string, port int) error
 	SetUpstreamHeader(name, value string) error
+	// SetUpstreamHeaders sets several request headers in one call
+	// (kong.service.request.set_headers; "Host" sets upstream_host too).
+	SetUpstreamHeaders(headers map[string][]string) error
 	// NginxVar reads an nginx variable (kong.nginx.get_var), e.g. the
 	// upstream_scheme and upstream_uri Kong sets before plugins run.
 	NginxVar(name string) (string, error)
@@ -25,6 +28,8 @@ type PDK interface {
 	// Response phase (buffered requests only)
 	ResponseStatus() (int, error)
 	ResponseHeader(name string) (string, error)
+	// UpstreamBody is the upstream's answer body (kong.service.response.get_raw_body).
+	UpstreamBody() ([]byte, error)
 
 	// Log phase: kong.log.serialize() JSON from the data Kong saved.
 	Serialize() ([]byte, error)

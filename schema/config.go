@@ -19,7 +19,14 @@ type Config struct {
 	Resources AccessRules `json:"resources"`
 	Log       Log         `json:"log"`
 	Metrics   Metrics     `json:"metrics"`
+	Origin    Origin      `json:"origin"`
 	Session   Session     `json:"session"`
+}
+
+// Origin is the gateway's Origin check (DNS-rebinding protection).
+type Origin struct {
+	// Allow lists the origins allowed to send requests; empty: no check.
+	Allow []string `json:"allow"`
 }
 
 // Auth says how rejections decided by Kong's auth plugins are recognised.
@@ -42,7 +49,7 @@ type Envelope struct {
 	Status string `json:"status"`
 	// AuthCode is the JSON-RPC code of auth errors for legacy requests (-32001).
 	AuthCode int `json:"auth_code"`
-	// AuthMessage is the message of auth errors ("Unauthorized").
+	// AuthMessage is the message of auth errors (DefaultAuthMessage).
 	AuthMessage string `json:"auth_message"`
 	// ModernAuthCode is the code of auth errors for 2026-07-28 requests; that
 	// spec reserves -32000..-32099, so it must lie outside -32768..-32000.
@@ -56,8 +63,8 @@ type Envelope struct {
 type Upstream struct {
 	RewriteStatuses []int    `json:"rewrite_statuses"`
 	BufferMethods   []string `json:"buffer_methods"`
-	// HostHeader, when set, is sent as Host on pinned requests (set_target
-	// otherwise makes Kong send the replica's IP as Host).
+	// HostHeader, when set, is sent as Host on pinned requests instead of
+	// the Host Kong sends when it balances (which the plugin restores).
 	HostHeader string `json:"host_header"`
 	// CheckMethodHeaders: 2026-07-28 Mcp-Method/Mcp-Name must match the body.
 	CheckMethodHeaders bool `json:"check_method_headers"`

@@ -124,8 +124,10 @@ var root = &field{
 					doc:     "JSON-RPC error code of auth errors (401, 403) answered to legacy requests. Any 32-bit integer.",
 				},
 				{
-					name: "auth_message", typ: kString, required: true, def: "Unauthorized",
-					doc: "JSON-RPC error message of 401 auth errors (403 errors say `Forbidden`).",
+					name: "auth_message", typ: kString, required: true, def: DefaultAuthMessage,
+					doc: "JSON-RPC error message of 401 auth errors (403 errors say `Forbidden`). " +
+						"Keep the word `Unauthorized` out of it: mcp-remote takes any error whose message contains it " +
+						"for an OAuth challenge and waits for a browser sign-in that never comes.",
 				},
 				{
 					name: "modern_auth_code", typ: kInteger, required: true, def: -31001,
@@ -159,8 +161,9 @@ var root = &field{
 				},
 				{
 					name: "host_header", typ: kString, noControl: true,
-					doc: "Host header sent on requests pinned to a replica (pinning makes Kong send the replica's address as Host). " +
-						"Unset: the replica's address.",
+					doc: "Host header sent on requests pinned to a replica. Unset: the Host Kong sends when it balances " +
+						"(the target's address with its port unless it is the scheme's default, or the client's Host with the " +
+						"route's preserve_host). Set it when the upstream has a host_header or its targets are given by name.",
 				},
 				{
 					name: "check_method_headers", typ: kBoolean, required: true, def: true,
@@ -176,6 +179,7 @@ var root = &field{
 		accessRulesField("resources", "resource URIs", "resources/read and resources/subscribe", "resources/list"),
 		logField,
 		metricsField,
+		originField,
 		{
 			name: "session", typ: kRecord, required: true,
 			doc: "Pinning of stateful legacy MCP sessions to the upstream replica that created them.",
@@ -235,6 +239,31 @@ var root = &field{
 				},
 				redisField,
 			},
+		},
+	},
+}
+
+// DefaultAuthMessage is the default JSON-RPC message of auth errors. It says
+// what failed without the word "Unauthorized", which mcp-remote reads as an
+// OAuth challenge (its bundle: error.message.includes("Unauthorized")), and
+// without "404", "405", "Not Found" or "Method Not Allowed", which it reads
+// as a reason to switch transports.
+const DefaultAuthMessage = "Authentication failed: missing or invalid credentials"
+
+// originField is the gateway's check of the Origin header, which the MCP
+// specification asks servers to make against DNS rebinding.
+var originField = &field{
+	name: "origin", typ: kRecord, required: true,
+	doc: "Which browser origins may reach the MCP servers behind the route (DNS-rebinding protection).",
+	fields: []*field{
+		{
+			name: "allow", typ: kSet,
+			elements: &field{typ: kString, required: true, noControl: true},
+			doc: "Origins allowed to send requests, written as browsers send them (`https://app.example.com`, " +
+				"`http://localhost:6274`; compared without regard to case, a trailing `/` ignored). A request with " +
+				"any other `Origin` gets a 403 envelope (reason `origin_forbidden`) and never reaches the server; " +
+				"`null` matches the `Origin: null` of sandboxed pages and files only when listed. Requests without " +
+				"`Origin` pass: clients other than browsers send none. Unset or empty: Origin is not checked.",
 		},
 	},
 }

@@ -1,10 +1,18 @@
 package e2e
 
 // TestPDKCallBudget: the PDK calls each request kind costs, counted by the
-// stand-in for real requests to real replicas. The budget: a pinned
-// legacy POST at most 4, initialize at most 6, a 2026-07-28 POST 3 with the
-// header check (2 without), a non-MCP request 2, a DELETE 6; a Log phase with nothing
-// to learn makes no call. `make bench` prints the same counts.
+// stand-in for real requests to real replicas: a pinned legacy POST at most
+// 5, initialize at most 6, a 2026-07-28 POST 3 with the header check (2
+// without), a non-MCP request 2, a DELETE 7; a Log phase with nothing to
+// learn makes no call. `make bench` prints the same counts.
+//
+// A pinned request costs one call more than pinning alone (4): restoring the
+// Host header Kong sends when it balances. kong.service.set_target writes
+// ngx.var.upstream_host (kong/pdk/service.lua), which runloop access.after
+// (kong/runloop/handler.lua) then sends as a preserved Host, skipping
+// balancer.set_host_header; only kong.service.request.set_header(s) writes
+// it back. The call is skipped when that Host is the bare target host (port
+// 80 over http, 443 over https).
 
 import (
 	"net/http"
@@ -67,12 +75,12 @@ func TestPDKCallBudget(t *testing.T) {
 	if name != legacy.Name() {
 		t.Fatalf("whoami: %q %d %s", name, r.Status, r.Body)
 	}
-	rec := check("pinned legacy POST (tools/call)", r, http.StatusOK, 4)
+	rec := check("pinned legacy POST (tools/call)", r, http.StatusOK, 5)
 	if rec.Calls["access"]["kong.service.set_target"] != 1 || rec.PhaseCalls("log") != 0 {
 		t.Errorf("pinned POST: want one set_target and no Log call: %v", rec.Calls)
 	}
 	r = c.request(t, legacyNode.URL(), "tools/list", "")
-	check("pinned legacy POST, buffered (tools/list)", r, http.StatusOK, 5)
+	check("pinned legacy POST, buffered (tools/list)", r, http.StatusOK, 6)
 
 	m := newRaw(demoKey)
 	m.version = "2026-07-28"
@@ -91,12 +99,12 @@ func TestPDKCallBudget(t *testing.T) {
 	plain := newRaw(demoKey).do(t, req)
 	check("request without MCP markers", plain, plain.Status, 2)
 
-	check("DELETE", c.delete(t, legacyNode.URL()), http.StatusOK, 6)
+	check("DELETE", c.delete(t, legacyNode.URL()), http.StatusOK, 7)
 }
 
 // TestPDKCallBudgetRecovered: a recovered session's later requests cost
-// one call more than a healthy pinned one (the upstream Mcp-Session-Id),
-// at most 5; the request that recovers it pays for reading upstream_scheme
+// as much as a healthy pinned one, 5 (the upstream Mcp-Session-Id shares
+// the Host's set_headers call); the request that recovers it pays for reading upstream_scheme
 // and upstream_uri besides.
 func TestPDKCallBudgetRecovered(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
@@ -127,8 +135,8 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	c.initialize(t, node.URL())
 	c.initialized(t, node.URL())
 	first, r := c.whoami(t, node.URL())
-	if n := calls(record(r)); n != 4 {
-		t.Errorf("healthy pinned POST: %d PDK calls, want 4", n)
+	if n := calls(record(r)); n != 5 {
+		t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
 	}
 	g.kill(g.byName(first))
 	g.waitDown(1)
@@ -145,8 +153,8 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 		if name != second {
 			t.Fatalf("request %d after the recovery reached %q, want %q", i, name, second)
 		}
-		if n := calls(rec); n > 5 || rec.Calls["access"]["kong.service.request.set_header"] != 1 {
-			t.Errorf("recovered session's request: %d PDK calls (budget 5), want one set_header: %v", n, rec.Calls)
+		if n := calls(rec); n > 5 || rec.Calls["access"]["kong.service.request.set_headers"] != 1 {
+			t.Errorf("recovered session's request: %d PDK calls (budget 5), want one set_headers (Host, Mcp-Session-Id): %v", n, rec.Calls)
 		} else if i == 0 {
 			t.Logf("recovered session's later POST: %d PDK calls (budget 5): %v", n, rec.Calls)
 		}

@@ -156,17 +156,17 @@ func TestAuthEnvelopes(t *testing.T) {
 		wantBody        string // exact envelope
 	}{
 		{"missing key, numeric id", "", `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{}}`, 200,
-			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":7}`},
+			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":7}`},
 		{"wrong key, string id", "nope", `{"jsonrpc":"2.0","id":"req-9","method":"tools/list"}`, 200,
-			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":"req-9"}`},
+			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":"req-9"}`},
 		{"wrong key, huge number id", "nope", `{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}`, 200,
-			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":123456789012345678901234567890}`},
+			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":123456789012345678901234567890}`},
 		{"notification", "", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, 401,
-			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":null}`},
+			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":null}`},
 		{"malformed JSON", "", `{"jsonrpc":"2.0","id":`, 401,
-			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":null}`},
+			`{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":null}`},
 		{"batch", "", `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":"b","method":"tools/list"}]`, 200,
-			`[{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":1},{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":"b"}]`},
+			`[{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":1},{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials","data":{"status":401,"reason":"unauthorized"}},"id":"b"}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,11 +184,11 @@ func TestAuthEnvelopes(t *testing.T) {
 	// transport failure; so does the TypeScript SDK.
 	_, _, err := mcptest.NewClient(t, node.URL()+"/mcp", mcptest.Config{
 		Version: mcp.ProtocolVersion20251125, Headers: map[string]string{"apikey": "wrong"}})
-	if err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+	if err == nil || !strings.Contains(err.Error(), "Authentication failed") {
 		t.Errorf("mcp-go client with a wrong key: %v", err)
 	}
 	res, _ := peers.RunNodeClient(t, node.URL()+"/mcp", map[string]string{"apikey": "wrong"}, "initialize")
-	if len(res.Errors) == 0 || res.Errors[0].Code == nil || *res.Errors[0].Code != -32001 || !strings.Contains(res.Errors[0].Message, "Unauthorized") {
+	if len(res.Errors) == 0 || res.Errors[0].Code == nil || *res.Errors[0].Code != -32001 || !strings.Contains(res.Errors[0].Message, "Authentication failed") {
 		t.Errorf("TypeScript client with a wrong key: %s", res.Raw)
 	}
 }
@@ -215,7 +215,7 @@ func TestUpstreamBare401(t *testing.T) {
 	bad := peers.StartBad(t, peers.ModeBare401)
 	node := startNode(t, deck(t, deckOptions{}), addrs(bad))
 	r := newRaw(demoKey).post(t, node.URL(), `{"jsonrpc":"2.0","id":"init-1","method":"initialize","params":{}}`)
-	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Unauthorized","data":{"status":401,"reason":"unauthorized"}},"id":"init-1"}`
+	want := `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Authentication failed: missing or invalid credentials (MCP server: Invalid or missing access key)","data":{"status":401,"reason":"unauthorized"}},"id":"init-1"}`
 	if r.Status != 200 || string(r.Body) != want {
 		t.Errorf("initialize: %d %s", r.Status, r.Body)
 	}

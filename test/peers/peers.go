@@ -279,6 +279,24 @@ func StartLegacy(t testing.TB, name string) *Replica {
 	return r
 }
 
+// StartLegacyHostChecked starts a legacy replica, as StartLegacy, that
+// answers 403 to any request whose Host is not its own "ip:port": what Kong
+// sends when it balances to a target given by IP, or only host when given.
+func StartLegacyHostChecked(t testing.TB, name string, host ...string) *Replica {
+	t.Helper()
+	bins := goBinaries(t)
+	args := []string{"-name", name, "-check-host"}
+	if len(host) > 0 {
+		args = append(args, "-allow-host", host[0])
+	}
+	r := &Replica{t: t, kind: KindLegacy, name: name, bin: bins.legacy, args: args}
+	if err := r.start(""); err != nil {
+		t.Fatalf("peers: start legacy replica %s: %v", name, err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
 // StartBad starts an upstream that misbehaves as mode says (ModeBare401 or
 // ModeSilent), and stops it when the test ends.
 func StartBad(t testing.TB, mode string) *Replica {

@@ -61,6 +61,10 @@ type Options struct {
 	Name string
 	// Logger receives mcp-go's transport logs. Nil discards them.
 	Logger *slog.Logger
+	// AllowedHosts, when set, is a DNS-rebinding guard as MCP SDKs have one:
+	// a request to /mcp whose Host is not listed exactly gets 403 with a
+	// JSON-RPC error naming the Host.
+	AllowedHosts []string
 }
 
 // Server is one legacy MCP replica: an http.Handler serving /mcp, /stats,
@@ -98,7 +102,7 @@ func New(opts Options) *Server {
 		server.WithStreamableHTTPLogger(logger),
 	)
 	s.mux = http.NewServeMux()
-	s.mux.Handle(Path, s.rec.middleware(s.streamable))
+	s.mux.Handle(Path, s.rec.middleware(hostGuard(opts.AllowedHosts, s.streamable)))
 	s.mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.Stats())
@@ -129,3 +133,22 @@ func (s *Server) ResetStats() { s.rec.reset() }
 // CloseSessions ends every open GET stream and forgets every session, so
 // that an http.Server holding this handler can shut down.
 func (s *Server) CloseSessions(ctx context.Context) { s.streamable.CloseSessions(ctx) }
+
+// hostGuard rejects requests whose Host is not in allowed (none: no check).
+func hostGuard(allowed []string, next http.Handler) http.Handler {
+	if len(allowed) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range allowed {
+			if r.Host == h {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		msg, _ := json.Marshal("Invalid Host header: " + r.Host)
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","error":{"code":-32000,"message":`+string(msg)+`},"id":null}`)
+	})
+}

@@ -27,25 +27,33 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	name := flag.String("name", "replica-a", "replica name, returned by the whoami tool")
 	verbose := flag.Bool("v", false, "log mcp-go transport events to stderr")
+	checkHost := flag.Bool("check-host", false, "answer 403 unless Host is this server's own host:port (a DNS-rebinding guard)")
+	allowHost := flag.String("allow-host", "", "with -check-host, accept this Host instead of the server's own host:port")
 	flag.Parse()
 
-	if err := run(*listen, *name, *verbose); err != nil {
+	if err := run(*listen, *name, *verbose, *checkHost, *allowHost); err != nil {
 		fmt.Fprintln(os.Stderr, "legacyserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, name string, verbose bool) error {
+func run(listen, name string, verbose, checkHost bool, allowHost string) error {
 	var logger *slog.Logger
 	if verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	replica := legacy.New(legacy.Options{Name: name, Logger: logger})
-
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
+	opts := legacy.Options{Name: name, Logger: logger}
+	if checkHost {
+		opts.AllowedHosts = []string{ln.Addr().String()}
+		if allowHost != "" {
+			opts.AllowedHosts = []string{allowHost}
+		}
+	}
+	replica := legacy.New(opts)
 	srv := &http.Server{Handler: replica, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Printf("listening %s\n", ln.Addr())
 

@@ -1,0 +1,120 @@
+package handler
+
+import (
+	"net"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/mcp-relay/mcp-relay/kong"
+)
+
+// hHost is the client's Host header as kong.request.get_headers returns it.
+const hHost = "host"
+
+// A pinned request must reach its replica with the Host header Kong sends
+// when it balances, or a server that checks Host (DNS-rebinding protection,
+// virtual hosts) rejects every request after initialize. Kong 3.9:
+//
+//   - kong.service.set_target (kong/pdk/service.lua) sets
+//     ngx.var.upstream_host to the target's host, so runloop access.after
+//     (kong/runloop/handler.lua) takes it as a preserved Host and skips
+//     balancer.set_host_header: the replica sees the bare IP.
+//   - When Kong balances, set_host_header (kong/runloop/balancer/init.lua)
+//     sends balancer_data.hostname, with ":port" unless the port is the
+//     scheme's default; for an upstream target given by IP that hostname is
+//     the IP (balancer execute: `hostname = hostname or ip`). With the
+//     route's preserve_host, the router's upstream_host (the client's Host)
+//     is sent instead.
+//
+// Only kong.service.request.set_header(s) writes ngx.var.upstream_host
+// back, so restoring costs one PDK call per pinned request (shared with a
+// recovered session's Mcp-Session-Id, through set_headers); it is skipped
+// when the Host Kong would balance with is the bare host set_target sends.
+// The route facts (preserve_host, the service's protocol) come free with
+// the kong.log.serialize() the Log phase reads when it learns a session.
+//
+// Not known to the plugin: an upstream's host_header and targets given by
+// name (Kong sends that name); upstream.host_header covers both.
+type hostRule struct {
+	bits atomic.Uint32 // hostRuleKnown | hostRulePreserve | hostRuleHTTPS
+}
+
+const (
+	hostRuleKnown = 1 << iota
+	hostRulePreserve
+	hostRuleHTTPS
+)
+
+// learn reads the route's preserve_host and the service's protocol from
+// kong.log.serialize() output.
+func (h *hostRule) learn(data []byte) {
+	js := unsafe.String(unsafe.SliceData(data), len(data))
+	res := gjson.GetMany(js, "route.preserve_host", "service.protocol")
+	bits := uint32(hostRuleKnown)
+	if res[0].Bool() {
+		bits |= hostRulePreserve
+	}
+	if res[1].Str == "https" {
+		bits |= hostRuleHTTPS
+	}
+	h.bits.Store(bits)
+}
+
+// balancedHost is the Host Kong sends when it balances to host:port, and
+// whether it differs from the bare host set_target makes it send.
+func (h *hostRule) balancedHost(headers map[string][]string, host string, port int) (string, bool) {
+	bits := h.bits.Load()
+	if bits&hostRulePreserve != 0 {
+		client := first(headers, hHost)
+		return client, client != "" && client != host
+	}
+	defaultPort := 80
+	if bits&hostRuleHTTPS != 0 {
+		defaultPort = 443
+	}
+	if port == defaultPort {
+		return host, false
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), true
+}
+
+// setPinnedHeaders runs after set_target. It restores Host (upstream.host_header
+// when set, else the Host Kong would have sent when balancing) and, for a
+// recovered session, sends the id its new replica knows it by: one PDK
+// call for both.
+func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, host string, port int, upstreamSession string) {
+	value, set := p.cfg.Upstream.HostHeader, true
+	if value == "" {
+		value, set = p.hosts.balancedHost(headers, host, port)
+	}
+	var err error
+	switch {
+	case set && upstreamSession != "":
+		err = k.SetUpstreamHeaders(map[string][]string{"Host": {value}, "Mcp-Session-Id": {upstreamSession}})
+	case set:
+		err = k.SetUpstreamHeader("Host", value)
+	case upstreamSession != "":
+		err = k.SetUpstreamHeader("Mcp-Session-Id", upstreamSession)
+	}
+	if err != nil {
+		logger.Error("setting upstream headers of a pinned request", "err", err)
+	}
+}
+
+// pinnedHost is the Host for a request the plugin itself sends to target
+// ("ip:port", a session recovery): the one Kong would send.
+func (p *Plugin) pinnedHost(headers map[string][]string, target string) string {
+	if h := p.cfg.Upstream.HostHeader; h != "" {
+		return h
+	}
+	host, portText, err := net.SplitHostPort(target)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		return ""
+	}
+	value, _ := p.hosts.balancedHost(headers, host, port)
+	return value
+}
