@@ -28,9 +28,12 @@ run: build
 
 # Installs the node MCP peers (reference server and SDK client) and the client
 # matrix's MCP clients from their lock files.
-node-deps:
-	@if [ ! -d $(NODE_DIR)/node_modules ]; then cd $(NODE_DIR) && npm ci --no-audit --no-fund; fi
-	@if [ ! -d $(CLIENTS_DIR)/node_modules ]; then cd $(CLIENTS_DIR) && npm ci --no-audit --no-fund; fi
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(CLIENTS_DIR)/node_modules/.package-lock.json
+
+# npm ci again whenever a lock file changed since the last install.
+%/node_modules/.package-lock.json: %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund
+	@touch $@
 
 # The test command (CI runs this): vet, then every test with the race detector,
 # end-to-end tests included (they need redis-server and node on PATH).
