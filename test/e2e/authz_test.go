@@ -531,13 +531,13 @@ func TestAuthzPDKCost(t *testing.T) {
 	rc.initialize(t, rules.URL()) // also starts the instance
 	rc.initialized(t, rules.URL())
 	_, r := rc.whoami(t, rules.URL())
-	check("access rules: pinned tools/call allowed", r, 200, 4)
+	check("access rules: pinned tools/call allowed", r, 200, 5)
 	check("access rules: pinned tools/call denied", rc.request(t, rules.URL(), "tools/call", `{"name":"progress","arguments":{}}`), 200, 3)
 	r = rc.request(t, rules.URL(), "tools/list", "")
 	if strings.Contains(string(r.Body), `"progress"`) {
 		t.Errorf("tools/list shows progress: %s", r.Body)
 	}
-	check("access rules: pinned tools/list, entries hidden", r, 200, 7)
+	check("access rules: pinned tools/list, entries hidden", r, 200, 8)
 	oc := newPinRaw(otherKey, 10*time.Second)
 	oc.initialize(t, rules.URL())
 	oc.initialized(t, rules.URL())
@@ -545,13 +545,13 @@ func TestAuthzPDKCost(t *testing.T) {
 	if !strings.Contains(string(r.Body), `"progress"`) {
 		t.Errorf("other's tools/list lacks progress: %s", r.Body)
 	}
-	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 6)
+	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 7)
 
 	lc := newPinRaw(demoKey, 10*time.Second)
 	lc.initialize(t, logged.URL())
 	lc.initialized(t, logged.URL())
 	_, r = lc.whoami(t, logged.URL())
-	check("log.serialize: pinned tools/call", r, 200, 5)
+	check("log.serialize: pinned tools/call", r, 200, 6)
 
 	newRaw("").request(t, prm.URL(), "ping", "") // starts the instance
 	check("resource_metadata: anonymous initialize", newRaw("").initialize(t, prm.URL()), 401, 5)
