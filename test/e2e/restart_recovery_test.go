@@ -494,7 +494,7 @@ func TestRestartRecoversReplicaLostMeanwhile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			g.kill(victim) // before the node respawns the plugin (at most once a second)
+			g.kill(victim) // while the plugin process restarts
 			g.waitRespawn(pid, starts)
 
 			// Only this session sends requests. Its first pins the dead
@@ -502,7 +502,7 @@ func TestRestartRecoversReplicaLostMeanwhile(t *testing.T) {
 			// get Kong's 502 (as without a restart), none a 404.
 			var statuses []int
 			recoveredOn := ""
-			for try := 0; try < 20 && recoveredOn == ""; try++ {
+			for try := 0; try < 50 && recoveredOn == ""; try++ { // up to 5 s and more
 				r := tryWhoami(c, base)
 				if r.err != nil {
 					t.Fatalf("transport error: %v", r.err)
