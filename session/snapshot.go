@@ -185,6 +185,7 @@ func (p *Snapshotter) load(merge bool) {
 	}
 	var restored, expired, stores int
 	var hints []Hint
+	targets := map[serviceTarget]struct{}{}
 	now := time.Now()
 	for _, s := range f.sections {
 		switch s.kind {
@@ -201,7 +202,7 @@ func (p *Snapshotter) load(merge bool) {
 			if !merge {
 				m.reserve(s.count)
 			}
-			r, x := restoreSection(m, s.entries, merge, now)
+			r, x := restoreSection(m, s.entries, merge, now, targets)
 			restored, expired, stores = restored+r, expired+x, stores+1
 			if !merge {
 				// The file already holds what was just restored.
@@ -218,6 +219,13 @@ func (p *Snapshotter) load(merge bool) {
 	snapStats.restored.Add(uint64(restored))
 	snapStats.skipped.Add(uint64(expired))
 	p.known = id
+	// The replicas the restored sessions are pinned to answered an
+	// initialize once: the process knows them again as it did before the
+	// restart, so a recovery finds a live replica before any request pins
+	// one.
+	for st := range targets {
+		targetSeen(st.service, st.target)
+	}
 	if len(hints) > 0 && p.onHints != nil {
 		p.onHints(hints)
 	}
@@ -229,9 +237,13 @@ func (p *Snapshotter) load(merge bool) {
 		"written_at", time.Unix(0, f.written).UTC().Format(time.RFC3339), "took", time.Since(start).Round(time.Millisecond))
 }
 
+// serviceTarget is one replica of one Kong service.
+type serviceTarget struct{ service, target string }
+
 // restoreSection puts a section's unexpired records into m with their
-// remaining TTL and state.
-func restoreSection(m *Memory, entries []byte, onlyMissing bool, now time.Time) (restored, expired int) {
+// remaining TTL and state, and adds the service and target of each Active
+// one it restored to targets.
+func restoreSection(m *Memory, entries []byte, onlyMissing bool, now time.Time, targets map[serviceTarget]struct{}) (restored, expired int) {
 	wall := now.UnixNano()
 	eachSnapEntry(entries, func(e snapEntry) {
 		rec, err := decodeRecord(string(e.value))
@@ -248,6 +260,9 @@ func restoreSection(m *Memory, entries []byte, onlyMissing bool, now time.Time) 
 		}
 		if m.restore(e.id, rec, age) == nil {
 			restored++
+			if rec.State == Active && rec.Target != "" {
+				targets[serviceTarget{rec.Service, rec.Target}] = struct{}{}
+			}
 		}
 	})
 	return restored, expired

@@ -494,3 +494,47 @@ func TestSnapshotWriteFailures(t *testing.T) {
 		t.Errorf("directory holds %d files, want only the snapshot", len(entries))
 	}
 }
+
+// TestSnapshotRestoreTellsTargets: the service and target of every Active
+// restored record reach TargetSeen once (the recovery fleet is seeded from
+// them); ended and lost records' targets do not.
+func TestSnapshotRestoreTellsTargets(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sessions")
+	set := newMapSet(t)
+	m := set.store(time.Hour, 100)
+	created := time.Now()
+	for id, r := range map[string]Record{
+		"a1":    {Target: "10.0.0.1:80", Created: created, State: Active, Service: "svc"},
+		"a2":    {Target: "10.0.0.1:80", Created: created, State: Active, Service: "svc"},
+		"b":     {Target: "10.0.0.2:80", Created: created, State: Active, Service: "svc"},
+		"other": {Target: "10.0.0.2:80", Created: created, State: Active, Service: "svc-2"},
+		"lost":  {Target: "10.0.0.3:80", Created: created, State: Lost, Service: "svc"},
+		"ended": {Target: "10.0.0.4:80", Created: created, State: Ended, Service: "svc"},
+	} {
+		if err := m.Learn(ctx, id, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs logBuf
+	if err := testSnapshotter(t, path, set, &logs, nil).Shutdown(nil); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	record := func(service, target string) {
+		mu.Lock()
+		seen[service+" "+target]++
+		mu.Unlock()
+	}
+	old := TargetSeen.Swap(&record)
+	defer TargetSeen.Store(old)
+	testSnapshotter(t, path, newMapSet(t), &logs, nil)
+	want := map[string]int{"svc 10.0.0.1:80": 1, "svc 10.0.0.2:80": 1, "svc-2 10.0.0.2:80": 1}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("targets told %v, want %v", seen, want)
+	}
+}

@@ -59,8 +59,9 @@ type Flight interface {
 }
 
 // TargetSeen, when set, is told the service and target of every Active
-// record a store hears of from another node (Redis events), so that the
-// process knows which replicas answer. It must be quick and safe for
+// record a store hears of from another node (Redis events), and of the
+// Active records restored from the sessions file (once per pair), so that
+// the process knows which replicas answer. It must be quick and safe for
 // concurrent use.
 var TargetSeen atomic.Pointer[func(service, target string)]
 

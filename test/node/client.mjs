@@ -24,6 +24,8 @@
 //   wait-file <path>           wait (within the deadline) until the file exists: the
 //                              test changes the world meanwhile (kills a replica),
 //                              and the same Client goes on with the next scenarios
+//   touch-file <path>          create the file: tells the test the scenarios before it
+//                              are done (pairs with wait-file)
 //
 // The progress/elicitation/sampling tool is chosen from tools/list:
 //   mcp-relay legacy replica:  progress {steps,delay_ms} / ask / sample
@@ -63,7 +65,7 @@
 //             McpError -32001 "Request timed out", data {timeout}
 //   other     anything else (connection refused, bad content type...)
 
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
@@ -73,7 +75,7 @@ import {
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
 
-const SCENARIOS = new Set(["initialize", "tools-list", "call", "progress", "elicitation", "sampling", "full", "wait-file"]);
+const SCENARIOS = new Set(["initialize", "tools-list", "call", "progress", "elicitation", "sampling", "full", "wait-file", "touch-file"]);
 
 function usage(msg) {
   process.stdout.write(JSON.stringify({ ok: false, usageError: msg }) + "\n");
@@ -145,7 +147,7 @@ function parseArgs(argv) {
           const tool = need(++i, "call");
           const args = i + 1 < argv.length && !SCENARIOS.has(argv[i + 1]) ? parseJSONArg(argv[++i], "call args") : {};
           o.scenarios.push({ name: "call", tool, args });
-        } else if (a === "wait-file") {
+        } else if (a === "wait-file" || a === "touch-file") {
           o.scenarios.push({ name: a, path: need(++i, a) });
         } else if (a === "full") {
           for (const s of ["tools-list", "progress", "elicitation", "sampling"]) o.scenarios.push({ name: s });
@@ -418,6 +420,11 @@ const runners = {
   async "wait-file"(step, sc) {
     step.path = sc.path;
     while (!existsSync(sc.path)) await new Promise((r) => setTimeout(r, 50));
+    step.ok = true;
+  },
+  async "touch-file"(step, sc) {
+    step.path = sc.path;
+    writeFileSync(sc.path, "");
     step.ok = true;
   },
   async "tools-list"(step) {
