@@ -4,12 +4,13 @@ package e2e
 // test/clients/package-lock.json, plus the TypeScript SDK of test/node and
 // mcp-go) through the stand-in and the real plugin, in every case an MCP
 // user meets: a right key, no key, a wrong key, an OAuth-style challenge,
-// and a streamed tool call with progress. It asserts that no client hangs
-// (each run is killed after clientBound and fails), that auth failures read
-// as authentication errors, and that right keys work. What each client
-// showed is README's client table: `go test ./test/e2e -run
-// '^TestClientMatrix$' -update-clients` regenerates it; otherwise the committed
-// table must match the run, timings aside.
+// a streamed tool call with progress, and a session whose replica dies
+// (clients_lost_test.go). It asserts that no client hangs (each run is
+// killed after clientBound and fails), that auth failures read as
+// authentication errors, that right keys work, and that lost sessions are
+// recovered. What each client showed is README's client table: `go test
+// ./test/e2e -run '^TestClientMatrix$' -update-clients` regenerates it;
+// otherwise the committed table must match the run, timings aside.
 
 import (
 	"bufio"
@@ -52,6 +53,9 @@ type clientCase struct {
 	key    string // apikey header; "" sends none
 	oauth  bool   // the node answers auth failures 401 with a resource_metadata challenge
 	stream bool   // a streamed tool call with progress, instead of list + call
+	// lost: a call, the session's replica killed, a call from the same
+	// client (clients_lost_test.go); noRecover turns session.recover off.
+	lost, noRecover bool
 }
 
 var clientCases = []clientCase{
@@ -60,6 +64,8 @@ var clientCases = []clientCase{
 	{name: "wrong key", key: "wrong-key"},
 	{name: "OAuth challenge, no key", oauth: true},
 	{name: "progress (streamed call)", key: demoKey, stream: true},
+	{name: "session lost (its replica killed)", key: demoKey, lost: true},
+	{name: "session lost, `recover: false`", key: demoKey, lost: true, noRecover: true},
 }
 
 func (c clientCase) authFailure() bool { return c.key != demoKey }
@@ -80,6 +86,10 @@ type matrixClient struct {
 	// authWords: what its line says on an auth failure (lower case, any of).
 	authWords []string
 	run       func(t *testing.T, url string, c clientCase) clientRun
+	// lost runs the lost-session cases; oneShot says why a client without
+	// it has no session that outlives one request.
+	lost    func(t *testing.T, g *lostRig) clientRun
+	oneShot string
 }
 
 func TestClientMatrix(t *testing.T) {
@@ -92,16 +102,16 @@ func TestClientMatrix(t *testing.T) {
 			`/.well-known/oauth-protected-resource/mcp"`}}}), addrs(replica))
 
 	clients := []matrixClient{
-		{name: "TypeScript SDK 1.32.2", authWords: []string{"authentication failed", "401"}, run: runTSClient},
-		{name: "mcp-go v1.2.1", authWords: []string{"authentication failed", "authorization required"}, run: runMCPGo},
-		{name: "mcp-remote 0.15.1", authWords: []string{"authentication failed", "client registration"}, run: runMCPRemote(dir)},
+		{name: "TypeScript SDK 1.32.2", authWords: []string{"authentication failed", "401"}, run: runTSClient, lost: lostTS},
+		{name: "mcp-go v1.2.1", authWords: []string{"authentication failed", "authorization required"}, run: runMCPGo, lost: lostMCPGo},
+		{name: "mcp-remote 0.15.1", authWords: []string{"authentication failed", "client registration"}, run: runMCPRemote(dir), lost: lostMCPRemote(dir)},
 		{name: "MCP Inspector CLI 0.16.8", authWords: []string{"authentication failed", "401"},
-			run: runInspector("node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector-cli", "build", "index.js"))},
+			run: runInspector("node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector-cli", "build", "index.js")), oneShot: inspectorOneShot},
 		{name: "MCP Inspector 2.12.0 `--cli` (node 22)", authWords: []string{"authentication failed", "auth_required"},
 			run: runInspector(filepath.Join(dir, "node_modules", ".bin", "node"),
-				filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js"), "--cli")},
-		{name: "Claude Code 2.1.332 (`claude mcp list`)", authWords: []string{"failed to connect", "needs authentication"}, run: runClaude(dir)},
-		{name: "Gemini CLI 0.61.0 (`gemini mcp list`)", authWords: []string{"disconnected"}, run: runGemini(dir)},
+				filepath.Join(dir, "node_modules", "@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js"), "--cli"), oneShot: inspectorOneShot},
+		{name: "Claude Code 2.1.332 (`claude mcp list`)", authWords: []string{"failed to connect", "needs authentication"}, run: runClaude(dir), oneShot: listOneShot},
+		{name: "Gemini CLI 0.61.0 (`gemini mcp list`)", authWords: []string{"disconnected"}, run: runGemini(dir), oneShot: listOneShot},
 	}
 
 	results := make([][]clientRun, len(clients))
@@ -113,7 +123,15 @@ func TestClientMatrix(t *testing.T) {
 				url = oauth.URL() + "/mcp"
 			}
 			t.Run(cl.name+"/"+cc.name, func(t *testing.T) {
-				r := cl.run(t, url, cc)
+				var r clientRun
+				switch {
+				case cc.lost && cl.lost == nil:
+					r = clientRun{skipped: cl.oneShot}
+				case cc.lost:
+					r = runLost(t, cl, cc)
+				default:
+					r = cl.run(t, url, cc)
+				}
 				r.line = normalizeLine(r.line, plain.URL(), oauth.URL())
 				r.ran = true
 				results[i][j] = r
@@ -122,6 +140,9 @@ func TestClientMatrix(t *testing.T) {
 				case r.skipped != "":
 				case r.hung:
 					t.Errorf("hung: no answer within the bound (last output %q)", r.line)
+				case cc.lost && cc.noRecover: // what the client does alone: recorded
+				case cc.lost && !r.ok:
+					t.Errorf("the call after the kill must be recovered: %q", r.line)
 				case !cc.authFailure() && !r.ok:
 					t.Errorf("a right key must work: %q", r.line)
 				case cc.authFailure() && r.ok:

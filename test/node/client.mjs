@@ -400,7 +400,13 @@ async function callTool(step, name, args, extra = {}) {
   step.tool = name;
   step.args = args;
   const t0 = now();
-  const result = await client.callTool({ name, arguments: args }, undefined, { ...reqOpts(), ...extra });
+  let result;
+  try {
+    result = await client.callTool({ name, arguments: args }, undefined, { ...reqOpts(), ...extra });
+  } catch (e) {
+    step.durationMs = now() - t0; // how long the user waited for the error
+    throw e;
+  }
   step.resultSeq = ++seq;
   step.resultAtMs = now();
   step.durationMs = step.resultAtMs - t0;
