@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/Kong/go-pdk"
 
@@ -22,6 +21,7 @@ import (
 // read-only after decoding.
 type Plugin struct {
 	cfg schema.Config
+	set settings // cfg resolved once (settings.go)
 
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
@@ -77,6 +77,7 @@ func NewFromConfig(cfg schema.Config) (*Plugin, error) {
 
 func (p *Plugin) init(cfg schema.Config) error {
 	p.cfg = cfg
+	p.set = resolveSettings(&cfg)
 	for _, s := range cfg.Upstream.RewriteStatuses {
 		if s >= 400 && s <= 599 {
 			p.rewrite[s-400] = true
@@ -93,8 +94,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 	}
 	p.store = store
 	p.hints = hints
-	if store != nil && cfg.Session.ReplicaProbeMS > 0 {
-		p.replicas = newReplicaWatch(time.Duration(cfg.Session.ReplicaProbeMS) * time.Millisecond)
+	if store != nil && p.set.replicaProbe > 0 {
+		p.replicas = newReplicaWatch(p.set.replicaProbe)
 	}
 	p.watchStore()
 	return nil

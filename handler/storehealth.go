@@ -61,7 +61,7 @@ func init() {
 // watchStore registers the instance's Redis store and checks it in the
 // background; instances of the same store share one watcher.
 func (p *Plugin) watchStore() {
-	if p.store == nil || p.cfg.Session.Store != "redis" {
+	if p.store == nil || !p.set.redisStore {
 		return
 	}
 	name := p.cfg.Session.Redis.Key() + " prefix=" + p.cfg.Session.Redis.KeyPrefix
