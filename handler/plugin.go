@@ -88,7 +88,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 		return err
 	}
 	slices.Sort(p.bufferMethods)
-	store, err := session.Open(cfg.Session)
+	sessionOpts := sessionOptions(cfg.Session)
+	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)
 	}
@@ -97,7 +98,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	if store != nil && p.set.replicaProbe > 0 {
 		p.replicas = newReplicaWatch(p.set.replicaProbe)
 	}
-	p.watchStore()
+	p.watchStore(sessionOpts.Redis)
 	return nil
 }
 

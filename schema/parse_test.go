@@ -310,49 +310,6 @@ func TestRedisNeverPrintsPasswords(t *testing.T) {
 	}
 }
 
-func TestRedisKey(t *testing.T) {
-	base := Defaults().Session.Redis
-	base.Password = "s3cret-pass"
-	again := base // a copy: the key must not depend on the value's identity
-	if base.Key() != again.Key() {
-		t.Fatal("Key is not stable")
-	}
-	if strings.Contains(base.Key(), "s3cret") {
-		t.Fatalf("Key shows the password: %s", base.Key())
-	}
-	same := base
-	same.KeyPrefix = "other:"
-	same.SentinelNodes, same.ClusterNodes = []HostPort{}, []IPPort{}
-	if same.Key() != base.Key() {
-		t.Errorf("Key depends on the key prefix or on [] vs null:\n%s\n%s", same.Key(), base.Key())
-	}
-	// Every connection setting changes the key.
-	rt := reflect.TypeFor[Redis]()
-	for i := range rt.NumField() {
-		sf := rt.Field(i)
-		if sf.Name == "KeyPrefix" {
-			continue
-		}
-		t.Run(sf.Name, func(t *testing.T) {
-			r := base
-			f := reflect.ValueOf(&r).Elem().Field(i)
-			switch f.Kind() {
-			case reflect.String:
-				f.SetString(f.String() + "x")
-			case reflect.Int:
-				f.SetInt(f.Int() + 1)
-			case reflect.Bool:
-				f.SetBool(!f.Bool())
-			case reflect.Slice:
-				f.Set(reflect.Append(f, reflect.New(f.Type().Elem()).Elem()))
-			}
-			if r.Key() == base.Key() {
-				t.Errorf("changing %s does not change Key", sf.Name)
-			}
-		})
-	}
-}
-
 func TestShortJSON(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"short", `"abc"`, `"abc"`},

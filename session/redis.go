@@ -15,8 +15,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
-
-	"github.com/mcp-relay/mcp-relay/schema"
 )
 
 // Defaults of the Redis store's node-local cache.
@@ -101,7 +99,7 @@ type RedisStats struct {
 
 // NewRedis returns a store on the Redis named by cfg. It does not dial:
 // connections are made on first use and remade after outages.
-func NewRedis(cfg schema.Redis, opts RedisOptions) (*Redis, error) {
+func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 	uo, err := redisOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -143,10 +141,10 @@ func NewRedis(cfg schema.Redis, opts RedisOptions) (*Redis, error) {
 	return s, nil
 }
 
-// redisOptions maps Kong-style settings onto go-redis: cluster_nodes picks
-// Cluster, sentinel_master picks Sentinel, otherwise host/port.
-func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
-	timeout := time.Duration(c.Timeout) * time.Millisecond
+// redisOptions maps the settings onto go-redis: ClusterNodes picks Cluster,
+// SentinelMaster picks Sentinel, otherwise Host/Port.
+func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
+	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultRedisTimeout
 	}
@@ -176,7 +174,7 @@ func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
 			return nil, errors.New("session: redis: cluster has no database other than 0")
 		}
 		for _, n := range c.ClusterNodes {
-			o.Addrs = append(o.Addrs, net.JoinHostPort(n.IP, strconv.Itoa(portOr(n.Port))))
+			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(portOr(n.Port))))
 		}
 		o.IsClusterMode = true
 	case c.SentinelMaster != "":
