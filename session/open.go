@@ -8,12 +8,15 @@ import (
 	"time"
 )
 
-// Defaults used when a setting is zero.
+// Defaults used when a setting is zero. The configuration's defaults
+// (schema's field table) are these values.
 const (
 	DefaultTTL          = time.Hour
-	DefaultMaxSessions  = 1_000_000 // as schema's max_sessions
+	DefaultMaxSessions  = 1_000_000
 	MaxTombstoneTTL     = 10 * time.Minute
 	DefaultRedisTimeout = 2 * time.Second // Kong's redis.timeout default
+	DefaultRedisPort    = 6379
+	DefaultSentinelPort = 26379
 )
 
 // Open returns the store that opts name: memory (also ""), redis, or nil

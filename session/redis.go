@@ -167,11 +167,13 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		},
 	}
 	switch {
+	// The configuration's validation reports these by field; they stay
+	// here for Go callers.
 	case len(c.ClusterNodes) > 0 && c.SentinelMaster != "":
-		return nil, errors.New("session: redis: set cluster_nodes or sentinel_master, not both")
+		return nil, errors.New("session: redis: set ClusterNodes or SentinelMaster, not both")
 	case len(c.ClusterNodes) > 0:
 		if c.Database != 0 {
-			return nil, errors.New("session: redis: cluster has no database other than 0")
+			return nil, errors.New("session: redis: Redis Cluster has no database other than 0")
 		}
 		for _, n := range c.ClusterNodes {
 			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(portOr(n.Port))))
@@ -179,12 +181,12 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		o.IsClusterMode = true
 	case c.SentinelMaster != "":
 		if len(c.SentinelNodes) == 0 {
-			return nil, errors.New("session: redis: sentinel_master needs sentinel_nodes")
+			return nil, errors.New("session: redis: SentinelMaster needs SentinelNodes")
 		}
 		for _, n := range c.SentinelNodes {
 			port := n.Port
 			if port == 0 {
-				port = 26379
+				port = DefaultSentinelPort
 			}
 			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(port)))
 		}
@@ -193,7 +195,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 		o.SentinelPassword = c.SentinelPassword
 	default:
 		if c.Host == "" {
-			return nil, errors.New("session: redis: host, sentinel_master or cluster_nodes is required")
+			return nil, errors.New("session: redis: Host, SentinelMaster or ClusterNodes is required")
 		}
 		o.Addrs = []string{net.JoinHostPort(c.Host, strconv.Itoa(portOr(c.Port)))}
 	}
@@ -209,7 +211,7 @@ func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
 
 func portOr(p int) int {
 	if p == 0 {
-		return 6379
+		return DefaultRedisPort
 	}
 	return p
 }
