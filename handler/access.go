@@ -168,7 +168,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		return true
 	}
 	id := ids[0]
-	wait := p.set.learnWait
+	wait := p.settings.learnWait
 	start := time.Now()
 
 	rec, found, waited, err := p.lookup(id, wait)
@@ -176,7 +176,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		storeErrors.Inc()
 		p.health.failed()
 		logger.Warn("session store failed", "err", err, "store_error", p.cfg.Session.StoreError)
-		if p.set.storeErrorReject {
+		if p.settings.storeErrorReject {
 			p.reply(k, r, reasonStore, "")
 			return true
 		}
@@ -217,7 +217,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 			logger.Info("request for a lost session", "session", fingerprint(id))
 		}
 		sessionsUnknown.Inc()
-		if p.set.unknownPass {
+		if p.settings.unknownPass {
 			return false
 		}
 		p.reply(k, r, reasonNoSession, "")
@@ -274,5 +274,5 @@ func (p *Plugin) lookup(id string, wait time.Duration) (rec session.Record, foun
 }
 
 func (p *Plugin) storeTimeout() time.Duration {
-	return p.set.storeTimeout
+	return p.settings.storeTimeout
 }

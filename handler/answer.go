@@ -96,7 +96,7 @@ func (p *Plugin) policyStatus(r *request, status int, wwwAuth string) int {
 	if r.idless() {
 		return status
 	}
-	switch p.set.envelopeStatus {
+	switch p.settings.envelopeStatus {
 	case statusKeep:
 		return status
 	case status200:

@@ -21,7 +21,8 @@ import (
 // read-only after decoding.
 type Plugin struct {
 	cfg schema.Config
-	set settings // cfg resolved once (settings.go)
+
+	settings settings // cfg resolved once (settings.go)
 
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
@@ -77,7 +78,7 @@ func NewFromConfig(cfg schema.Config) (*Plugin, error) {
 
 func (p *Plugin) init(cfg schema.Config) error {
 	p.cfg = cfg
-	p.set = resolveSettings(&cfg)
+	p.settings = resolveSettings(&cfg)
 	for _, s := range cfg.Upstream.RewriteStatuses {
 		if s >= 400 && s <= 599 {
 			p.rewrite[s-400] = true
@@ -95,8 +96,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 	}
 	p.store = store
 	p.hints = hints
-	if store != nil && p.set.replicaProbe > 0 {
-		p.replicas = newReplicaWatch(p.set.replicaProbe)
+	if store != nil && p.settings.replicaProbe > 0 {
+		p.replicas = newReplicaWatch(p.settings.replicaProbe)
 	}
 	p.watchStore(sessionOpts.Redis)
 	return nil

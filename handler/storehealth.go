@@ -61,7 +61,7 @@ func init() {
 // watchStore registers the instance's Redis store and checks it in the
 // background; instances of the same store share one watcher.
 func (p *Plugin) watchStore(redis session.RedisConfig) {
-	if p.store == nil || !p.set.redisStore {
+	if p.store == nil || !p.settings.redisStore {
 		return
 	}
 	name := redis.Key() + " prefix=" + redis.KeyPrefix
