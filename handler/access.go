@@ -173,7 +173,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		return true
 	}
 	id := ids[0]
-	wait := time.Duration(p.cfg.Session.LearnWaitMS) * time.Millisecond
+	wait := p.settings.learnWait
 	start := time.Now()
 
 	rec, found, waited, err := p.lookup(id, wait)
@@ -181,7 +181,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		storeErrors.Inc()
 		p.health.failed()
 		logger.Warn("session store failed", "err", err, "store_error", p.cfg.Session.StoreError)
-		if p.cfg.Session.StoreError == "reject" {
+		if p.settings.storeErrorReject {
 			p.reply(k, r, reasonStore, "")
 			return true
 		}
@@ -222,7 +222,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 			logger.Info("request for a lost session", "session", fingerprint(id))
 		}
 		sessionsUnknown.Inc()
-		if p.cfg.Session.Unknown == "pass" {
+		if p.settings.unknownPass {
 			return false
 		}
 		p.reply(k, r, reasonNoSession, "")
@@ -271,8 +271,5 @@ func (p *Plugin) lookup(id string, wait time.Duration) (rec session.Record, foun
 }
 
 func (p *Plugin) storeTimeout() time.Duration {
-	if p.cfg.Session.Store == "redis" {
-		return time.Duration(p.cfg.Session.Redis.Timeout) * time.Millisecond * 2
-	}
-	return time.Second
+	return p.settings.storeTimeout
 }

@@ -109,10 +109,10 @@ func (p *Plugin) policyStatus(r *request, status int, wwwAuth string) int {
 	if r.idless() {
 		return status
 	}
-	switch p.cfg.Envelope.Status {
-	case "keep":
+	switch p.settings.envelopeStatus {
+	case statusKeep:
 		return status
-	case "200":
+	case status200:
 		return 200
 	}
 	if r.modern || containsFold(wwwAuth, "resource_metadata") {

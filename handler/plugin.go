@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/Kong/go-pdk"
 
@@ -22,6 +21,8 @@ import (
 // read-only after decoding.
 type Plugin struct {
 	cfg schema.Config
+
+	settings settings // cfg resolved once (settings.go)
 
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
@@ -79,6 +80,7 @@ func NewFromConfig(cfg schema.Config) (*Plugin, error) {
 
 func (p *Plugin) init(cfg schema.Config) error {
 	p.cfg = cfg
+	p.settings = resolveSettings(&cfg)
 	for _, s := range cfg.Upstream.RewriteStatuses {
 		if s >= 400 && s <= 599 {
 			p.rewrite[s-400] = true
@@ -91,16 +93,17 @@ func (p *Plugin) init(cfg schema.Config) error {
 	p.origins = newOriginAllowList(cfg.Origin.Allow)
 	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
-	store, err := session.Open(cfg.Session)
+	sessionOpts := sessionOptions(cfg.Session)
+	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)
 	}
 	p.store = store
 	p.hints = hints
-	if store != nil && cfg.Session.ReplicaProbeMS > 0 {
-		p.replicas = newReplicaWatch(time.Duration(cfg.Session.ReplicaProbeMS) * time.Millisecond)
+	if store != nil && p.settings.replicaProbe > 0 {
+		p.replicas = newReplicaWatch(p.settings.replicaProbe)
 	}
-	p.watchStore()
+	p.watchStore(sessionOpts.Redis)
 	return nil
 }
 

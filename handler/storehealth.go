@@ -60,11 +60,11 @@ func init() {
 
 // watchStore registers the instance's Redis store and checks it in the
 // background; instances of the same store share one watcher.
-func (p *Plugin) watchStore() {
-	if p.store == nil || p.cfg.Session.Store != "redis" {
+func (p *Plugin) watchStore(redis session.RedisConfig) {
+	if p.store == nil || !p.settings.redisStore {
 		return
 	}
-	name := p.cfg.Session.Redis.Key() + " prefix=" + p.cfg.Session.Redis.KeyPrefix
+	name := redis.Key() + " prefix=" + redis.KeyPrefix
 	storeHealths.Lock()
 	h := storeHealths.m[name]
 	first := h == nil

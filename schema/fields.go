@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/session"
 )
 
 // kind is a Kong field type. Only the types mcp-relay uses are listed; the
@@ -63,6 +66,17 @@ type check struct {
 	mutuallyRequired []string
 	// exclusiveSets: fields of set1 and fields of set2 cannot both be set.
 	exclusiveSets *[2][]string
+	// whenSet: a rule on an integer field that holds while another field
+	// is set (Kong: a conditional entity check).
+	whenSet *condition
+}
+
+// condition says: while field ifSet is set, integer field then must equal
+// equals, because of why.
+type condition struct {
+	ifSet, then string
+	equals      int
+	why         string
 }
 
 func rng(lo, hi int) *[2]int { return &[2]int{lo, hi} }
@@ -191,7 +205,7 @@ var root = &field{
 						"or `off` (no pinning).",
 				},
 				{
-					name: "ttl", typ: kInteger, required: true, def: 3600, between: rng(1, 604800),
+					name: "ttl", typ: kInteger, required: true, def: int(session.DefaultTTL / time.Second), between: rng(1, 604800),
 					doc: "Seconds of inactivity after which a session record expires.",
 				},
 				{
@@ -211,7 +225,7 @@ var root = &field{
 						"requests of other consumers are answered as if the session did not exist.",
 				},
 				{
-					name: "max_sessions", typ: kInteger, required: true, def: 1000000, between: rng(1, 100000000),
+					name: "max_sessions", typ: kInteger, required: true, def: session.DefaultMaxSessions, between: rng(1, 100000000),
 					doc: "Most session records the memory store keeps on this Kong node; beyond it, records not used lately are evicted first (second-chance, close to least recently used).",
 				},
 				{
@@ -280,7 +294,7 @@ var redisField = &field{
 			doc: "Redis host name or IP address (not used when cluster_nodes is set).",
 		},
 		{
-			name: "port", typ: kInteger, required: true, def: 6379, between: rng(1, 65535),
+			name: "port", typ: kInteger, required: true, def: session.DefaultRedisPort, between: rng(1, 65535),
 			doc: "Redis port (not used when cluster_nodes is set).",
 		},
 		{
@@ -308,7 +322,7 @@ var redisField = &field{
 			doc: "Server name sent in the TLS handshake (SNI) and checked against the certificate. Unset: the host.",
 		},
 		{
-			name: "timeout", typ: kInteger, required: true, def: 2000, between: rng(1, maxInt32),
+			name: "timeout", typ: kInteger, required: true, def: int(session.DefaultRedisTimeout / time.Millisecond), between: rng(1, maxInt32),
 			doc: "Timeout of connecting to Redis and of each Redis command, in milliseconds.",
 		},
 		{
@@ -328,7 +342,7 @@ var redisField = &field{
 			doc: "Sentinel nodes asked for the master. Set it together with sentinel_master.",
 			elements: &field{typ: kRecord, required: true, fields: []*field{
 				{name: "host", typ: kString, required: true, doc: "Sentinel node host name or IP address."},
-				{name: "port", typ: kInteger, required: true, def: 26379, between: rng(1, 65535), doc: "Sentinel node port."},
+				{name: "port", typ: kInteger, required: true, def: session.DefaultSentinelPort, between: rng(1, 65535), doc: "Sentinel node port."},
 			}},
 		},
 		{
@@ -336,7 +350,7 @@ var redisField = &field{
 			doc: "Redis Cluster nodes to discover the cluster from. Cannot be combined with Sentinel settings.",
 			elements: &field{typ: kRecord, required: true, fields: []*field{
 				{name: "ip", typ: kString, required: true, doc: "Cluster node IP address or host name."},
-				{name: "port", typ: kInteger, required: true, def: 6379, between: rng(1, 65535), doc: "Cluster node port."},
+				{name: "port", typ: kInteger, required: true, def: session.DefaultRedisPort, between: rng(1, 65535), doc: "Cluster node port."},
 			}},
 		},
 		{
@@ -350,6 +364,7 @@ var redisField = &field{
 			{"cluster_nodes"},
 			{"sentinel_master", "sentinel_username", "sentinel_password", "sentinel_nodes"},
 		}},
+		{whenSet: &condition{ifSet: "cluster_nodes", then: "database", equals: 0, why: "Redis Cluster has only database 0"}},
 	},
 }
 

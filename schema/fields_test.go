@@ -167,10 +167,26 @@ func TestFieldTableRules(t *testing.T) {
 				names = append(names, c.exclusiveSets[0]...)
 				names = append(names, c.exclusiveSets[1]...)
 			}
+			if w := c.whenSet; w != nil {
+				names = append(names, w.ifSet)
+				i := slices.IndexFunc(f.fields, func(s *field) bool { return s.name == w.then })
+				if i < 0 || f.fields[i].typ != kInteger {
+					t.Errorf("%s: whenSet names %q, not an integer field", path, w.then)
+				} else if d, ok := f.fields[i].def.(int); ok && d != w.equals {
+					t.Errorf("%s: %s's default %d breaks its own whenSet rule", path, w.then, d)
+				}
+				if w.why == "" {
+					t.Errorf("%s: whenSet on %s says no reason", path, w.then)
+				}
+				names = append(names, w.then) // counted with ifSet: two fields
+			}
 			if len(names) < 2 {
 				t.Errorf("%s: check names fewer than two fields", path)
 			}
 			for _, n := range names {
+				if w := c.whenSet; w != nil && n == w.then {
+					continue // checked above
+				}
 				i := slices.IndexFunc(f.fields, func(s *field) bool { return s.name == n })
 				if i < 0 {
 					t.Errorf("%s: check names unknown field %q", path, n)

@@ -111,6 +111,9 @@ func kongChecks(f *field) []any {
 				"set1": slices.Clone(c.exclusiveSets[0]), "set2": slices.Clone(c.exclusiveSets[1]),
 			}})
 		}
+		if c.whenSet != nil {
+			checks = append(checks, whenSetCheck(*c.whenSet))
+		}
 	}
 	for _, sub := range f.fields {
 		if sub.notBetween != nil {
@@ -134,6 +137,21 @@ func notBetweenCheck(name string, r [2]int) map[string]any {
 		"then_field": name,
 		"then_match": map[string]any{"gt": r[1]},
 		"then_err":   fmt.Sprintf("'%%s' must lie outside %d..%d", r[0], r[1]),
+	}}
+}
+
+// whenSetCheck is a conditional entity check that runs then_match only while
+// if_field is set: if_match requires a non-empty value (a null fails
+// `required`, an empty string or array fails `len_min`), then_match is the
+// `eq` validator (Schema.validators.eq). Kong reports the field ("value must
+// be N") and then_err, formatted with the if_field's name.
+func whenSetCheck(w condition) map[string]any {
+	return map[string]any{"conditional": map[string]any{
+		"if_field":   w.ifSet,
+		"if_match":   map[string]any{"required": true, "len_min": 1},
+		"then_field": w.then,
+		"then_match": map[string]any{"eq": w.equals},
+		"then_err":   fmt.Sprintf("'%s' must be %d when '%%s' is set: %s", w.then, w.equals, w.why),
 	}}
 }
 

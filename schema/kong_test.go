@@ -492,7 +492,9 @@ func kongValidate(path string, f map[string]any, v any) []string {
 	}
 	v = asLuaTable(f, v)
 	if v == nil {
-		if f["required"] == true {
+		if eq, ok := f["eq"]; ok && eq != nil {
+			bad("value must be %v", eq) // Schema.validate_field, before required
+		} else if f["required"] == true {
 			bad("required field missing")
 		}
 		return errs
@@ -540,6 +542,9 @@ func kongValidate(path string, f map[string]any, v any) []string {
 		if gt, ok := f["gt"].(float64); ok && !(n > gt) {
 			bad("value must be greater than %v", gt) // Schema.validators.gt
 		}
+		if eq, ok := f["eq"].(float64); ok && n != eq {
+			bad("value must be %v", eq) // Schema.validators.eq
+		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {
 			bad("%s", kongTypeErrors["boolean"])
@@ -549,6 +554,9 @@ func kongValidate(path string, f map[string]any, v any) []string {
 		if !ok {
 			bad("%s", kongTypeErrors[f["type"].(string)])
 			return errs
+		}
+		if n, ok := f["len_min"].(float64); ok && float64(len(items)) < n {
+			bad("length must be at least %d", int64(n)) // Schema.validators.len_min
 		}
 		elemField, ok := f["elements"].(map[string]any)
 		if !ok {
@@ -837,6 +845,10 @@ func TestKongModelMessages(t *testing.T) {
 			[]string{"config.session.redis: all or none of these fields must be set: 'sentinel_master', 'sentinel_nodes'"}},
 		{"mutually_exclusive_sets names the non-empty fields", `{"session":{"redis":{"cluster_nodes":[{"ip":"a","port":1}],` + sentinel + `}}}`,
 			[]string{"config.session.redis: these sets are mutually exclusive: ('cluster_nodes'), ('sentinel_master', 'sentinel_nodes')"}},
+		{"cluster has only database 0", `{"session":{"redis":{"database":1,"cluster_nodes":[{"ip":"a","port":1}]}}}`,
+			[]string{"config.session.redis.database: value must be 0",
+				"config.session.redis: 'database' must be 0 when 'cluster_nodes' is set: Redis Cluster has only database 0"}},
+		{"no cluster rule without cluster nodes", `{"session":{"redis":{"database":1,"cluster_nodes":[]}}}`, nil},
 		{"no entity check over an invalid field", `{"session":{"redis":{"sentinel_master":5}}}`,
 			[]string{"config.session.redis.sentinel_master: expected a string"}},
 	}

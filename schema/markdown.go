@@ -42,6 +42,9 @@ func markdownRecord(b *strings.Builder, path string, f *field) {
 		if sets := c.exclusiveSets; sets != nil {
 			fmt.Fprintf(b, "\nRule: %s cannot be combined with %s.\n", codeList(sets[0], ", "), codeList(sets[1], ", "))
 		}
+		if w := c.whenSet; w != nil {
+			fmt.Fprintf(b, "\nRule: `%s` must be %d when `%s` is set (%s).\n", w.then, w.equals, w.ifSet, w.why)
+		}
 	}
 	for _, sub := range f.fields {
 		p := path + "." + sub.name

@@ -131,8 +131,9 @@ var parseCases = []parseCase{
 	{name: "sentinel master without nodes", config: `{"session":{"store":"redis","redis":{"sentinel_master":"m"}}}`, wantErr: `config.session.redis.sentinel_nodes: must be set when sentinel_master is set`},
 	{name: "sentinel master with empty nodes", config: `{"session":{"store":"redis","redis":{"sentinel_master":"m","sentinel_nodes":[]}}}`, wantErr: `config.session.redis.sentinel_nodes: must be set when sentinel_master is set`},
 	{name: "sentinel nodes without master", config: `{"session":{"redis":{"sentinel_nodes":[{"host":"s1"}]}}}`, wantErr: `config.session.redis.sentinel_master: must be set when sentinel_nodes is set`},
-	{name: "cluster with sentinel", config: `{"session":{"redis":{"sentinel_master":"m","sentinel_nodes":[{"host":"s1"}],"cluster_nodes":[{"ip":"c1"}]}}}`, wantErr: `config.session.redis: cluster_nodes cannot be combined with sentinel_master and sentinel_nodes`},
-	{name: "cluster with sentinel password", config: `{"session":{"redis":{"sentinel_password":"x","cluster_nodes":[{"ip":"c1"}]}}}`, wantErr: `config.session.redis: cluster_nodes cannot be combined with sentinel_password`},
+	{name: "cluster with sentinel", config: `{"session":{"redis":{"sentinel_master":"m","sentinel_nodes":[{"host":"s1"}],"cluster_nodes":[{"ip":"c1"}]}}}`, wantErr: `config.session.redis.cluster_nodes: cannot be combined with sentinel_master and sentinel_nodes`},
+	{name: "cluster with sentinel password", config: `{"session":{"redis":{"sentinel_password":"x","cluster_nodes":[{"ip":"c1"}]}}}`, wantErr: `config.session.redis.cluster_nodes: cannot be combined with sentinel_password`},
+	{name: "cluster with a database", config: `{"session":{"redis":{"database":1,"cluster_nodes":[{"ip":"c1"}]}}}`, wantErr: `config.session.redis.database: must be 0 when cluster_nodes is set: Redis Cluster has only database 0 (got 1)`},
 	{name: "sentinel node without host", config: `{"session":{"redis":{"sentinel_master":"m","sentinel_nodes":[{"port":26379}]}}}`, wantErr: `config.session.redis.sentinel_nodes[0].host: must not be empty`},
 	{name: "cluster node port fraction", config: `{"session":{"redis":{"cluster_nodes":[{"ip":"c1","port":1.5}]}}}`, wantErr: `config.session.redis.cluster_nodes[0].port: must be an integer between 1 and 65535 (got 1.5)`},
 	{name: "cluster node not an object", config: `{"session":{"redis":{"cluster_nodes":["c1:6379"]}}}`, wantErr: `config.session.redis.cluster_nodes[0]: must be an object (got "c1:6379")`},
@@ -307,49 +308,6 @@ func TestRedisNeverPrintsPasswords(t *testing.T) {
 	}
 	if got := Defaults().Session.Redis.String(); strings.Contains(got, "redacted") {
 		t.Errorf("an unset password shows as redacted: %s", got)
-	}
-}
-
-func TestRedisKey(t *testing.T) {
-	base := Defaults().Session.Redis
-	base.Password = "s3cret-pass"
-	again := base // a copy: the key must not depend on the value's identity
-	if base.Key() != again.Key() {
-		t.Fatal("Key is not stable")
-	}
-	if strings.Contains(base.Key(), "s3cret") {
-		t.Fatalf("Key shows the password: %s", base.Key())
-	}
-	same := base
-	same.KeyPrefix = "other:"
-	same.SentinelNodes, same.ClusterNodes = []HostPort{}, []IPPort{}
-	if same.Key() != base.Key() {
-		t.Errorf("Key depends on the key prefix or on [] vs null:\n%s\n%s", same.Key(), base.Key())
-	}
-	// Every connection setting changes the key.
-	rt := reflect.TypeFor[Redis]()
-	for i := range rt.NumField() {
-		sf := rt.Field(i)
-		if sf.Name == "KeyPrefix" {
-			continue
-		}
-		t.Run(sf.Name, func(t *testing.T) {
-			r := base
-			f := reflect.ValueOf(&r).Elem().Field(i)
-			switch f.Kind() {
-			case reflect.String:
-				f.SetString(f.String() + "x")
-			case reflect.Int:
-				f.SetInt(f.Int() + 1)
-			case reflect.Bool:
-				f.SetBool(!f.Bool())
-			case reflect.Slice:
-				f.Set(reflect.Append(f, reflect.New(f.Type().Elem()).Elem()))
-			}
-			if r.Key() == base.Key() {
-				t.Errorf("changing %s does not change Key", sf.Name)
-			}
-		})
 	}
 }
 

@@ -142,7 +142,17 @@ func (c check) validate(errs *Errors, path string, f *field, v reflect.Value) {
 			}
 		}
 		if len(in1) > 0 && len(in2) > 0 {
-			errs.add(path, "%s cannot be combined with %s", strings.Join(in1, " and "), strings.Join(in2, " and "))
+			errs.add(path+"."+in1[0], "cannot be combined with %s", strings.Join(in2, " and "))
+		}
+	}
+	if w := c.whenSet; w != nil && isSet(w.ifSet) {
+		for _, sub := range f.fields {
+			if sub.name != w.then {
+				continue
+			}
+			if n := int(v.FieldByIndex(sub.index).Int()); n != w.equals {
+				errs.add(path+"."+w.then, "must be %d when %s is set: %s (got %d)", w.equals, w.ifSet, w.why, n)
+			}
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/session/storetest"
@@ -33,14 +32,14 @@ func TestContractMemoryViaOpen(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	n := 0
-	cfgs := map[*testing.T]schema.Session{}
+	cfgs := map[*testing.T]session.Options{}
 	storetest.RunContract(t, func(t *testing.T, ttl time.Duration) session.Store {
 		mu.Lock()
 		cfg, ok := cfgs[t]
 		if !ok {
 			// A distinct max_sessions gives each subtest its own store.
 			n++
-			cfg = schema.Session{Store: "memory", TTL: int(ttl / time.Second), MaxSessions: 1_000_000 + n}
+			cfg = session.Options{Store: session.StoreMemory, TTL: ttl, MaxSessions: 1_000_000 + n}
 			cfgs[t] = cfg
 		}
 		mu.Unlock()
@@ -53,46 +52,46 @@ func TestContractMemoryViaOpen(t *testing.T) {
 	})
 }
 
-// contractTimeoutMS is the Redis stores' session.redis.timeout in the
+// contractTimeout is the Redis stores' session.redis.timeout in the
 // contract: it tests what a store does, not how fast Redis answers, so no
 // stall of a loaded machine may turn a command into a timeout.
-const contractTimeoutMS = 10_000
+const contractTimeout = 10 * time.Second
 
 func TestContractRedis(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
-	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) schema.Redis {
-		return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: contractTimeoutMS, KeyPrefix: prefix}
+	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) session.RedisConfig {
+		return session.RedisConfig{Host: srv.Host(), Port: srv.Port(), Timeout: contractTimeout, KeyPrefix: prefix}
 	}))
 }
 
 func TestContractRedisNoCache(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
-	storetest.RunContract(t, redisFactory(0, func(prefix string) schema.Redis {
-		return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: contractTimeoutMS, KeyPrefix: prefix}
+	storetest.RunContract(t, redisFactory(0, func(prefix string) session.RedisConfig {
+		return session.RedisConfig{Host: srv.Host(), Port: srv.Port(), Timeout: contractTimeout, KeyPrefix: prefix}
 	}))
 }
 
 func TestContractRedisCluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, 3)
-	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) schema.Redis {
-		return schema.Redis{ClusterNodes: clusterNodes(c), Timeout: contractTimeoutMS, KeyPrefix: prefix}
+	storetest.RunContract(t, redisFactory(session.DefaultCacheSize, func(prefix string) session.RedisConfig {
+		return session.RedisConfig{ClusterNodes: clusterNodes(c), Timeout: contractTimeout, KeyPrefix: prefix}
 	}))
 }
 
-func clusterNodes(c *redistest.Cluster) []schema.IPPort {
-	var nodes []schema.IPPort
+func clusterNodes(c *redistest.Cluster) []session.RedisNode {
+	var nodes []session.RedisNode
 	for i := range c.Addrs() {
-		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+		nodes = append(nodes, session.RedisNode{Host: c.Node(i).Host(), Port: c.Node(i).Port()})
 	}
 	return nodes
 }
 
 // redisFactory gives each subtest its own key prefix; every call is a new
 // client, i.e. another Kong node.
-func redisFactory(cacheSize int, cfg func(prefix string) schema.Redis) func(t *testing.T, ttl time.Duration) session.Store {
+func redisFactory(cacheSize int, cfg func(prefix string) session.RedisConfig) func(t *testing.T, ttl time.Duration) session.Store {
 	var mu sync.Mutex
 	prefixes := map[*testing.T]string{}
 	return func(t *testing.T, ttl time.Duration) session.Store {

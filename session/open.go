@@ -6,20 +6,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/schema"
 )
 
-// Defaults used when a setting is zero.
+// Defaults used when a setting is zero. The configuration's defaults
+// (schema's field table) are these values.
 const (
 	DefaultTTL          = time.Hour
-	DefaultMaxSessions  = 1_000_000 // as schema's max_sessions
+	DefaultMaxSessions  = 1_000_000
 	MaxTombstoneTTL     = 10 * time.Minute
 	DefaultRedisTimeout = 2 * time.Second // Kong's redis.timeout default
+	DefaultRedisPort    = 6379
+	DefaultSentinelPort = 26379
 )
 
-// Open returns the store that cfg names: "memory" (also ""), "redis", or
-// nil for "off". Kong runs one plugin process per node and rebuilds config
+// Open returns the store that opts name: memory (also ""), redis, or nil
+// for off. Kong runs one plugin process per node and rebuilds config
 // instances after 60 s idle, so stores are shared per settings at package
 // level: every Open with equal settings returns a handle on the same store
 // (one memory store, or one Redis client, subscriber and cache, per node).
@@ -29,13 +30,13 @@ const (
 // unused for a while (5 minutes, and for memory stores also longer than the
 // TTL, so no live record is lost); a handle used after that reopens it.
 // Closing every handle of a store closes it at once (tests, shutdown).
-func Open(cfg schema.Session) (Store, error) {
-	kind, key, err := settingsKey(cfg)
-	if err != nil || kind == "off" {
+func Open(opts Options) (Store, error) {
+	kind, key, err := settingsKey(opts)
+	if err != nil || kind == StoreOff {
 		return nil, err
 	}
-	// The handle keeps a closure, not cfg, so printing it shows no password.
-	h := &handle{key: key, acquire: func() (*shared, error) { return acquire(key, cfg) }}
+	// The handle keeps a closure, not opts, so printing it shows no password.
+	h := &handle{key: key, acquire: func() (*shared, error) { return acquire(key, opts) }}
 	e, err := h.acquire()
 	if err != nil {
 		return nil, err
@@ -44,40 +45,40 @@ func Open(cfg schema.Session) (Store, error) {
 	return h, nil
 }
 
-// settingsKey names the shared store for cfg. schema.Redis.Key carries
+// settingsKey names the shared store for opts. RedisConfig.Key carries
 // passwords only as keyed digests, so the key can be logged.
-func settingsKey(cfg schema.Session) (kind, key string, err error) {
-	ttl := ttlOf(cfg)
-	switch cfg.Store {
-	case "off":
-		return "off", "", nil
-	case "", "memory":
-		maxS := cfg.MaxSessions
+func settingsKey(opts Options) (kind StoreKind, key string, err error) {
+	ttl := ttlOf(opts)
+	switch opts.Store {
+	case StoreOff:
+		return StoreOff, "", nil
+	case "", StoreMemory:
+		maxS := opts.MaxSessions
 		if maxS <= 0 {
 			maxS = DefaultMaxSessions
 		}
-		return "memory", fmt.Sprintf("memory|%d|%d", ttl, maxS), nil
-	case "redis":
+		return StoreMemory, fmt.Sprintf("memory|%d|%d", ttl, maxS), nil
+	case StoreRedis:
 		// One client per connection settings, prefix and TTL: the prefix
 		// names the event channel the client's subscriber listens on.
-		return "redis", fmt.Sprintf("redis|%d|%q|%s", ttl, cfg.Redis.KeyPrefix, cfg.Redis.Key()), nil
+		return StoreRedis, fmt.Sprintf("redis|%d|%q|%s", ttl, opts.Redis.KeyPrefix, opts.Redis.Key()), nil
 	default:
-		return "", "", fmt.Errorf("session: unknown store %q", cfg.Store)
+		return "", "", fmt.Errorf("session: unknown store %q", opts.Store)
 	}
 }
 
-func ttlOf(cfg schema.Session) time.Duration {
-	if cfg.TTL <= 0 {
+func ttlOf(opts Options) time.Duration {
+	if opts.TTL <= 0 {
 		return DefaultTTL
 	}
-	return time.Duration(cfg.TTL) * time.Second
+	return opts.TTL
 }
 
-func build(cfg schema.Session) (Store, error) {
-	if cfg.Store == "redis" {
-		return NewRedis(cfg.Redis, RedisOptions{TTL: ttlOf(cfg), CacheSize: DefaultCacheSize})
+func build(opts Options) (Store, error) {
+	if opts.Store == StoreRedis {
+		return NewRedis(opts.Redis, RedisOptions{TTL: ttlOf(opts), CacheSize: DefaultCacheSize})
 	}
-	return NewMemory(MemoryOptions{TTL: ttlOf(cfg), MaxSessions: cfg.MaxSessions}), nil
+	return NewMemory(MemoryOptions{TTL: ttlOf(opts), MaxSessions: opts.MaxSessions}), nil
 }
 
 // shared is one node-wide store and its bookkeeping.
@@ -111,18 +112,18 @@ const (
 	idleRedis    = 5 * time.Minute
 )
 
-func acquire(key string, cfg schema.Session) (*shared, error) {
+func acquire(key string, opts Options) (*shared, error) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	e := registry.stores[key]
 	if e == nil {
-		s, err := build(cfg)
+		s, err := build(opts)
 		if err != nil {
 			return nil, err
 		}
 		idle := idleRedis
-		if cfg.Store != "redis" {
-			idle = max(idleRedis, ttlOf(cfg)+time.Minute)
+		if opts.Store != StoreRedis {
+			idle = max(idleRedis, ttlOf(opts)+time.Minute)
 		}
 		e = &shared{store: s, idle: int64(idle / time.Second)}
 		e.touch()

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 )
 
@@ -15,26 +14,26 @@ import (
 // tests run while a sequential one does).
 
 func TestOpenOff(t *testing.T) {
-	s, err := Open(schema.Session{Store: "off"})
+	s, err := Open(Options{Store: StoreOff})
 	if s != nil || err != nil {
 		t.Fatalf("Open(off) = %v, %v; want nil, nil", s, err)
 	}
-	if _, err := Open(schema.Session{Store: "etcd"}); err == nil {
+	if _, err := Open(Options{Store: "etcd"}); err == nil {
 		t.Fatal("Open(etcd): no error")
 	}
-	if _, err := Open(schema.Session{Store: "redis"}); err == nil {
+	if _, err := Open(Options{Store: StoreRedis}); err == nil {
 		t.Fatal("Open(redis) without host: no error")
 	}
 }
 
 func TestOpenMemorySharedPerSettings(t *testing.T) {
-	cfg := schema.Session{Store: "memory", TTL: 60, MaxSessions: 777}
+	cfg := Options{Store: StoreMemory, TTL: 60 * time.Second, MaxSessions: 777}
 	a, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Open(schema.Session{TTL: 60, MaxSessions: 777, LearnWaitMS: 10}) // "" means memory
-	other, _ := Open(schema.Session{Store: "memory", TTL: 61, MaxSessions: 777})
+	b, _ := Open(Options{TTL: 60 * time.Second, MaxSessions: 777}) // "" means memory
+	other, _ := Open(Options{Store: StoreMemory, TTL: 61 * time.Second, MaxSessions: 777})
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close(); _ = other.Close() })
 
 	if err := a.Learn(bg(), "s", Record{Target: "10.0.0.1:1"}); err != nil {
@@ -52,7 +51,7 @@ func TestOpenMemorySharedPerSettings(t *testing.T) {
 }
 
 func TestOpenCloseLastHandleClosesStore(t *testing.T) {
-	cfg := schema.Session{Store: "memory", TTL: 60, MaxSessions: 778}
+	cfg := Options{Store: StoreMemory, TTL: 60 * time.Second, MaxSessions: 778}
 	a, _ := Open(cfg)
 	b, _ := Open(cfg)
 	inner := Unwrap(a).(*Memory)
@@ -77,7 +76,7 @@ func TestOpenCloseLastHandleClosesStore(t *testing.T) {
 }
 
 func TestJanitorRetiresIdleStoresAndHandlesReattach(t *testing.T) {
-	cfg := schema.Session{Store: "memory", TTL: 60, MaxSessions: 779}
+	cfg := Options{Store: StoreMemory, TTL: 60 * time.Second, MaxSessions: 779}
 	h, _ := Open(cfg)
 	defer h.Close()
 	old := Unwrap(h).(*Memory)
@@ -106,7 +105,7 @@ func TestJanitorRetiresIdleStoresAndHandlesReattach(t *testing.T) {
 }
 
 func TestJanitorKeepsMemoryStoresForTheirTTL(t *testing.T) {
-	cfg := schema.Session{Store: "memory", TTL: 7200, MaxSessions: 780}
+	cfg := Options{Store: StoreMemory, TTL: 7200 * time.Second, MaxSessions: 780}
 	h, _ := Open(cfg)
 	defer h.Close()
 	inner := Unwrap(h)
@@ -118,7 +117,7 @@ func TestJanitorKeepsMemoryStoresForTheirTTL(t *testing.T) {
 
 func TestOpenRedisSharesOneClient(t *testing.T) {
 	srv := redistest.StartServer(t)
-	cfg := schema.Session{Store: "redis", TTL: 60, Redis: schema.Redis{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "op:"}}
+	cfg := Options{Store: StoreRedis, TTL: 60 * time.Second, Redis: RedisConfig{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "op:"}}
 	a, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +145,7 @@ func TestOpenRedisSharesOneClient(t *testing.T) {
 }
 
 func TestSettingsKeyHidesPassword(t *testing.T) {
-	_, key, err := settingsKey(schema.Session{Store: "redis", Redis: schema.Redis{Host: "h", Password: "hunter2"}})
+	_, key, err := settingsKey(Options{Store: StoreRedis, Redis: RedisConfig{Host: "h", Password: "hunter2"}})
 	if err != nil {
 		t.Fatal(err)
 	}

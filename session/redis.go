@@ -15,8 +15,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
-
-	"github.com/mcp-relay/mcp-relay/schema"
 )
 
 // Defaults of the Redis store's node-local cache.
@@ -101,7 +99,7 @@ type RedisStats struct {
 
 // NewRedis returns a store on the Redis named by cfg. It does not dial:
 // connections are made on first use and remade after outages.
-func NewRedis(cfg schema.Redis, opts RedisOptions) (*Redis, error) {
+func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 	uo, err := redisOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -143,10 +141,10 @@ func NewRedis(cfg schema.Redis, opts RedisOptions) (*Redis, error) {
 	return s, nil
 }
 
-// redisOptions maps Kong-style settings onto go-redis: cluster_nodes picks
-// Cluster, sentinel_master picks Sentinel, otherwise host/port.
-func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
-	timeout := time.Duration(c.Timeout) * time.Millisecond
+// redisOptions maps the settings onto go-redis: ClusterNodes picks Cluster,
+// SentinelMaster picks Sentinel, otherwise Host/Port.
+func redisOptions(c RedisConfig) (*redis.UniversalOptions, error) {
+	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultRedisTimeout
 	}
@@ -169,24 +167,26 @@ func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
 		},
 	}
 	switch {
+	// The configuration's validation reports these by field; they stay
+	// here for Go callers.
 	case len(c.ClusterNodes) > 0 && c.SentinelMaster != "":
-		return nil, errors.New("session: redis: set cluster_nodes or sentinel_master, not both")
+		return nil, errors.New("session: redis: set ClusterNodes or SentinelMaster, not both")
 	case len(c.ClusterNodes) > 0:
 		if c.Database != 0 {
-			return nil, errors.New("session: redis: cluster has no database other than 0")
+			return nil, errors.New("session: redis: Redis Cluster has no database other than 0")
 		}
 		for _, n := range c.ClusterNodes {
-			o.Addrs = append(o.Addrs, net.JoinHostPort(n.IP, strconv.Itoa(portOr(n.Port))))
+			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(portOr(n.Port))))
 		}
 		o.IsClusterMode = true
 	case c.SentinelMaster != "":
 		if len(c.SentinelNodes) == 0 {
-			return nil, errors.New("session: redis: sentinel_master needs sentinel_nodes")
+			return nil, errors.New("session: redis: SentinelMaster needs SentinelNodes")
 		}
 		for _, n := range c.SentinelNodes {
 			port := n.Port
 			if port == 0 {
-				port = 26379
+				port = DefaultSentinelPort
 			}
 			o.Addrs = append(o.Addrs, net.JoinHostPort(n.Host, strconv.Itoa(port)))
 		}
@@ -195,7 +195,7 @@ func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
 		o.SentinelPassword = c.SentinelPassword
 	default:
 		if c.Host == "" {
-			return nil, errors.New("session: redis: host, sentinel_master or cluster_nodes is required")
+			return nil, errors.New("session: redis: Host, SentinelMaster or ClusterNodes is required")
 		}
 		o.Addrs = []string{net.JoinHostPort(c.Host, strconv.Itoa(portOr(c.Port)))}
 	}
@@ -211,7 +211,7 @@ func redisOptions(c schema.Redis) (*redis.UniversalOptions, error) {
 
 func portOr(p int) int {
 	if p == 0 {
-		return 6379
+		return DefaultRedisPort
 	}
 	return p
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
-	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 )
 
@@ -21,7 +20,7 @@ const (
 	slack       = 2 * time.Second
 )
 
-func newNode(t testing.TB, cfg schema.Redis, opts RedisOptions) *Redis {
+func newNode(t testing.TB, cfg RedisConfig, opts RedisOptions) *Redis {
 	t.Helper()
 	if opts.TTL == 0 {
 		opts.TTL = time.Hour
@@ -35,8 +34,8 @@ func newNode(t testing.TB, cfg schema.Redis, opts RedisOptions) *Redis {
 	return s
 }
 
-func singleCfg(srv *redistest.Server, prefix string) schema.Redis {
-	return schema.Redis{Host: srv.Host(), Port: srv.Port(), Timeout: int(testTimeout / time.Millisecond), KeyPrefix: prefix}
+func singleCfg(srv *redistest.Server, prefix string) RedisConfig {
+	return RedisConfig{Host: srv.Host(), Port: srv.Port(), Timeout: testTimeout, KeyPrefix: prefix}
 }
 
 // waitFor polls cond every 10ms for at most d.
@@ -312,11 +311,11 @@ func TestRedisWrongPasswordNotLeaked(t *testing.T) {
 
 func TestRedisClusterMasterLoss(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
-	var nodes []schema.IPPort
+	var nodes []RedisNode
 	for i := range c.Addrs() {
-		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+		nodes = append(nodes, RedisNode{Host: c.Node(i).Host(), Port: c.Node(i).Port()})
 	}
-	cfg := schema.Redis{ClusterNodes: nodes, Timeout: int(testTimeout / time.Millisecond), KeyPrefix: "k:"}
+	cfg := RedisConfig{ClusterNodes: nodes, Timeout: testTimeout, KeyPrefix: "k:"}
 	s := newNode(t, cfg, RedisOptions{CacheSize: 100})
 	ids := make([]string, 30) // spread over all masters
 	for i := range ids {
@@ -372,11 +371,11 @@ func TestRedisClusterMasterLoss(t *testing.T) {
 // sends, or once its copy is ClusterStateReloadInterval old (60 s).
 func TestRedisClusterFailover(t *testing.T) {
 	c := redistest.StartClusterWithReplicas(t, 3, 1)
-	var nodes []schema.IPPort
+	var nodes []RedisNode
 	for i := range c.Addrs() {
-		nodes = append(nodes, schema.IPPort{IP: c.Node(i).Host(), Port: c.Node(i).Port()})
+		nodes = append(nodes, RedisNode{Host: c.Node(i).Host(), Port: c.Node(i).Port()})
 	}
-	cfg := schema.Redis{ClusterNodes: nodes, Timeout: int(testTimeout / time.Millisecond), KeyPrefix: "f:"}
+	cfg := RedisConfig{ClusterNodes: nodes, Timeout: testTimeout, KeyPrefix: "f:"}
 	s := newNode(t, cfg, RedisOptions{}) // no cache: every Lookup asks Redis
 	ids := make([]string, 30)            // spread over all masters
 	for i := range ids {
@@ -422,10 +421,10 @@ func TestRedisClusterFailover(t *testing.T) {
 func TestRedisSentinel(t *testing.T) {
 	master := redistest.StartServer(t)
 	sent := redistest.StartSentinel(t, "mymaster", master.Addr())
-	cfg := schema.Redis{
+	cfg := RedisConfig{
 		SentinelMaster: "mymaster",
-		SentinelNodes:  []schema.HostPort{{Host: sent.Host(), Port: sent.Port()}},
-		Timeout:        2000,
+		SentinelNodes:  []RedisNode{{Host: sent.Host(), Port: sent.Port()}},
+		Timeout:        2 * time.Second,
 		KeyPrefix:      "sn:",
 	}
 	a := newNode(t, cfg, RedisOptions{CacheSize: 100})
@@ -447,7 +446,7 @@ func TestRedisInjectedErrors(t *testing.T) {
 	mr := miniredis.RunT(t)
 	host, port, _ := strings.Cut(mr.Addr(), ":")
 	p, _ := strconv.Atoi(port)
-	s, err := NewRedis(schema.Redis{Host: host, Port: p, Timeout: 500, KeyPrefix: "m:"}, RedisOptions{TTL: time.Hour, CacheSize: 10})
+	s, err := NewRedis(RedisConfig{Host: host, Port: p, Timeout: 500 * time.Millisecond, KeyPrefix: "m:"}, RedisOptions{TTL: time.Hour, CacheSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +519,7 @@ func TestRecordEncoding(t *testing.T) {
 
 func TestRedisOptionsMapping(t *testing.T) {
 	t.Run("single", func(t *testing.T) {
-		o, err := redisOptions(schema.Redis{Host: "redis.local", Username: "u", Password: "p", Database: 3, Timeout: 1500})
+		o, err := redisOptions(RedisConfig{Host: "redis.local", Username: "u", Password: "p", Database: 3, Timeout: 1500 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -535,25 +534,25 @@ func TestRedisOptionsMapping(t *testing.T) {
 		}
 	})
 	t.Run("default timeout", func(t *testing.T) {
-		o, _ := redisOptions(schema.Redis{Host: "h", Port: 7000})
+		o, _ := redisOptions(RedisConfig{Host: "h", Port: 7000})
 		if o.ReadTimeout != DefaultRedisTimeout || o.Addrs[0] != "h:7000" {
 			t.Errorf("%v %v", o.ReadTimeout, o.Addrs)
 		}
 	})
 	t.Run("tls", func(t *testing.T) {
-		o, _ := redisOptions(schema.Redis{Host: "h", SSL: true, SSLVerify: true, ServerName: "redis.example"})
+		o, _ := redisOptions(RedisConfig{Host: "h", SSL: true, SSLVerify: true, ServerName: "redis.example"})
 		if o.TLSConfig == nil || o.TLSConfig.ServerName != "redis.example" || o.TLSConfig.InsecureSkipVerify {
 			t.Errorf("tls = %+v", o.TLSConfig)
 		}
-		o, _ = redisOptions(schema.Redis{Host: "h", SSL: true})
+		o, _ = redisOptions(RedisConfig{Host: "h", SSL: true})
 		if !o.TLSConfig.InsecureSkipVerify {
 			t.Errorf("ssl_verify=false must skip verification")
 		}
 	})
 	t.Run("sentinel", func(t *testing.T) {
-		o, err := redisOptions(schema.Redis{
+		o, err := redisOptions(RedisConfig{
 			SentinelMaster: "m", SentinelUsername: "su", SentinelPassword: "sp",
-			SentinelNodes: []schema.HostPort{{Host: "s1", Port: 26380}, {Host: "s2"}},
+			SentinelNodes: []RedisNode{{Host: "s1", Port: 26380}, {Host: "s2"}},
 			Password:      "p", Database: 2,
 		})
 		if err != nil {
@@ -564,7 +563,7 @@ func TestRedisOptionsMapping(t *testing.T) {
 		}
 	})
 	t.Run("cluster", func(t *testing.T) {
-		o, err := redisOptions(schema.Redis{ClusterNodes: []schema.IPPort{{IP: "10.0.0.1", Port: 7000}, {IP: "::1"}}})
+		o, err := redisOptions(RedisConfig{ClusterNodes: []RedisNode{{Host: "10.0.0.1", Port: 7000}, {Host: "::1"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -572,11 +571,11 @@ func TestRedisOptionsMapping(t *testing.T) {
 			t.Errorf("options = %+v", o)
 		}
 	})
-	for name, bad := range map[string]schema.Redis{
+	for name, bad := range map[string]RedisConfig{
 		"nothing":          {},
 		"sentinel no node": {SentinelMaster: "m"},
-		"both":             {SentinelMaster: "m", SentinelNodes: []schema.HostPort{{Host: "s"}}, ClusterNodes: []schema.IPPort{{IP: "c"}}},
-		"cluster db":       {ClusterNodes: []schema.IPPort{{IP: "c"}}, Database: 1},
+		"both":             {SentinelMaster: "m", SentinelNodes: []RedisNode{{Host: "s"}}, ClusterNodes: []RedisNode{{Host: "c"}}},
+		"cluster db":       {ClusterNodes: []RedisNode{{Host: "c"}}, Database: 1},
 	} {
 		if _, err := redisOptions(bad); err == nil {
 			t.Errorf("%s: no error", name)

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/schema"
 )
 
 // mapSet is a process's memory stores, for tests that must not touch the
@@ -55,7 +53,7 @@ func (s *mapSet) memoryStore(key string, opts MemoryOptions) *Memory {
 
 // store returns the store for ttl and max as Open keys them.
 func (s *mapSet) store(ttl time.Duration, maxSessions int) *Memory {
-	_, key, _ := settingsKey(schema.Session{Store: "memory", TTL: int(ttl / time.Second), MaxSessions: maxSessions})
+	_, key, _ := settingsKey(Options{Store: StoreMemory, TTL: ttl, MaxSessions: maxSessions})
 	return s.memoryStore(key, MemoryOptions{TTL: ttl, MaxSessions: maxSessions})
 }
 
@@ -179,7 +177,7 @@ func TestSnapshotKeepsRemainingTTL(t *testing.T) {
 	now := time.Now()
 	var b bytes.Buffer
 	sw := newSnapWriter(&b, now.UnixNano())
-	_, key, _ := settingsKey(schema.Session{Store: "memory", TTL: 10, MaxSessions: 100})
+	_, key, _ := settingsKey(Options{Store: StoreMemory, TTL: 10 * time.Second, MaxSessions: 100})
 	sw.beginSection(snapKindStore, key, int64(ttl), int64(ttl), 100)
 	rec := func(st State) string { return encodeRecord(Record{Target: "10.0.0.1:1", Created: now, State: st}) }
 	sw.entry("aged-7s", now.Add(-7*time.Second).UnixNano(), rec(Active))
@@ -425,7 +423,7 @@ func TestSnapshotMergesAnotherProcess(t *testing.T) {
 func TestSnapshotSharedStores(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sessions")
-	cfg := schema.Session{Store: "memory", TTL: 1234, MaxSessions: 4321}
+	cfg := Options{Store: StoreMemory, TTL: 1234 * time.Second, MaxSessions: 4321}
 	h, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +447,7 @@ func TestSnapshotSharedStores(t *testing.T) {
 	if rec, ok, err := h2.Lookup(ctx, "shared-1", 0); err != nil || !ok || rec.Target != "10.0.0.9:9" {
 		t.Fatalf("Open after the restore: %+v %v %v", rec, ok, err)
 	}
-	other, err := Open(schema.Session{Store: "memory", TTL: 1235, MaxSessions: 4321})
+	other, err := Open(Options{Store: StoreMemory, TTL: 1235 * time.Second, MaxSessions: 4321})
 	if err != nil {
 		t.Fatal(err)
 	}
