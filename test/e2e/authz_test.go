@@ -435,27 +435,11 @@ func TestMCPLogFields(t *testing.T) {
 	var offRecs recordLog
 	off := startNode(t, deck(t, deckOptions{}), addrs(a), offRecs.option())
 
-	byID := func(l *recordLog, r rpcResult) standin.RequestRecord {
-		t.Helper()
-		id := r.Header.Get("X-Kong-Request-Id")
-		var rec standin.RequestRecord
-		l.waitRecords(t, 5*time.Second, func(all []standin.RequestRecord) bool {
-			for _, x := range all {
-				if x.ID == id {
-					rec = x
-					return true
-				}
-			}
-			return false
-		})
-		return rec
-	}
-
 	c := newPinRaw(demoKey, 10*time.Second)
 	c.initialize(t, on.URL())
 	c.initialized(t, on.URL())
 	_, r := c.whoami(t, on.URL())
-	got := serializedMCP(t, byID(&recs, r))
+	got := serializedMCP(t, recs.of(t, r))
 	want := map[string]any{"method": "tools/call", "tool": "whoami", "protocol": c.version, "session": sessionFingerprint(c.session)}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("tools/call: mcp = %v, want %v", got, want)
@@ -464,18 +448,18 @@ func TestMCPLogFields(t *testing.T) {
 		t.Error("the mcp object carries the session id itself")
 	}
 	r = c.request(t, on.URL(), "tools/call", `{"name":"sleep","arguments":{"ms":1}}`)
-	if got := serializedMCP(t, byID(&recs, r)); got["reason"] != "tool_forbidden" || got["tool"] != "sleep" {
+	if got := serializedMCP(t, recs.of(t, r)); got["reason"] != "tool_forbidden" || got["tool"] != "sleep" {
 		t.Errorf("denied call: mcp = %v", got)
 	}
 	r = newRaw("").request(t, on.URL(), "tools/list", "")
-	if got := serializedMCP(t, byID(&recs, r)); got["reason"] != "unauthorized" || got["method"] != "tools/list" {
+	if got := serializedMCP(t, recs.of(t, r)); got["reason"] != "unauthorized" || got["method"] != "tools/list" {
 		t.Errorf("anonymous: mcp = %v", got)
 	}
 
 	o := newPinRaw(demoKey, 10*time.Second)
 	o.initialize(t, off.URL())
 	_, r = o.whoami(t, off.URL())
-	rec := byID(&offRecs, r)
+	rec := offRecs.of(t, r)
 	if serializedMCP(t, rec) != nil || rec.Calls["access"]["kong.log.set_serialize_value"] != 0 {
 		t.Errorf("log.serialize off: %s", rec)
 	}
@@ -501,25 +485,10 @@ func TestAuthzPDKCost(t *testing.T) {
 	prm := startNode(t, withWellKnownPath(t, deck(t, deckOptions{relay: map[string]any{"auth": map[string]any{
 		"resource_metadata": map[string]any{"authorization_servers": []any{"https://auth.example.com"}}}}})), addrs(a), recs.option())
 
-	record := func(r rpcResult) standin.RequestRecord {
-		t.Helper()
-		id := r.Header.Get("X-Kong-Request-Id")
-		var rec standin.RequestRecord
-		recs.waitRecords(t, 5*time.Second, func(all []standin.RequestRecord) bool {
-			for _, x := range all {
-				if x.ID == id {
-					rec = x
-					return true
-				}
-			}
-			return false
-		})
-		return rec
-	}
 	check := func(kind string, r rpcResult, wantStatus, want int) {
 		t.Helper()
-		rec := record(r)
-		n := rec.RoundTrips() - len(rec.Events) - rec.InstanceStarts
+		rec := recs.of(t, r)
+		n := pdkCalls(rec)
 		if r.Status != wantStatus || n != want {
 			t.Errorf("%s: status %d, %d PDK calls; want %d, %d: %s", kind, r.Status, n, wantStatus, want, rec)
 		} else {

@@ -32,30 +32,13 @@ func TestPDKCallBudget(t *testing.T) {
 	uncheckedNode := startNode(t, deck(t, deckOptions{relay: map[string]any{
 		"upstream": map[string]any{"check_method_headers": false}}}), []string{modern}, recs.option())
 
-	// record waits for the record of the answer r (by X-Kong-Request-Id).
-	record := func(r rpcResult) standin.RequestRecord {
-		t.Helper()
-		id := r.Header.Get("X-Kong-Request-Id")
-		var rec standin.RequestRecord
-		recs.waitRecords(t, 5*time.Second, func(all []standin.RequestRecord) bool {
-			for _, x := range all {
-				if x.ID == id {
-					rec = x
-					return true
-				}
-			}
-			return false
-		})
-		return rec
-	}
-	calls := func(rec standin.RequestRecord) int { return rec.RoundTrips() - len(rec.Events) - rec.InstanceStarts }
 	check := func(kind string, r rpcResult, wantStatus, budget int) standin.RequestRecord {
 		t.Helper()
-		rec := record(r)
+		rec := recs.of(t, r)
 		if r.Status != wantStatus {
 			t.Errorf("%s: status %d, want %d: %s", kind, r.Status, wantStatus, r.Body)
 		}
-		if n := calls(rec); n > budget {
+		if n := pdkCalls(rec); n > budget {
 			t.Errorf("%s: %d PDK calls, budget %d: %s", kind, n, budget, rec)
 		} else {
 			t.Logf("%s: %d PDK calls (budget %d): %v", kind, n, budget, rec.Calls)
@@ -65,7 +48,7 @@ func TestPDKCallBudget(t *testing.T) {
 
 	// Warm up each node: the first request of an instance also starts it.
 	for _, n := range []*standin.Node{legacyNode, modernNode, uncheckedNode} {
-		record(newRaw(demoKey).request(t, n.URL(), "ping", ""))
+		recs.of(t, newRaw(demoKey).request(t, n.URL(), "ping", ""))
 	}
 
 	c := newPinRaw(demoKey, 10*time.Second)
@@ -114,28 +97,12 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 		addrs(rs...), recs.option(), withMetrics(m), quietLog(t))
 	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
 	g.coverReplicas()
-	record := func(r rpcResult) standin.RequestRecord {
-		t.Helper()
-		id := r.Header.Get("X-Kong-Request-Id")
-		var rec standin.RequestRecord
-		recs.waitRecords(t, 5*time.Second, func(all []standin.RequestRecord) bool {
-			for _, x := range all {
-				if x.ID == id {
-					rec = x
-					return true
-				}
-			}
-			return false
-		})
-		return rec
-	}
-	calls := func(rec standin.RequestRecord) int { return rec.RoundTrips() - len(rec.Events) - rec.InstanceStarts }
 
 	c := newPinRaw(demoKey, 10*time.Second)
 	c.initialize(t, node.URL())
 	c.initialized(t, node.URL())
 	first, r := c.whoami(t, node.URL())
-	if n := calls(record(r)); n != 5 {
+	if n := pdkCalls(recs.of(t, r)); n != 5 {
 		t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
 	}
 	g.kill(g.byName(first))
@@ -145,15 +112,15 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	if second == "" || second == first {
 		t.Fatalf("recovering request: whoami %q (%d %s)", second, r.Status, r.Body)
 	}
-	rec := record(r)
-	t.Logf("recovering request: %d PDK calls: %v", calls(rec), rec.Calls)
+	rec := recs.of(t, r)
+	t.Logf("recovering request: %d PDK calls: %v", pdkCalls(rec), rec.Calls)
 	for i := range 3 {
 		name, r := c.whoami(t, node.URL())
-		rec := record(r)
+		rec := recs.of(t, r)
 		if name != second {
 			t.Fatalf("request %d after the recovery reached %q, want %q", i, name, second)
 		}
-		if n := calls(rec); n > 5 || rec.Calls["access"]["kong.service.request.set_headers"] != 1 {
+		if n := pdkCalls(rec); n > 5 || rec.Calls["access"]["kong.service.request.set_headers"] != 1 {
 			t.Errorf("recovered session's request: %d PDK calls (budget 5), want one set_headers (Host, Mcp-Session-Id): %v", n, rec.Calls)
 		} else if i == 0 {
 			t.Logf("recovered session's later POST: %d PDK calls (budget 5): %v", n, rec.Calls)

@@ -81,7 +81,7 @@ func TestConfigKongCannotCheck(t *testing.T) {
 			!strings.Contains(fmt.Sprint(r.errorField("message")), "config.envelope.modern_auth_code") {
 			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
 		}
-		recordOf(t, &recs, r)
+		recs.of(t, r)
 	}
 	if got := replica.MustStats(t).RequestsTotal; got != 0 {
 		t.Errorf("the replica got %d requests", got)

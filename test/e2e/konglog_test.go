@@ -61,7 +61,7 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 	// The first request starts the instance, whose store check fails (a
 	// refused connection); that request's Log phase writes the error.
 	c := newRaw(demoKey)
-	rec := recordOf(t, &recs, c.request(t, node.URL(), "ping", ""))
+	rec := recs.of(t, c.request(t, node.URL(), "ping", ""))
 	if rec.InstanceStarts != 1 || rec.Calls["log"]["kong.log.err"] != 1 {
 		t.Errorf("first request: %d instance starts, Log phase calls %v, want one kong.log.err",
 			rec.InstanceStarts, rec.Calls["log"])
@@ -85,7 +85,7 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	recordOf(t, &recs, c.request(t, node.URL(), "ping", ""))
+	recs.of(t, c.request(t, node.URL(), "ping", ""))
 	if got := kongLines(&kongLog, "[notice]", "[mcp-relay]", "session store reachable again"); len(got) != 1 {
 		t.Fatalf("Kong's log has %d store notices, want 1:\n%s", len(got), kongLog.String())
 	}
@@ -126,23 +126,6 @@ func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 	}
 }
 
-// recordOf waits for the record of the answer r.
-func recordOf(t *testing.T, recs *recordLog, r rpcResult) standin.RequestRecord {
-	t.Helper()
-	id := r.Header.Get("X-Kong-Request-Id")
-	var rec standin.RequestRecord
-	recs.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool {
-		for _, x := range all {
-			if x.ID == id {
-				rec = x
-				return true
-			}
-		}
-		return false
-	})
-	return rec
-}
-
 // An event inside a request (another consumer presenting a session id)
 // reaches Kong's log at warn through that request's own Log phase; more of
 // the same kind within 10 s stay on stderr only.
@@ -158,7 +141,7 @@ func TestWarnEventReachesKongLog(t *testing.T) {
 	if r := owner.initialize(t, node.URL()); r.Status != http.StatusOK || owner.session == "" {
 		t.Fatalf("initialize: %d %s", r.Status, r.Body)
 	}
-	recordOf(t, &recs, owner.request(t, node.URL(), "ping", "")) // the session is recorded
+	recs.of(t, owner.request(t, node.URL(), "ping", "")) // the session is recorded
 	thief := newRaw(otherKey)
 	thief.session = owner.session
 	for i := range 3 {
@@ -166,7 +149,7 @@ func TestWarnEventReachesKongLog(t *testing.T) {
 		if r.Status != http.StatusNotFound {
 			t.Fatalf("another consumer's request %d: %d %s", i, r.Status, r.Body)
 		}
-		rec := recordOf(t, &recs, r)
+		rec := recs.of(t, r)
 		if want := map[bool]int{true: 1, false: 0}[i == 0]; rec.Calls["log"]["kong.log.warn"] != want {
 			t.Errorf("request %d: Log phase calls %v, want %d kong.log.warn", i, rec.Calls["log"], want)
 		}

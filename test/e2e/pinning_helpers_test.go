@@ -291,6 +291,30 @@ func (l *recordLog) waitRecords(t testing.TB, timeout time.Duration, cond func([
 	}
 }
 
+// of waits (at most 10 s) for the record of the answer r, found by its
+// X-Kong-Request-Id.
+func (l *recordLog) of(t testing.TB, r rpcResult) standin.RequestRecord {
+	t.Helper()
+	id := r.Header.Get("X-Kong-Request-Id")
+	var rec standin.RequestRecord
+	l.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool {
+		for _, x := range all {
+			if x.ID == id {
+				rec = x
+				return true
+			}
+		}
+		return false
+	})
+	return rec
+}
+
+// pdkCalls is what a request cost in PDK calls: its round trips less one
+// per phase event and instance start.
+func pdkCalls(rec standin.RequestRecord) int {
+	return rec.RoundTrips() - len(rec.Events) - rec.InstanceStarts
+}
+
 // waitQuiet polls count every 100 ms until it has not changed for quiet, or
 // for at most max; it returns the last count and when it last changed.
 func waitQuiet(count func() float64, quiet, max time.Duration) (last float64, lastChange time.Time) {
