@@ -363,6 +363,35 @@ func init() {
 	pdkMethods = loadService()
 }
 
+// decodeHeaderKV reads a set_header or add_header argument: a header name
+// and a value (a string, number, boolean or array of them), checked as Kong
+// checks them.
+func decodeHeaderKV(c *call) (name string, vals []string, err error) {
+	kv, err := decode(c, &pb.KV{})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := validateHeaderName(kv.K); err != nil {
+		return "", nil, err
+	}
+	vals, err = headerValueStrings(kv.K, luaValue(kv.V))
+	if err != nil {
+		return "", nil, err
+	}
+	return kv.K, vals, nil
+}
+
+// savedHeader is get_header on the header table saved for the log timer:
+// the first value of name, or nil.
+func savedHeader(headers map[string]any, name string) proto.Message {
+	v := luaTableGet(headers, name)
+	if l, ok := v.([]any); ok && len(l) > 0 {
+		v = l[0]
+	}
+	s, ok := v.(string)
+	return optString(s, ok)
+}
+
 // decodeHeaderTable reads a set_headers argument: a Lua table of header
 // names to a string or an array of strings, checked as Kong checks it.
 func decodeHeaderTable(c *call) (map[string][]string, error) {

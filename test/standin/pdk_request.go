@@ -120,12 +120,7 @@ var requestMethods = map[string]pdkHandler{
 			return nil, err
 		}
 		if c.r.saved != nil {
-			v := luaTableGet(c.r.saved.requestHeaders, s.V)
-			if l, ok := v.([]any); ok && len(l) > 0 {
-				v = l[0]
-			}
-			sv, ok := v.(string)
-			return optString(sv, ok), nil
+			return savedHeader(c.r.saved.requestHeaders, s.V), nil
 		}
 		if err := reqPhase(c); err != nil {
 			return nil, err

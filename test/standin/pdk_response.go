@@ -40,12 +40,7 @@ var responseMethods = map[string]pdkHandler{
 			return nil, err
 		}
 		if c.r.saved != nil {
-			v := luaTableGet(c.r.saved.responseHeaders, s.V)
-			if l, ok := v.([]any); ok && len(l) > 0 {
-				v = l[0]
-			}
-			sv, ok := v.(string)
-			return optString(sv, ok), nil
+			return savedHeader(c.r.saved.responseHeaders, s.V), nil
 		}
 		if err := c.check(headerBodyLog); err != nil {
 			return nil, err
@@ -140,27 +135,20 @@ var responseMethods = map[string]pdkHandler{
 // respHeaderOp is kong.response.set_header (op "set") or add_header ("add").
 func respHeaderOp(op string) pdkHandler {
 	return func(c *call) (proto.Message, error) {
-		kv, err := decode(c, &pb.KV{})
-		if err != nil {
-			return nil, err
-		}
-		if err := validateHeaderName(kv.K); err != nil {
-			return nil, err
-		}
-		vals, err := headerValueStrings(kv.K, luaValue(kv.V))
+		name, vals, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}
 		if op == "set" {
-			if isTransferEncoding(kv.K) {
+			if isTransferEncoding(name) {
 				c.r.node.log.logf(lvlWarn, "[kong] manually setting Transfer-Encoding. Ignored.")
 				return nil, nil
 			}
-			c.r.respHeaders.set(kv.K, vals)
+			c.r.respHeaders.set(name, vals)
 			return nil, nil
 		}
 		for _, v := range vals {
-			c.r.respHeaders.add(kv.K, v)
+			c.r.respHeaders.add(name, v)
 		}
 		return nil, nil
 	}

@@ -108,44 +108,30 @@ var serviceRequestMethods = map[string]pdkHandler{
 		return nil, nil
 	}),
 	"kong.service.request.set_header": inPhases(accessRewriteBalancer, func(c *call) (proto.Message, error) {
-		kv, err := decode(c, &pb.KV{})
+		name, vals, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}
-		if err := validateHeaderName(kv.K); err != nil {
-			return nil, err
-		}
-		vals, err := headerValueStrings(kv.K, luaValue(kv.V))
-		if err != nil {
-			return nil, err
-		}
-		lk := strings.ToLower(kv.K)
+		lk := strings.ToLower(name)
 		if lk == "host" {
 			c.r.upstreamHost = strings.Join(vals, ", ")
 		}
 		if lk == ":authority" {
 			return nil, nil // nil, "cannot set :authority pseudo-header on non-grpc requests"
 		}
-		c.r.headers.set(kv.K, vals)
+		c.r.headers.set(name, vals)
 		return nil, nil
 	}),
 	"kong.service.request.add_header": inPhases(accessAndRewrite, func(c *call) (proto.Message, error) {
-		kv, err := decode(c, &pb.KV{})
+		name, vals, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}
-		if err := validateHeaderName(kv.K); err != nil {
-			return nil, err
-		}
-		vals, err := headerValueStrings(kv.K, luaValue(kv.V))
-		if err != nil {
-			return nil, err
-		}
-		if strings.EqualFold(kv.K, "host") {
+		if strings.EqualFold(name, "host") {
 			c.r.upstreamHost = strings.Join(vals, ", ")
 		}
 		for _, v := range vals {
-			c.r.headers.add(kv.K, v)
+			c.r.headers.add(name, v)
 		}
 		return nil, nil
 	}),
