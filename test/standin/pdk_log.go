@@ -50,13 +50,10 @@ var logMethods = map[string]pdkHandler{
 		c.r.serializes = append(c.r.serializes, serializeValue{key: kv.K, value: luaValue(kv.V), mode: "set"})
 		return nil, nil
 	}),
-	"kong.log.serialize": func(c *call) (proto.Message, error) {
+	"kong.log.serialize": liveInPhases(phLog, func(c *call) (proto.Message, error) {
 		if c.r.saved != nil {
 			return pbString(c.r.saved.serialized), nil
 		}
-		if err := c.check(phLog); err != nil {
-			return nil, err
-		}
 		return pbString(string(encodeCJSON(c.r.serialize()))), nil
-	},
+	}),
 }

@@ -162,12 +162,7 @@ var requestMethods = map[string]pdkHandler{
 		}
 		return &pb.RawBodyResult{Kind: &pb.RawBodyResult_Content{Content: body}}, nil
 	}),
-	"kong.request.get_uri_captures": func(c *call) (proto.Message, error) {
-		if c.r.saved == nil {
-			if err := c.check(phRequest); err != nil {
-				return nil, err
-			}
-		}
+	"kong.request.get_uri_captures": liveInPhases(phRequest, func(c *call) (proto.Message, error) {
 		res := &pb.UriCapturesResult{Named: map[string][]byte{}}
 		if c.r.matchT != nil {
 			for _, u := range c.r.matchT.unnamed {
@@ -178,5 +173,5 @@ var requestMethods = map[string]pdkHandler{
 			}
 		}
 		return res, nil
-	},
+	}),
 }

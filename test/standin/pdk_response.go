@@ -25,15 +25,12 @@ func beforeHeadersSent(c *call) error {
 
 // kong/pdk/response.lua and plugin.lua exposed_api
 var responseMethods = map[string]pdkHandler{
-	"kong.response.get_status": func(c *call) (proto.Message, error) {
+	"kong.response.get_status": liveInPhases(headerBodyLog, func(c *call) (proto.Message, error) {
 		if c.r.saved != nil {
 			return pbInt(c.r.saved.responseStatus), nil
 		}
-		if err := c.check(headerBodyLog); err != nil {
-			return nil, err
-		}
 		return pbInt(c.r.status), nil
-	},
+	}),
 	"kong.response.get_header": func(c *call) (proto.Message, error) {
 		s, err := decode(c, &pb.String{})
 		if err != nil {
@@ -63,14 +60,9 @@ var responseMethods = map[string]pdkHandler{
 		}
 		return pbStruct(c.r.respHeaders.luaTable(int(in.V))), nil
 	},
-	"kong.response.get_source": func(c *call) (proto.Message, error) {
-		if c.r.saved == nil {
-			if err := c.check(headerBodyLog); err != nil {
-				return nil, err
-			}
-		}
+	"kong.response.get_source": liveInPhases(headerBodyLog, func(c *call) (proto.Message, error) {
 		return pbString(c.r.responseSource()), nil
-	},
+	}),
 	"kong.response.set_status": guarded(beforeHeadersSent, func(c *call) (proto.Message, error) {
 		in, err := decode(c, &pb.Int{})
 		if err != nil {
