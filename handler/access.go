@@ -240,7 +240,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		return false
 	}
 	// A recovered session's replica knows it by rec.Upstream.
-	p.setPinnedHeaders(k, r.headers, host, port, rec.Upstream)
+	p.setPinnedHeaders(k, r.headers, rec.Target, host, port, rec.Upstream)
 	pinsHit.Inc()
 	if waited {
 		pinsAfterWait.Inc()

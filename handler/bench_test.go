@@ -115,3 +115,35 @@ func BenchmarkLog(b *testing.B) {
 		}
 	})
 }
+
+// TestPinnedAccessAllocatesNothing: the healthy pinned path (lookup,
+// replica check, set_target, the balanced Host) makes no heap allocation,
+// so the hot path costs the garbage collector nothing. (AllocsPerRun counts
+// allocations, not time.)
+func TestPinnedAccessAllocatesNothing(t *testing.T) {
+	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1000})
+	defer mem.Close()
+	p := newPlugin(t, `{"auth":{"anonymous":"anonymous"}}`)
+	p.store = mem
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go acceptAll(ln)
+	learn(t, mem, "sess-hot", ln.Addr().String(), "alice")
+	for _, k := range []struct {
+		name string
+		k    *benchKong
+	}{
+		{"POST", &benchKong{method: "POST", body: []byte(callBody),
+			headers: hdr("mcp-session-id", "sess-hot", "x-consumer-id", "alice", "mcp-protocol-version", "2025-06-18")}},
+		{"GET stream", &benchKong{method: "GET",
+			headers: map[string][]string{"accept": {"text/event-stream"}, "mcp-session-id": {"sess-hot"}, "x-consumer-id": {"alice"}}}},
+	} {
+		p.access(k.k) // the first pin starts the replica watch
+		if n := testing.AllocsPerRun(100, func() { p.access(k.k) }); n != 0 {
+			t.Errorf("pinned %s: %.1f allocations per Access, want 0", k.name, n)
+		}
+	}
+}

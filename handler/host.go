@@ -63,9 +63,11 @@ func (h *hostRule) learn(data []byte) {
 	h.bits.Store(bits)
 }
 
-// balancedHost is the Host Kong sends when it balances to host:port, and
-// whether it differs from the bare host set_target makes it send.
-func (h *hostRule) balancedHost(headers map[string][]string, host string, port int) (string, bool) {
+// balancedHost is the Host Kong sends when it balances to target ("ip:port",
+// split into host and port), and whether it differs from the bare host
+// set_target makes it send. Kong's "host:port" is target itself, so the hot
+// path builds no string.
+func (h *hostRule) balancedHost(headers map[string][]string, target, host string, port int) (string, bool) {
 	bits := h.bits.Load()
 	if bits&hostRulePreserve != 0 {
 		client := first(headers, hHost)
@@ -78,17 +80,17 @@ func (h *hostRule) balancedHost(headers map[string][]string, host string, port i
 	if port == defaultPort {
 		return host, false
 	}
-	return net.JoinHostPort(host, strconv.Itoa(port)), true
+	return target, true
 }
 
 // setPinnedHeaders runs after set_target. It restores Host (upstream.host_header
 // when set, else the Host Kong would have sent when balancing) and, for a
 // recovered session, sends the id its new replica knows it by: one PDK
 // call for both.
-func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, host string, port int, upstreamSession string) {
+func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, target, host string, port int, upstreamSession string) {
 	value, set := p.cfg.Upstream.HostHeader, true
 	if value == "" {
-		value, set = p.hosts.balancedHost(headers, host, port)
+		value, set = p.hosts.balancedHost(headers, target, host, port)
 	}
 	var err error
 	switch {
@@ -115,6 +117,6 @@ func (p *Plugin) pinnedHost(headers map[string][]string, target string) string {
 	if err != nil || perr != nil {
 		return ""
 	}
-	value, _ := p.hosts.balancedHost(headers, host, port)
+	value, _ := p.hosts.balancedHost(headers, target, host, port)
 	return value
 }
