@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,26 +212,8 @@ func lostMCPGo(t *testing.T, g *lostRig) clientRun {
 // running, driven over stdin/stdout.
 func lostMCPRemote(dir string) func(*testing.T, *lostRig) clientRun {
 	return func(t *testing.T, g *lostRig) clientRun {
-		env, _ := clientEnv(t)
-		cmd := exec.Command("node", filepath.Join(dir, "node_modules", "mcp-remote", "dist", "proxy.js"), g.url,
-			"--header", "apikey:"+demoKey)
-		cmd.Env = env
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
-		if err := startGroup(cmd); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		defer func() { killGroup(cmd); <-exited }()
+		stdin, stdout, stderr, stop := startMCPRemote(t, dir, g.url, demoKey)
+		defer stop()
 
 		type answer struct {
 			ID     json.RawMessage `json:"id"`

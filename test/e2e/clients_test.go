@@ -319,32 +319,43 @@ func runMCPGo(t *testing.T, url string, c clientCase) clientRun {
 	return r
 }
 
+// startMCPRemote starts one mcp-remote bridge for url (with the apikey
+// header when key is set) in its own process group; stop kills the group
+// and waits for the process.
+func startMCPRemote(t *testing.T, dir, url, key string) (stdin io.Writer, stdout io.Reader, stderr *syncBuffer, stop func()) {
+	t.Helper()
+	args := []string{filepath.Join(dir, "node_modules", "mcp-remote", "dist", "proxy.js"), url}
+	if key != "" {
+		args = append(args, "--header", "apikey:"+key)
+	}
+	env, _ := clientEnv(t)
+	cmd := exec.Command("node", args...)
+	cmd.Env = env
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := startGroup(cmd); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return in, out, stderr, func() { killGroup(cmd); <-exited }
+}
+
 // runMCPRemote: mcp-remote, the stdio bridge many desktop clients use,
 // driven over stdin/stdout as such a client drives it.
 func runMCPRemote(dir string) func(*testing.T, string, clientCase) clientRun {
 	return func(t *testing.T, url string, c clientCase) clientRun {
-		args := []string{filepath.Join(dir, "node_modules", "mcp-remote", "dist", "proxy.js"), url}
-		if c.key != "" {
-			args = append(args, "--header", "apikey:"+c.key)
-		}
-		env, _ := clientEnv(t)
-		cmd := exec.Command("node", args...)
-		cmd.Env = env
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
 		start := time.Now()
-		if err := startGroup(cmd); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { killGroup(cmd); _ = cmd.Wait() }()
+		stdin, stdout, stderr, stop := startMCPRemote(t, dir, url, c.key)
+		defer stop()
 
 		tool, toolArgs := "echo", `{"text":"hi"}`
 		if c.stream {
