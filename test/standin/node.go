@@ -103,9 +103,12 @@ type Node struct {
 
 	errorTemplateJSON string
 
-	records  chan RequestRecord
-	bodySeq  atomic.Int64
-	logWG    sync.WaitGroup
+	records chan RequestRecord
+	bodySeq atomic.Int64
+	// pending counts requests and Log timers not finished yet. A counter,
+	// not a WaitGroup: requests keep arriving while WaitIdle waits, and a
+	// WaitGroup forbids Add from zero concurrently with Wait.
+	pending  atomic.Int64
 	closing  atomic.Bool
 	closeErr error
 	closed   chan struct{}
@@ -526,16 +529,17 @@ func (n *Node) TerminatePlugin() error { return n.plugin().terminate() }
 // Records delivers each request's record after its Log event finished.
 func (n *Node) Records() <-chan RequestRecord { return n.records }
 
-// WaitIdle waits until no Log event is pending (bounded by timeout).
+// WaitIdle waits until no request or Log event is pending (bounded by
+// timeout), polling every 5 ms.
 func (n *Node) WaitIdle(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() { n.logWG.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
+	deadline := time.Now().Add(timeout)
+	for n.pending.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 func (n *Node) listenIP() string {

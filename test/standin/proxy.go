@@ -251,8 +251,8 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 func (n *Node) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// Counted from the start: the client may have the whole answer before
 	// the Log timer is scheduled, and WaitIdle must not return in between.
-	n.logWG.Add(1)
-	defer n.logWG.Done()
+	n.pending.Add(1)
+	defer n.pending.Add(-1)
 	r := n.newRequest(w, req)
 	abort := n.serve(r)
 	r.rec.Duration = time.Since(r.startTime)
@@ -883,9 +883,9 @@ func (n *Node) logPhase(r *reqCtx) {
 		r.ctx["plugin_id"] = cp.plugin.ID
 		timers = append(timers, r.logTimerCtx(cp))
 	}
-	n.logWG.Add(1)
+	n.pending.Add(1)
 	go func() {
-		defer n.logWG.Done()
+		defer n.pending.Add(-1)
 		for i, cp := range logs {
 			t := timers[i]
 			res, err := n.event(t, cp, "log")
