@@ -122,6 +122,10 @@ func (c *Config) Access(kong *pdk.PDK) {
 		if err := kong.Service.SetTarget(host, p); err != nil {
 			fmt.Fprintf(os.Stderr, "set_target: %v\n", err)
 		}
+	case "host-header": // a string value: Kong stores it in upstream_host as is
+		_ = kong.ServiceRequest.SetHeader("Host", "example.test:9")
+	case "host-headers": // go-pdk sends every value as an array
+		_ = kong.ServiceRequest.SetHeaders(map[string][]string{"Host": {"example.test:9"}, "X-Other": {"o"}})
 	case "edit":
 		_ = kong.ServiceRequest.SetPath("/edited")
 		_ = kong.ServiceRequest.SetRawQuery("x=1&y=2")

@@ -1,0 +1,174 @@
+package realkong_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcp-relay/mcp-relay/test/realkong"
+)
+
+// echoPlugin builds the stand-in's small go-pdk test plugin, so that the same
+// plugin runs through the stand-in's tests and through real Kong here.
+func echoPlugin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "echo-plugin")
+	out, err := exec.Command("go", "build", "-o", bin, "../standin/testdata/echoplugin").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building echoplugin: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// hostRecorder is an upstream that records the Host of each request.
+type hostRecorder struct {
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (h *hostRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	h.hosts = append(h.hosts, r.Host)
+	h.mu.Unlock()
+	_, _ = io.WriteString(w, "ok")
+}
+
+func (h *hostRecorder) last() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.hosts) == 0 {
+		return ""
+	}
+	return h.hosts[len(h.hosts)-1]
+}
+
+func deck(target string) []byte {
+	return []byte(fmt.Sprintf(`_format_version: "3.0"
+upstreams:
+  - name: up
+    targets: [{target: %q}]
+services:
+  - name: svc
+    host: up
+    port: 80
+    routes:
+      - name: r
+        paths: [/t]
+        plugins:
+          - name: echo-plugin
+            config: {}
+`, target))
+}
+
+func requireRealKong(t *testing.T) {
+	t.Helper()
+	if _, err := realkong.Script(); err != nil {
+		t.Fatal(err) // never a silent pass: say how to get real Kong
+	}
+}
+
+// TestHostHeaderThroughSetHeaders pins a fact of Kong 3.9.1 the stand-in
+// follows: kong.service.request.set_headers stores a Host value in
+// ngx.var.upstream_host as it is, and go-pdk sends every value as an array,
+// so the upstream sees "table: 0x..."; set_header sends a string and is safe.
+func TestHostHeaderThroughSetHeaders(t *testing.T) {
+	requireRealKong(t)
+	up := &hostRecorder{}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	target := strings.TrimPrefix(srv.URL, "http://")
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(target)})
+
+	for _, c := range []struct {
+		mode string
+		want *regexp.Regexp
+	}{
+		{"", regexp.MustCompile(`^` + regexp.QuoteMeta(target) + `$`)}, // Kong balanced: target host:port
+		{"host-header", regexp.MustCompile(`^example\.test:9$`)},
+		{"host-headers", regexp.MustCompile(`^table: 0x[0-9a-f]+$`)},
+	} {
+		t.Run("mode="+c.mode, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+			req.Header.Set("X-Test-Mode", c.mode)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if c.mode == "host-headers" {
+				// Go's server refuses such a Host with 400 before the handler.
+				if resp.StatusCode != 400 || !strings.Contains(string(body), "malformed Host header") {
+					t.Fatalf("set_headers with Host: got %d %q, want Go's 400 malformed Host header", resp.StatusCode, body)
+				}
+				return
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := up.last(); !c.want.MatchString(got) {
+				t.Fatalf("upstream Host %q, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestPluginRestartAndReload: the plugin process is Kong's to restart, and
+// reload starts a new one.
+func TestPluginRestartAndReload(t *testing.T) {
+	requireRealKong(t)
+	srv := httptest.NewServer(&hostRecorder{})
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	get := func() int {
+		resp, err := http.Get(node.URL() + "/t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := get(); s != 200 {
+		t.Fatalf("status %d", s)
+	}
+	old := node.PluginPID()
+	if old == 0 || node.PluginStarts() != 1 {
+		t.Fatalf("pid %d, starts %d", old, node.PluginStarts())
+	}
+	if err := node.KillPlugin(); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := node.WaitPlugin(old, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node.PluginStarts() != 2 {
+		t.Fatalf("starts %d after a kill, want 2", node.PluginStarts())
+	}
+	if err := node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.WaitPlugin(pid, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := get(); s != 200 {
+		t.Fatalf("status %d after reload", s)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if _, err := realkong.Prepare(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
