@@ -29,7 +29,6 @@ func (b *benchKong) Exit(int, []byte, map[string][]string)        {}
 func (b *benchKong) NginxVar(string) (string, error)              { return "", nil }
 func (b *benchKong) ResponseStatus() (int, error)                 { return b.status, nil }
 func (b *benchKong) ResponseHeader(string) (string, error)        { return "", nil }
-func (b *benchKong) SetUpstreamHeaders(map[string][]string) error { return nil }
 func (b *benchKong) UpstreamBody() ([]byte, error)                { return nil, nil }
 func (b *benchKong) Serialize() ([]byte, error)                   { return b.log, nil }
 

@@ -83,16 +83,6 @@ func (f *fakeKong) SetUpstreamHeader(name, value string) error {
 	f.upstreamSet[name] = value
 	return nil
 }
-func (f *fakeKong) SetUpstreamHeaders(headers map[string][]string) error {
-	f.call("service.request.set_headers")
-	if f.upstreamSet == nil {
-		f.upstreamSet = map[string]string{}
-	}
-	for name, values := range headers {
-		f.upstreamSet[name] = values[0]
-	}
-	return nil
-}
 func (f *fakeKong) Exit(status int, body []byte, headers map[string][]string) {
 	f.call("response.exit")
 	f.exited, f.exitStatus, f.exitBody, f.exitHeaders = true, status, body, headers

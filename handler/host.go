@@ -30,9 +30,11 @@ const hHost = "host"
 //     is sent instead.
 //
 // Only kong.service.request.set_header(s) writes ngx.var.upstream_host
-// back, so restoring costs one PDK call per pinned request (shared with a
-// recovered session's Mcp-Session-Id, through set_headers); it is skipped
+// back, so restoring costs one PDK call per pinned request; it is skipped
 // when the Host Kong would balance with is the bare host set_target sends.
+// It must be set_header: set_headers stores go-pdk's array value in the
+// nginx variable as it is, which tostring()s it, and the replica gets
+// "Host: table: 0x..." (test/realkong pins this on Kong 3.9.1).
 // The route facts (preserve_host, the service's protocol) come free with
 // the kong.log.serialize() the Log phase reads when it learns a session.
 //
@@ -85,24 +87,22 @@ func (h *hostRule) balancedHost(headers map[string][]string, target, host string
 
 // setPinnedHeaders runs after set_target. It restores Host (upstream.host_header
 // when set, else the Host Kong would have sent when balancing) and, for a
-// recovered session, sends the id its new replica knows it by: one PDK
-// call for both.
+// recovered session, sends the id its new replica knows it by: one
+// set_header call each (see above why never set_headers).
 func (p *Plugin) setPinnedHeaders(k kong.PDK, headers map[string][]string, target, host string, port int, upstreamSession string) {
 	value, set := p.cfg.Upstream.HostHeader, true
 	if value == "" {
 		value, set = p.hosts.balancedHost(headers, target, host, port)
 	}
-	var err error
-	switch {
-	case set && upstreamSession != "":
-		err = k.SetUpstreamHeaders(map[string][]string{"Host": {value}, "Mcp-Session-Id": {upstreamSession}})
-	case set:
-		err = k.SetUpstreamHeader("Host", value)
-	case upstreamSession != "":
-		err = k.SetUpstreamHeader("Mcp-Session-Id", upstreamSession)
+	if set {
+		if err := k.SetUpstreamHeader("Host", value); err != nil {
+			logger.Error("setting the Host of a pinned request", "err", err)
+		}
 	}
-	if err != nil {
-		logger.Error("setting upstream headers of a pinned request", "err", err)
+	if upstreamSession != "" {
+		if err := k.SetUpstreamHeader("Mcp-Session-Id", upstreamSession); err != nil {
+			logger.Error("setting the upstream session id of a recovered session", "err", err)
+		}
 	}
 }
 

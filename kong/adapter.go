@@ -33,10 +33,6 @@ func (a Adapter) SetUpstreamHeader(name, value string) error {
 	return a.k.ServiceRequest.SetHeader(name, value)
 }
 
-func (a Adapter) SetUpstreamHeaders(headers map[string][]string) error {
-	return a.k.ServiceRequest.SetHeaders(headers)
-}
-
 // Exit ends the request. go-pdk closes the event's connection afterwards, so
 // no PDK call may follow it in the same handler.
 func (a Adapter) Exit(status int, body []byte, headers map[string][]string) {

@@ -15,10 +15,11 @@ type PDK interface {
 	// so Kong streams the upstream answer and skips the Response phase.
 	ClearBuffering() error
 	SetTarget(host string, port int) error
+	// SetUpstreamHeader sets one request header towards the upstream. It is
+	// the only safe way to set Host: Kong stores a Host value in
+	// ngx.var.upstream_host as it comes, and set_headers (go-pdk sends its
+	// values as arrays) would make it "table: 0x...".
 	SetUpstreamHeader(name, value string) error
-	// SetUpstreamHeaders sets several request headers in one call
-	// (kong.service.request.set_headers; "Host" sets upstream_host too).
-	SetUpstreamHeaders(headers map[string][]string) error
 	// NginxVar reads an nginx variable (kong.nginx.get_var), e.g. the
 	// upstream_scheme and upstream_uri Kong sets before plugins run.
 	NginxVar(name string) (string, error)

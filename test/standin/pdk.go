@@ -377,20 +377,29 @@ func init() {
 // decodeHeaderKV reads a set_header or add_header argument: a header name
 // and a value (a string, number, boolean or array of them), checked as Kong
 // checks them.
-func decodeHeaderKV(c *call) (name string, vals []string, err error) {
+func decodeHeaderKV(c *call) (name string, vals []string, raw any, err error) {
 	kv, err := decode(c, &pb.KV{})
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if err := validateHeaderName(kv.K); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	vals, err = headerValueStrings(kv.K, luaValue(kv.V))
+	raw = luaValue(kv.V)
+	vals, err = headerValueStrings(kv.K, raw)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return kv.K, vals, nil
+	return kv.K, vals, raw, nil
 }
+
+// upstreamHostValue is what ngx.var.upstream_host holds after Kong's
+// set_header(s) assigned it a header value as it came (kong/pdk/service/
+// request.lua: `ngx_var.upstream_host = value`): nginx variables are
+// strings, and the variable setter (lua-resty-core resty/core/var.lua)
+// calls tostring() on anything else. go-pdk sends set_headers values as
+// arrays, so a Host given there reaches the upstream as "table: 0x...".
+func upstreamHostValue(raw any) string { return luaToString(raw) }
 
 // savedHeader is get_header on the header table saved for the log timer:
 // the first value of name, or nil.
@@ -405,20 +414,21 @@ func savedHeader(headers map[string]any, name string) proto.Message {
 
 // decodeHeaderTable reads a set_headers argument: a Lua table of header
 // names to a string or an array of strings, checked as Kong checks it.
-func decodeHeaderTable(c *call) (map[string][]string, error) {
+func decodeHeaderTable(c *call) (set map[string][]string, raw map[string]any, err error) {
 	st, err := decode(c, &structpb.Struct{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	set := map[string][]string{}
-	for k, v := range luaStruct(st) {
+	set = map[string][]string{}
+	raw = luaStruct(st)
+	for k, v := range raw {
 		vals, err := headerValueStrings(k, v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		set[k] = vals
 	}
-	return set, nil
+	return set, raw, nil
 }
 
 func isTransferEncoding(k string) bool {

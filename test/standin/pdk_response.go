@@ -85,7 +85,7 @@ var responseMethods = map[string]pdkHandler{
 		return nil, nil
 	}),
 	"kong.response.set_headers": guarded(beforeHeadersSent, func(c *call) (proto.Message, error) {
-		set, err := decodeHeaderTable(c)
+		set, _, err := decodeHeaderTable(c)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ var responseMethods = map[string]pdkHandler{
 // respHeaderOp is kong.response.set_header (op "set") or add_header ("add").
 func respHeaderOp(op string) pdkHandler {
 	return func(c *call) (proto.Message, error) {
-		name, vals, err := decodeHeaderKV(c)
+		name, vals, _, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}

@@ -108,13 +108,13 @@ var serviceRequestMethods = map[string]pdkHandler{
 		return nil, nil
 	}),
 	"kong.service.request.set_header": inPhases(accessRewriteBalancer, func(c *call) (proto.Message, error) {
-		name, vals, err := decodeHeaderKV(c)
+		name, vals, raw, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}
 		lk := strings.ToLower(name)
 		if lk == "host" {
-			c.r.upstreamHost = strings.Join(vals, ", ")
+			c.r.upstreamHost = upstreamHostValue(raw)
 		}
 		if lk == ":authority" {
 			return nil, nil // nil, "cannot set :authority pseudo-header on non-grpc requests"
@@ -123,12 +123,12 @@ var serviceRequestMethods = map[string]pdkHandler{
 		return nil, nil
 	}),
 	"kong.service.request.add_header": inPhases(accessAndRewrite, func(c *call) (proto.Message, error) {
-		name, vals, err := decodeHeaderKV(c)
+		name, vals, raw, err := decodeHeaderKV(c)
 		if err != nil {
 			return nil, err
 		}
 		if strings.EqualFold(name, "host") {
-			c.r.upstreamHost = strings.Join(vals, ", ")
+			c.r.upstreamHost = upstreamHostValue(raw)
 		}
 		for _, v := range vals {
 			c.r.headers.add(name, v)
@@ -144,13 +144,13 @@ var serviceRequestMethods = map[string]pdkHandler{
 		return nil, nil
 	}),
 	"kong.service.request.set_headers": inPhases(accessAndRewrite, func(c *call) (proto.Message, error) {
-		set, err := decodeHeaderTable(c)
+		set, raw, err := decodeHeaderTable(c)
 		if err != nil {
 			return nil, err
 		}
 		for k, v := range set {
 			if strings.EqualFold(k, "host") {
-				c.r.upstreamHost = strings.Join(v, ", ")
+				c.r.upstreamHost = upstreamHostValue(raw[k])
 			}
 			c.r.headers.set(k, v)
 		}

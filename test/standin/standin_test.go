@@ -458,6 +458,22 @@ func TestLogAfterResponseWithSavedData(t *testing.T) {
 	}
 }
 
+// TestHostThroughSetHeaders follows Kong 3.9.1 (test/realkong pins the same
+// on real Kong): set_header sends a string Host upstream, but set_headers
+// stores go-pdk's array value in ngx.var.upstream_host, which tostring()s
+// it, so the upstream gets "table: 0x..." and Go's server answers 400.
+func TestHostThroughSetHeaders(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "host-header"}, "")
+	if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Host != "example.test:9" {
+		t.Errorf("set_header Host: %d Host %q", resp.StatusCode, e.Host)
+	}
+	resp, body = f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "host-headers"}, "")
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "malformed Host header") {
+		t.Errorf("set_headers Host: %d %q, want the upstream's 400 malformed Host header", resp.StatusCode, body)
+	}
+}
+
 func TestSetTargetAndRoundRobin(t *testing.T) {
 	f := newFixture(t)
 	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "target", "X-Test-Target": f.b.hostPort()}, "")
