@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -100,6 +101,11 @@ type Config struct {
 	Listen    bool   // open the GET stream (needed for mcp-go sampling)
 	Headers   map[string]string
 	NoHandler bool
+	// Transport is the client's HTTP transport; nil: an AnswerTransport
+	// over http.DefaultTransport (see AnswerTransport for why).
+	Transport http.RoundTripper
+	// Logger receives mcp-go's transport logs; nil: slog's default.
+	Logger *slog.Logger
 }
 
 // NewClient starts and initializes an mcp-go client; it is closed when the
@@ -113,6 +119,14 @@ func NewClient(t testing.TB, url string, cfg Config) (*Client, *mcp.InitializeRe
 	}
 	if cfg.Headers != nil {
 		topts = append(topts, transport.WithHTTPHeaders(cfg.Headers))
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = &AnswerTransport{}
+	}
+	topts = append(topts, transport.WithHTTPBasicClient(&http.Client{Transport: rt}))
+	if cfg.Logger != nil {
+		topts = append(topts, transport.WithHTTPLogger(cfg.Logger))
 	}
 	tr, err := transport.NewStreamableHTTP(url, topts...)
 	if err != nil {
