@@ -55,7 +55,7 @@ func (p *Plugin) log(k kong.PDK) {
 	err = p.store.Learn(ctx, f.responseSession, session.Record{
 		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init, Service: f.service,
 	})
-	fleet.learned(f.service, f.target, start)
+	fleet.Learned(f.service, f.target, start)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Kong/go-pdk"
 
+	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session"
@@ -27,8 +28,8 @@ type Plugin struct {
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
 	store         session.Store
-	hints         *learnHints // the process's; tests may give an instance its own
-	replicas      *replicaWatch
+	hints         *learnHints    // the process's; tests may give an instance its own
+	replicas      *replica.Watch // nil: no probes
 
 	rules    *accessRules      // nil: no access rules (authz.go)
 	metadata *resourceMetadata // nil: no protected-resource metadata
@@ -94,6 +95,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
 	sessionOpts := sessionOptions(cfg.Session)
+	sessionOpts.TargetSeen = fleet.Seen
 	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)
@@ -101,7 +103,9 @@ func (p *Plugin) init(cfg schema.Config) error {
 	p.store = store
 	p.hints = hints
 	if store != nil && p.settings.replicaProbe > 0 {
-		p.replicas = newReplicaWatch(p.settings.replicaProbe)
+		p.replicas = replica.NewWatch(replica.WatchOptions{
+			Interval: p.settings.replicaProbe, Fleet: fleet, Changed: replicaChanged,
+		})
 	}
 	p.watchStore(sessionOpts.Redis)
 	return nil

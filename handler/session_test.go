@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +316,46 @@ func TestResponseLosesOnUpstream502(t *testing.T) {
 	if env := f.exitJSON(t); env["id"] != float64(4) {
 		t.Errorf("envelope %s", f.exitBody)
 	}
+}
+
+// TestPinToDownReplicaLosesSession: Access answers 404 for a session whose
+// replica is down and marks it lost for every node.
+func TestPinToDownReplicaLosesSession(t *testing.T) {
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connections are refused
+	learn(t, mem, "s-dead", addr, "alice")
+
+	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+	p.access(f)
+	if f.exited || f.target != addr {
+		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
+	}
+	ok := waitFor(t, 2*time.Second, func() bool {
+		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+		p.access(g)
+		return g.exited && g.exitStatus == 404
+	})
+	if !ok {
+		t.Fatal("session of a dead replica never answered 404")
+	}
+	rec, found, _ := mem.Lookup(context.Background(), "s-dead", 0)
+	if !found || rec.State != session.Lost {
+		t.Fatalf("record %+v found=%v, want lost", rec, found)
+	}
+}
+
+// waitFor polls cond every 5 ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

@@ -16,6 +16,11 @@ func PendingHints() []session.Hint {
 	return hints.pendingHints(time.Now())
 }
 
+// ReplicaSeen tells the process that target, a replica of the Kong service
+// service, answered an initialize once: the sessions file's TargetSeen
+// (the sessions it restores are pinned to it).
+func ReplicaSeen(service, target string) { fleet.Seen(service, target) }
+
 // RestoreHints adds hints a previous plugin process left in its snapshot.
 func RestoreHints(hs []session.Hint) {
 	hints.restore(hs, time.Now())

@@ -66,7 +66,8 @@ func startSnapshots(log *slog.Logger) error {
 		}
 	}
 	snap := session.StartSnapshots(session.SnapshotOptions{
-		Path: path, Interval: interval, Logger: log, OnHints: handler.RestoreHints,
+		Path: path, Interval: interval, Logger: log,
+		OnHints: handler.RestoreHints, TargetSeen: handler.ReplicaSeen,
 	})
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)

@@ -45,6 +45,10 @@ type SnapshotOptions struct {
 	// OnHints receives learn hints read from the file: at start, and when
 	// another process (the one Kong is stopping during a reload) wrote it.
 	OnHints func([]Hint)
+	// TargetSeen, when set, is told the service and target of the Active
+	// records restored from the file (once per pair): the replicas they are
+	// pinned to answered an initialize once.
+	TargetSeen func(service, target string)
 }
 
 // DefaultSnapshotInterval is how often changes are written.
@@ -93,6 +97,7 @@ type Snapshotter struct {
 	interval time.Duration
 	log      *slog.Logger
 	onHints  func([]Hint)
+	seen     func(service, target string) // SnapshotOptions.TargetSeen
 	stores   storeSet
 
 	writeMu    sync.Mutex        // one read or write of the file at a time; guards the fields below
@@ -141,7 +146,7 @@ func startSnapshots(opts SnapshotOptions, stores storeSet) *Snapshotter {
 		opts.Logger = slog.Default()
 	}
 	p := &Snapshotter{
-		path: opts.Path, interval: opts.Interval, log: opts.Logger, onHints: opts.OnHints, stores: stores,
+		path: opts.Path, interval: opts.Interval, log: opts.Logger, onHints: opts.OnHints, seen: opts.TargetSeen, stores: stores,
 		saved: map[*Memory]int64{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	p.writeMu.Lock()
@@ -223,8 +228,12 @@ func (p *Snapshotter) load(merge bool) {
 	// initialize once: the process knows them again as it did before the
 	// restart, so a recovery finds a live replica before any request pins
 	// one.
-	for st := range targets {
-		targetSeen(st.service, st.target)
+	if p.seen != nil {
+		for st := range targets {
+			if st.target != "" {
+				p.seen(st.service, st.target)
+			}
+		}
 	}
 	if len(hints) > 0 && p.onHints != nil {
 		p.onHints(hints)

@@ -76,10 +76,15 @@ func (l *logBuf) String() string {
 
 func testSnapshotter(t *testing.T, path string, set *mapSet, logs *logBuf, onHints func([]Hint)) *Snapshotter {
 	t.Helper()
-	p := startSnapshots(SnapshotOptions{
-		Path: path, Interval: time.Hour, // ticks are called by the tests
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), OnHints: onHints,
-	}, set)
+	return testSnapshotterOpts(t, set, SnapshotOptions{Path: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), OnHints: onHints})
+}
+
+// testSnapshotterOpts starts a Snapshotter on set whose ticks are called
+// by the tests.
+func testSnapshotterOpts(t *testing.T, set *mapSet, opts SnapshotOptions) *Snapshotter {
+	t.Helper()
+	opts.Interval = time.Hour
+	p := startSnapshots(opts, set)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -494,7 +499,7 @@ func TestSnapshotWriteFailures(t *testing.T) {
 }
 
 // TestSnapshotRestoreTellsTargets: the service and target of every Active
-// restored record reach TargetSeen once (the recovery fleet is seeded from
+// restored record reach SnapshotOptions.TargetSeen once (the recovery fleet is seeded from
 // them); ended and lost records' targets do not.
 func TestSnapshotRestoreTellsTargets(t *testing.T) {
 	ctx := context.Background()
@@ -526,9 +531,8 @@ func TestSnapshotRestoreTellsTargets(t *testing.T) {
 		seen[service+" "+target]++
 		mu.Unlock()
 	}
-	old := TargetSeen.Swap(&record)
-	defer TargetSeen.Store(old)
-	testSnapshotter(t, path, newMapSet(t), &logs, nil)
+	testSnapshotterOpts(t, newMapSet(t), SnapshotOptions{Path: path,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), TargetSeen: record})
 	want := map[string]int{"svc 10.0.0.1:80": 1, "svc 10.0.0.2:80": 1, "svc-2 10.0.0.2:80": 1}
 	mu.Lock()
 	defer mu.Unlock()
