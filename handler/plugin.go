@@ -11,6 +11,7 @@ import (
 	"github.com/Kong/go-pdk"
 
 	"github.com/mcp-relay/mcp-relay/handler/replica"
+	"github.com/mcp-relay/mcp-relay/handler/rules"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session"
@@ -31,7 +32,7 @@ type Plugin struct {
 	hints         *learnHints    // the process's; tests may give an instance its own
 	replicas      *replica.Watch // nil: no probes
 
-	rules    *accessRules      // nil: no access rules (authz.go)
+	rules    *rules.Set        // nil: no access rules (authz.go)
 	metadata *resourceMetadata // nil: no protected-resource metadata
 	invalid  *invalidConfig    // set: the configuration was refused (configerr.go)
 	health   *storeHealth      // the Redis store's watcher (storehealth.go)
