@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/logging"
@@ -36,26 +34,16 @@ const (
 	failInternal     = "internal"       // a panic during the recovery
 )
 
+// recoveryFailureReasons are every failure reason, so that each label
+// shows from the start.
+var recoveryFailureReasons = []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong, failInternal}
+
 const (
 	// recoverWait bounds how long a request waits for a recovery of its
 	// session run by another request (on this node or another).
 	recoverWait = 2*replica.AnswerTimeout + time.Second
 	// maxRecoverTries bounds the replicas one recovery tries.
 	maxRecoverTries = 3
-)
-
-var (
-	sessionsRecovered = counter("sessions_recovered_total",
-		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
-	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "recovery_failures_total",
-		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",
-	}, []string{"reason"})
-	recoveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "mcp_relay", Name: "recovery_latency_seconds",
-		Help:    "Time a request waited for its session's recovery (the replayed initialize included).",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	})
 )
 
 // The process's replicas and recoveries: Kong may replace an instance
@@ -88,13 +76,6 @@ func replicaChanged(target string, down bool, err error) {
 	}
 	replicasDown.Dec()
 	logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", target)
-}
-
-func init() {
-	registry.MustRegister(recoveryFailures, recoveryLatency)
-	for _, r := range []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong, failInternal} {
-		recoveryFailures.WithLabelValues(r)
-	}
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
