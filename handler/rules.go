@@ -21,12 +21,6 @@ func forbidden(kind *rules.Kind) reason {
 	return reasonToolForbidden
 }
 
-var (
-	reasonToolForbidden     = reason{"tool_forbidden", 403, 0, "Tool not allowed", true}
-	reasonPromptForbidden   = reason{"prompt_forbidden", 403, 0, "Prompt not allowed", true}
-	reasonResourceForbidden = reason{"resource_forbidden", 403, 0, "Resource not allowed", true}
-)
-
 // callerOf reads who calls from the headers Kong's auth plugins set; groups
 // are asked from Kong only when a rule with groups is reached.
 func callerOf(k kong.PDK, headers map[string][]string) *rules.Caller {
@@ -88,9 +82,6 @@ func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
 	return false
 }
 
-var reasonUnjudgeable = reason{"unverifiable_request", 400, envelope.CodeInvalidRequest,
-	"Request body cannot be checked against access rules", false}
-
 // ambiguous reports a message, or a batch element, that the gateway and the
 // server could read differently.
 func ambiguous(rpc envelope.Request) bool {
@@ -104,8 +95,6 @@ func ambiguous(rpc envelope.Request) bool {
 	})
 	return found
 }
-
-var reasonBatchRefused = reason{"batch_refused", 403, 0, "Batch refused: it holds a call not allowed", true}
 
 // replyBatchDenied answers every request element of a batch (2025-03-26,
 // legacy only) with its own error.
