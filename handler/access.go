@@ -18,7 +18,7 @@ import (
 // buffer the upstream answer (only when the Response phase may rewrite it).
 func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
-	defer p.recoverPhase(k, "access", &r)
+	defer p.catchPanic(k, "access", &r)
 	defer p.countRequest(&r)
 	if p.invalid != nil {
 		p.answerInvalid(k)

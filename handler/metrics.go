@@ -31,7 +31,7 @@ var (
 		Help: "Pinned replicas the plugin's probes cannot connect to (counted once per route watching them).",
 	})
 
-	// Session recovery (recover.go).
+	// Session recovery (recovery.go).
 	sessionsRecovered = counter("sessions_recovered_total",
 		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
 	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{

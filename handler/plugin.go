@@ -121,9 +121,9 @@ func (p *Plugin) buffers(method string) bool {
 	return ok
 }
 
-// Access, Response and Log are the entry points Kong calls. Each recovers
-// from panics: go-pdk does not, and one bad request must not take down the
-// process that serves every request of the node.
+// Access, Response and Log are the entry points Kong calls. Each catches
+// panics (panic.go): go-pdk does not, and one bad request must not take
+// down the process that serves every request of the node.
 func (p *Plugin) Access(k *pdk.PDK)   { p.access(kong.Wrap(k)) }
 func (p *Plugin) Response(k *pdk.PDK) { p.response(kong.Wrap(k)) }
 func (p *Plugin) Log(k *pdk.PDK)      { p.log(kong.Wrap(k)) }

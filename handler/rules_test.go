@@ -78,7 +78,7 @@ func TestDenyCall(t *testing.T) {
 				p.cfg.Upstream.CheckMethodHeaders = false
 			}
 			f := &fakeKong{method: "POST", headers: tt.headers, body: []byte(tt.body)}
-			f.authz.groups = tt.groups
+			f.optional.groups = tt.groups
 			p.access(f)
 			if tt.wantCalls != nil && !slices.Equal(f.calls, tt.wantCalls) {
 				t.Errorf("calls %v, want %v", f.calls, tt.wantCalls)
@@ -181,7 +181,7 @@ func TestFilterList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPlugin(t, rulesConfig)
 			f := &fakeKong{status: 200, headers: hdr("x-consumer-username", tt.consumer)}
-			f.authz.serviceBody = []byte(tt.body)
+			f.optional.serviceBody = []byte(tt.body)
 			p.response(f)
 			if tt.wantCalls != nil && !slices.Equal(f.calls, tt.wantCalls) {
 				t.Errorf("calls %v, want %v", f.calls, tt.wantCalls)
@@ -244,7 +244,7 @@ func TestBatchWithFilteredListIsBuffered(t *testing.T) {
 func TestFilterListHandsHeadersOn(t *testing.T) {
 	p := newPlugin(t, strings.Replace(rulesConfig, `"store":"off"`, `"store":"memory"`, 1))
 	f := &fakeKong{status: 200, headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-1")}
-	f.authz.serviceBody = []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`)
+	f.optional.serviceBody = []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`)
 	p.response(f)
 	if want := []string{"response.get_status", "service.response.get_raw_body", "request.get_headers"}; !slices.Equal(f.calls, want) || f.exited {
 		t.Fatalf("calls %v, want %v (exited %v)", f.calls, want, f.exited)
