@@ -85,28 +85,28 @@ func counter(name, help string) prometheus.Counter {
 // sessionsFileMetrics read the session package's process-wide counters of
 // the memory store's sessions file.
 func sessionsFileMetrics() []prometheus.Collector {
-	stat := func(f func(session.SnapshotStats) float64) func() float64 {
-		return func() float64 { return f(session.ReadSnapshotStats()) }
+	stat := func(f func(session.SessionsFileStats) float64) func() float64 {
+		return func() float64 { return f(session.ReadSessionsFileStats()) }
 	}
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "sessions_restored_total",
 			Help: "Session records (tombstones too) restored from the memory store's snapshot file at start."},
-			stat(func(s session.SnapshotStats) float64 { return float64(s.Restored) })),
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.Restored) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "snapshot_writes_total",
 			Help: "Snapshot files of the memory stores written."},
-			stat(func(s session.SnapshotStats) float64 { return float64(s.Writes) })),
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.Writes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "snapshot_errors_total",
 			Help: "Snapshot files that could not be written or read (an unreadable file is moved aside)."},
-			stat(func(s session.SnapshotStats) float64 { return float64(s.WriteErrors + s.ReadErrors) })),
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.WriteErrors + s.ReadErrors) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_records",
 			Help: "Session records in the last snapshot file written."},
-			stat(func(s session.SnapshotStats) float64 { return float64(s.LastRecords) })),
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.LastRecords) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_bytes",
 			Help: "Size of the last snapshot file written."},
-			stat(func(s session.SnapshotStats) float64 { return float64(s.LastBytes) })),
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.LastBytes) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_write_seconds",
 			Help: "How long the last snapshot write took."},
-			stat(func(s session.SnapshotStats) float64 { return time.Duration(s.LastWriteNs).Seconds() })),
+			stat(func(s session.SessionsFileStats) float64 { return time.Duration(s.LastWriteNs).Seconds() })),
 	}
 }
 
