@@ -106,7 +106,8 @@ func (p *Plugin) replyDetail(k kong.PDK, r *request, why reason, wwwAuth, detail
 			e.Message += " (MCP server: " + detail + ")"
 		}
 	} else if r.modern && e.Code == envelope.CodeGateway {
-		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.
+		// 2026-07-28 clients get the error code their specification
+		// defines for a failure that is not theirs: JSON-RPC's own.
 		e.Code = envelope.CodeInternalError
 	}
 
