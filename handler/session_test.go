@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -322,12 +321,7 @@ func TestResponseLosesOnUpstream502(t *testing.T) {
 // replica is down and marks it lost for every node.
 func TestPinToDownReplicaLosesSession(t *testing.T) {
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connections are refused
+	addr := deadAddr(t) // nothing listens: connections are refused
 	learn(t, mem, "s-dead", addr, "alice")
 
 	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
@@ -335,27 +329,18 @@ func TestPinToDownReplicaLosesSession(t *testing.T) {
 	if f.exited || f.target != addr {
 		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
 	}
-	ok := waitFor(t, 2*time.Second, func() bool {
+	// The probes find it down within a few intervals.
+	answered404 := false
+	for deadline := time.Now().Add(2 * time.Second); !answered404 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
 		p.access(g)
-		return g.exited && g.exitStatus == 404
-	})
-	if !ok {
+		answered404 = g.exited && g.exitStatus == 404
+	}
+	if !answered404 {
 		t.Fatal("session of a dead replica never answered 404")
 	}
 	rec, found, _ := mem.Lookup(context.Background(), "s-dead", 0)
 	if !found || rec.State != session.Lost {
 		t.Fatalf("record %+v found=%v, want lost", rec, found)
 	}
-}
-
-// waitFor polls cond every 5 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
 }
