@@ -18,9 +18,12 @@ const (
 	// unknown session. Legacy range; the Python SDK reads it as "request
 	// timeout", so data.reason says what happened.
 	CodeSessionNotFound = -32001
-	// CodeGateway marks an upstream failure (502/503/504) on legacy-era traffic.
-	// Legacy range: new protocol versions must not get it.
-	CodeGateway = -32002
+	// CodeGateway marks a failure of the gateway or of the upstream it
+	// reached (502/503/504): an application code, outside JSON-RPC's
+	// reserved -32768..-32000 (where -32002 is MCP's "Resource not found"),
+	// beside envelope.modern_auth_code's default -31001. Kong's own 502/504
+	// carry it too, through kong/error_template.json.
+	CodeGateway = -31002
 	// CodeHeaderMismatch is 2026-07-28's HeaderMismatch: Mcp-Method or Mcp-Name
 	// missing, malformed, or not matching the body. Sent with HTTP 400.
 	CodeHeaderMismatch = -32020

@@ -34,7 +34,7 @@ func ExampleAppend_batch() {
 	out, ok = envelope.Append(nil, envelope.Parse(notifications, 0), envelope.Error{Code: envelope.CodeGateway, Message: "Upstream timed out"})
 	fmt.Println(ok, len(out))
 	// Output:
-	// true [{"jsonrpc":"2.0","error":{"code":-32002,"message":"Upstream timed out"},"id":1}]
+	// true [{"jsonrpc":"2.0","error":{"code":-31002,"message":"Upstream timed out"},"id":1}]
 	// false 0
 }
 

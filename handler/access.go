@@ -18,7 +18,7 @@ import (
 // buffer the upstream answer (only when the Response phase may rewrite it).
 func (p *Plugin) access(k kong.PDK) {
 	var r request // what was read so far, for the envelope of a panic
-	defer p.recoverPhase(k, "access", &r)
+	defer p.catchPanic(k, "access", &r)
 	defer p.countRequest(&r)
 	if p.invalid != nil {
 		p.answerInvalid(k)
@@ -204,7 +204,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	if found && rec.State == session.Active && p.replicas != nil {
 		// A replica down, or refused since the session was created (it
 		// restarted and forgot it): recover, or lose the session.
-		if down, downAt := p.replicas.pinnedFor(rec.Service, rec.Target, start); down || downAt > rec.Created.UnixNano() {
+		if down, downAt := p.replicas.Pinned(rec.Service, rec.Target, start); down || downAt > rec.Created.UnixNano() {
 			var vars upstreamVars
 			if !p.recoverSession(k, r, &vars, id, &rec, down) && down {
 				ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())

@@ -19,16 +19,44 @@ type reason struct {
 	policy bool
 }
 
+// Every situation the plugin answers with an envelope. A zero code means
+// the era's configured auth code (envelope.auth_code, modern_auth_code),
+// an empty message the configured auth message ("Forbidden" for 403).
 var (
-	reasonUnauthorized  = reason{"unauthorized", 401, 0, "", true}
-	reasonForbidden     = reason{"forbidden", 403, 0, "", true}
-	reasonUpstreamError = reason{"upstream_error", 502, envelope.CodeGateway, "Upstream MCP server failed", true}
-	reasonTimeout       = reason{"upstream_timeout", 504, envelope.CodeGateway, "Upstream MCP server timed out", true}
-	reasonNoSession     = reason{"session_not_found", 404, envelope.CodeSessionNotFound, "Session not found", false}
-	reasonBadSession    = reason{"invalid_session_id", 400, envelope.CodeInvalidRequest, "Invalid Mcp-Session-Id", false}
-	reasonMismatch      = reason{"header_mismatch", 400, envelope.CodeHeaderMismatch, "Mcp-Method or Mcp-Name header does not match the body", false}
-	reasonStore         = reason{"store_unavailable", 503, envelope.CodeGateway, "Session store unavailable", false}
-	reasonInternal      = reason{"internal_error", 500, envelope.CodeInternalError, "Internal error", false}
+	// Authentication: Kong's anonymous consumer, or the upstream's 401/403.
+	reasonUnauthorized = reason{name: "unauthorized", status: 401, policy: true}
+	reasonForbidden    = reason{name: "forbidden", status: 403, policy: true}
+
+	// Access rules (rules.go).
+	reasonToolForbidden     = reason{name: "tool_forbidden", status: 403, message: "Tool not allowed", policy: true}
+	reasonPromptForbidden   = reason{name: "prompt_forbidden", status: 403, message: "Prompt not allowed", policy: true}
+	reasonResourceForbidden = reason{name: "resource_forbidden", status: 403, message: "Resource not allowed", policy: true}
+	reasonBatchRefused      = reason{name: "batch_refused", status: 403,
+		message: "Batch refused: it holds a call not allowed", policy: true}
+	reasonUnjudgeable = reason{name: "unverifiable_request", status: 400, code: envelope.CodeInvalidRequest,
+		message: "Request body cannot be checked against access rules"}
+
+	// The request itself.
+	reasonOrigin = reason{name: "origin_forbidden", status: 403, code: envelope.CodeInvalidRequest,
+		message: "Forbidden: Origin not allowed"}
+	reasonBadSession = reason{name: "invalid_session_id", status: 400, code: envelope.CodeInvalidRequest,
+		message: "Invalid Mcp-Session-Id"}
+	reasonMismatch = reason{name: "header_mismatch", status: 400, code: envelope.CodeHeaderMismatch,
+		message: "Mcp-Method or Mcp-Name header does not match the body"}
+	reasonNoSession = reason{name: "session_not_found", status: 404, code: envelope.CodeSessionNotFound,
+		message: "Session not found"}
+
+	// The gateway and the upstream.
+	reasonUpstreamError = reason{name: "upstream_error", status: 502, code: envelope.CodeGateway,
+		message: "Upstream MCP server failed", policy: true}
+	reasonTimeout = reason{name: "upstream_timeout", status: 504, code: envelope.CodeGateway,
+		message: "Upstream MCP server timed out", policy: true}
+	reasonStore = reason{name: "store_unavailable", status: 503, code: envelope.CodeGateway,
+		message: "Session store unavailable"}
+	reasonInternal = reason{name: "internal_error", status: 500, code: envelope.CodeInternalError,
+		message: "Internal error"}
+	// The message names the refused fields (configerr.go).
+	reasonConfigInvalid = reason{name: "config_invalid", status: 500, code: envelope.CodeInternalError}
 )
 
 // upstreamReason names a rewritten upstream status.
@@ -78,7 +106,8 @@ func (p *Plugin) replyDetail(k kong.PDK, r *request, why reason, wwwAuth, detail
 			e.Message += " (MCP server: " + detail + ")"
 		}
 	} else if r.modern && e.Code == envelope.CodeGateway {
-		// 2026-07-28 reserves -32000..-32099: use JSON-RPC's own code there.
+		// 2026-07-28 clients get the error code their specification
+		// defines for a failure that is not theirs: JSON-RPC's own.
 		e.Code = envelope.CodeInternalError
 	}
 

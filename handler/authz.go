@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/handler/rules"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 )
@@ -12,9 +13,9 @@ import (
 // methods of primitives with rules are always buffered: their answers are
 // filtered in the Response phase.
 func (p *Plugin) initAuthz(cfg *schema.Config) error {
-	p.rules = newAccessRules(cfg)
+	p.rules = rules.New(cfg)
 	if p.rules != nil {
-		for _, m := range p.rules.listMethods() {
+		for _, m := range p.rules.ListMethods() {
 			if !slices.Contains(p.bufferMethods, m) {
 				p.bufferMethods = append(p.bufferMethods, m)
 			}
@@ -63,7 +64,7 @@ func (p *Plugin) batchHasFilteredList(r *request) bool {
 	}
 	found := false
 	r.rpc.Elements(func(e envelope.Request) bool {
-		for _, m := range p.rules.listMethods() {
+		for _, m := range p.rules.ListMethods() {
 			found = found || e.Method == m
 		}
 		return !found

@@ -1,7 +1,8 @@
 package handler
 
 import (
-	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -39,13 +40,9 @@ func BenchmarkAccess(b *testing.B) {
 	p.store = mem
 	// The pinned replica listens on loopback, so the replica probes the
 	// pinned path starts find it up (and touch nothing else).
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go acceptAll(ln)
-	learn(b, mem, "sess-hot", ln.Addr().String(), "alice")
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	learn(b, mem, "sess-hot", srv.Listener.Addr().String(), "alice")
 
 	kinds := []struct {
 		name string
@@ -124,13 +121,9 @@ func TestPinnedAccessAllocatesNothing(t *testing.T) {
 	defer mem.Close()
 	p := newPlugin(t, `{"auth":{"anonymous":"anonymous"}}`)
 	p.store = mem
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go acceptAll(ln)
-	learn(t, mem, "sess-hot", ln.Addr().String(), "alice")
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	learn(t, mem, "sess-hot", srv.Listener.Addr().String(), "alice")
 	for _, k := range []struct {
 		name string
 		k    *benchKong

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 )
@@ -23,8 +22,6 @@ type invalidConfig struct {
 	fields  string // the paths of the invalid settings, for clients
 	message string // the envelope's message
 }
-
-var reasonConfigInvalid = reason{"config_invalid", 500, envelope.CodeInternalError, "", false}
 
 // startInvalid records err as the instance's configuration problem and
 // logs it once (the log line reaches Kong's log at error through the next

@@ -23,7 +23,7 @@ type fakeKong struct {
 	upstreamBody []byte
 	panicOn      string
 	vars         map[string]string
-	authz        fakeAuthz // access rules, metadata, log fields (authz_fake_test.go)
+	optional     fakeOptional // access rules, metadata, log fields (optional_fake_test.go)
 
 	calls       []string
 	cleared     bool

@@ -23,7 +23,7 @@ var logger = logging.Logger.With("plugin", "mcp-relay")
 // request; it makes no PDK call unless the Response phase saw an answer
 // create a session (learnHints). Access covers the race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
-	defer p.recoverPhase(k, "log", nil)
+	defer p.catchPanic(k, "log", nil)
 	flushKongLog(k)
 	if p.store == nil || (!p.hints.pending() && !panicTest) {
 		return
@@ -55,7 +55,7 @@ func (p *Plugin) log(k kong.PDK) {
 	err = p.store.Learn(ctx, f.responseSession, session.Record{
 		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init, Service: f.service,
 	})
-	fleet.learned(f.service, f.target, start)
+	fleet.Learned(f.service, f.target, start)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()

@@ -38,7 +38,7 @@ func TestServeMetadata(t *testing.T) {
 				method = "OPTIONS"
 			}
 			f := &fakeKong{method: method, headers: h}
-			f.authz.path, f.authz.scheme = tt.path, tt.scheme
+			f.optional.path, f.optional.scheme = tt.path, tt.scheme
 			p.access(f)
 			if tt.wantStatus == 0 {
 				if f.exited && f.exitStatus != 401 {
@@ -72,7 +72,7 @@ func TestMetadataInAuthEnvelope(t *testing.T) {
 	t.Run("built from the request", func(t *testing.T) {
 		p := newPlugin(t, prmConfig)
 		f := &fakeKong{method: "POST", headers: hdr("x-anonymous-consumer", "true", "host", "gw.example.com"), body: body}
-		f.authz.path, f.authz.scheme = "/mcp", "https"
+		f.optional.path, f.optional.scheme = "/mcp", "https"
 		p.access(f)
 		want := `Bearer resource_metadata="https://gw.example.com/.well-known/oauth-protected-resource/mcp"`
 		if f.exitStatus != 401 || f.exitHeaders["WWW-Authenticate"][0] != want || !strings.Contains(string(f.exitBody), `"id":3`) {
@@ -129,7 +129,7 @@ func TestSerializeFields(t *testing.T) {
 	f := &fakeKong{method: "POST", headers: hdr("mcp-session-id", "secret-session", "mcp-protocol-version", "2025-06-18"),
 		body: []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`)}
 	p.access(f)
-	got := f.authz.serialize["mcp"]
+	got := f.optional.serialize["mcp"]
 	if got["method"] != "tools/call" || got["tool"] != "x" || got["protocol"] != "2025-06-18" ||
 		got["session"] != fingerprint("secret-session") || got["reason"] != "tool_forbidden" {
 		t.Errorf("mcp = %v", got)

@@ -2,17 +2,23 @@ package handler
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// Metrics are process-wide: one plugin process serves every route and worker
-// of a Kong node. Labels never carry session ids, consumers or keys.
+// Every metric of the plugin process, in one place. Metrics are
+// process-wide: one plugin process serves every route and worker of a Kong
+// node. Labels never carry session ids, consumers or keys, and their sets
+// are bounded.
 var (
 	registry = prometheus.NewRegistry()
 
+	// Sessions and pinning.
 	sessionsLearned = counter("sessions_learned_total", "Sessions recorded after a replica answered initialize with Mcp-Session-Id.")
 	pinsHit         = counter("pins_total", "Requests sent to the replica that owns their session.")
 	pinsAfterWait   = counter("pins_after_wait_total", "Pinned requests whose session record arrived while they waited (the Log-phase race).")
@@ -20,24 +26,51 @@ var (
 	sessionsLost    = counter("sessions_lost_total", "Sessions marked lost because their replica failed (unreachable to the probes, or an upstream 502/504).")
 	sessionsEnded   = counter("sessions_ended_total", "Sessions ended by a DELETE the replica accepted.")
 	bindRejections  = counter("binding_rejections_total", "Session ids presented by another consumer than the one that created them.")
-	storeErrors     = counter("store_errors_total", "Session store calls that failed (Redis down or timed out).")
-	panics          = counter("panics_total", "Handler panics recovered (the request got a 500 envelope).")
-
-	replicasDown = prometheus.NewGauge(prometheus.GaugeOpts{
+	replicasDown    = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "mcp_relay", Name: "replicas_down",
 		Help: "Pinned replicas the plugin's probes cannot connect to (counted once per route watching them).",
 	})
 
-	envelopes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "envelopes_total",
-		Help: "JSON-RPC error envelopes written, by reason.",
+	// Session recovery (recovery.go).
+	sessionsRecovered = counter("sessions_recovered_total",
+		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
+	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "recovery_failures_total",
+		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",
 	}, []string{"reason"})
+	recoveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "mcp_relay", Name: "recovery_latency_seconds",
+		Help:    "Time a request waited for its session's recovery (the replayed initialize included).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
 
+	// The session store (storehealth.go).
+	storeErrors  = counter("store_errors_total", "Session store calls that failed (Redis down or timed out).")
 	storeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "mcp_relay", Name: "store_latency_seconds",
 		Help:    "Latency of session store calls, learn waits included.",
 		Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"op"})
+	storeUp = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "mcp_relay", Name: "store_up",
+		Help: "1 when every Redis session store in use answered its last check, 0 while one does not (a memory store is always up).",
+	}, storesUp)
+
+	// Answers and requests.
+	envelopes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "envelopes_total",
+		Help: "JSON-RPC error envelopes written, by reason.",
+	}, []string{"reason"})
+	panics           = counter("panics_total", "Handler panics recovered (the request got a 500 envelope).")
+	requestsByMethod = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "requests_total",
+		Help: "MCP requests seen in Access, by JSON-RPC method and tool (tools/call only); unknown methods and tools beyond the label limit count as other.",
+	}, []string{"method", "tool"})
+	hiddenEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "list_entries_hidden_total",
+		Help: "Entries removed from list answers by access rules, by list (tools, prompts, resources).",
+	}, []string{"list"})
+	metadataServed = counter("resource_metadata_served_total", "Protected-resource metadata documents served.")
 )
 
 // lookupLatency is resolved once: it is observed on every pinned request.
@@ -49,9 +82,42 @@ func counter(name, help string) prometheus.Counter {
 	return c
 }
 
+// sessionsFileMetrics read the session package's process-wide counters of
+// the memory store's sessions file.
+func sessionsFileMetrics() []prometheus.Collector {
+	stat := func(f func(session.SessionsFileStats) float64) func() float64 {
+		return func() float64 { return f(session.ReadSessionsFileStats()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "sessions_restored_total",
+			Help: "Session records (tombstones too) restored from the memory store's snapshot file at start."},
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.Restored) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "snapshot_writes_total",
+			Help: "Snapshot files of the memory stores written."},
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.Writes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcp_relay", Name: "snapshot_errors_total",
+			Help: "Snapshot files that could not be written or read (an unreadable file is moved aside)."},
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.WriteErrors + s.ReadErrors) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_records",
+			Help: "Session records in the last snapshot file written."},
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.LastRecords) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_bytes",
+			Help: "Size of the last snapshot file written."},
+			stat(func(s session.SessionsFileStats) float64 { return float64(s.LastBytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcp_relay", Name: "snapshot_write_seconds",
+			Help: "How long the last snapshot write took."},
+			stat(func(s session.SessionsFileStats) float64 { return time.Duration(s.LastWriteNs).Seconds() })),
+	}
+}
+
 func init() {
-	registry.MustRegister(envelopes, storeLatency, replicasDown)
+	registry.MustRegister(replicasDown, recoveryFailures, recoveryLatency, storeLatency, storeUp,
+		envelopes, requestsByMethod, hiddenEntries)
+	registry.MustRegister(sessionsFileMetrics()...)
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range recoveryFailureReasons {
+		recoveryFailures.WithLabelValues(r)
+	}
 }
 
 // MetricsHandler serves the Prometheus exposition of the plugin process.

@@ -3,7 +3,6 @@ package handler
 import (
 	"strings"
 
-	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
 )
 
@@ -11,8 +10,6 @@ import (
 // servers to check it against DNS rebinding: a page of a foreign site whose
 // name was rebound to the server's address sends its own origin.
 const hOrigin = "origin"
-
-var reasonOrigin = reason{"origin_forbidden", 403, envelope.CodeInvalidRequest, "Forbidden: Origin not allowed", false}
 
 // originAllowList is config.origin.allow, normalised for comparison: lower
 // case, no trailing slash. nil means no check.

@@ -8,10 +8,10 @@ import (
 	"github.com/mcp-relay/mcp-relay/kong"
 )
 
-// recoverPhase turns a panic into a logged error and, where a client is
+// catchPanic turns a panic into a logged error and, where a client is
 // still waiting, a 500 envelope (echoing the request's id when Access had
 // read it), so the process serving the node lives on.
-func (p *Plugin) recoverPhase(k kong.PDK, phase string, r *request) {
+func (p *Plugin) catchPanic(k kong.PDK, phase string, r *request) {
 	v := recover()
 	if v == nil {
 		return

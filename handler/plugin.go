@@ -10,6 +10,8 @@ import (
 
 	"github.com/Kong/go-pdk"
 
+	"github.com/mcp-relay/mcp-relay/handler/replica"
+	"github.com/mcp-relay/mcp-relay/handler/rules"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/schema"
 	"github.com/mcp-relay/mcp-relay/session"
@@ -27,10 +29,10 @@ type Plugin struct {
 	rewrite       [200]bool // statuses 400..599 that Response rewrites
 	bufferMethods []string  // sorted, for binary search
 	store         session.Store
-	hints         *learnHints // the process's; tests may give an instance its own
-	replicas      *replicaWatch
+	hints         *learnHints    // the process's; tests may give an instance its own
+	replicas      *replica.Watch // nil: no probes
 
-	rules    *accessRules      // nil: no access rules (authz.go)
+	rules    *rules.Set        // nil: no access rules (authz.go)
 	metadata *resourceMetadata // nil: no protected-resource metadata
 	invalid  *invalidConfig    // set: the configuration was refused (configerr.go)
 	health   *storeHealth      // the Redis store's watcher (storehealth.go)
@@ -94,6 +96,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
 	sessionOpts := sessionOptions(cfg.Session)
+	sessionOpts.TargetSeen = fleet.Seen
 	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)
@@ -101,7 +104,9 @@ func (p *Plugin) init(cfg schema.Config) error {
 	p.store = store
 	p.hints = hints
 	if store != nil && p.settings.replicaProbe > 0 {
-		p.replicas = newReplicaWatch(p.settings.replicaProbe)
+		p.replicas = replica.NewWatch(replica.WatchOptions{
+			Interval: p.settings.replicaProbe, Fleet: fleet, Changed: replicaChanged,
+		})
 	}
 	p.watchStore(sessionOpts.Redis)
 	return nil
@@ -116,9 +121,9 @@ func (p *Plugin) buffers(method string) bool {
 	return ok
 }
 
-// Access, Response and Log are the entry points Kong calls. Each recovers
-// from panics: go-pdk does not, and one bad request must not take down the
-// process that serves every request of the node.
+// Access, Response and Log are the entry points Kong calls. Each catches
+// panics (panic.go): go-pdk does not, and one bad request must not take
+// down the process that serves every request of the node.
 func (p *Plugin) Access(k *pdk.PDK)   { p.access(kong.Wrap(k)) }
 func (p *Plugin) Response(k *pdk.PDK) { p.response(kong.Wrap(k)) }
 func (p *Plugin) Log(k *pdk.PDK)      { p.log(kong.Wrap(k)) }

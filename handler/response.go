@@ -13,7 +13,7 @@ import (
 // DELETE the replica accepted, and rewrites upstream.rewrite_statuses into
 // envelopes echoing the request's id; everything else passes as sent.
 func (p *Plugin) response(k kong.PDK) {
-	defer p.recoverPhase(k, "response", nil)
+	defer p.catchPanic(k, "response", nil)
 
 	status, err := k.ResponseStatus()
 	if err != nil {

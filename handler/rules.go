@@ -1,165 +1,169 @@
 package handler
 
 import (
-	"github.com/mcp-relay/mcp-relay/schema"
+	"github.com/mcp-relay/mcp-relay/envelope"
+	"github.com/mcp-relay/mcp-relay/handler/rules"
+	"github.com/mcp-relay/mcp-relay/kong"
 )
 
-// globMatch reports whether name matches pattern: `*` matches any run of
-// bytes (also none, also `/`), `?` exactly one UTF-8 character, `\` makes
-// the next byte literal (a trailing `\` matches itself). Iterative, with one
-// backtrack point: linear in practice, O(len(pattern)·len(name)) at worst,
-// never recursive, so no pattern can exhaust the stack.
-func globMatch(pattern, name string) bool {
-	p, n := 0, 0
-	starP, starN := -1, 0
-	for n < len(name) {
-		if p < len(pattern) {
-			switch c := pattern[p]; c {
-			case '*':
-				starP, starN = p, n
-				p++
-				continue
-			case '?':
-				p++
-				n += runeLen(name, n)
-				continue
-			case '\\':
-				lit := byte('\\')
-				step := 1
-				if p+1 < len(pattern) {
-					lit, step = pattern[p+1], 2
-				}
-				if name[n] == lit {
-					p += step
-					n++
-					continue
-				}
-			default:
-				if name[n] == c {
-					p++
-					n++
-					continue
-				}
+// Access rules (config.tools, config.prompts, config.resources): a denied
+// call never reaches the MCP server, and list answers never show what the
+// caller may not use. A route without rules makes no call for them.
+
+// forbidden is the reason a call denied by kind's rules is answered with.
+func forbidden(kind *rules.Kind) reason {
+	switch kind.List {
+	case "prompts":
+		return reasonPromptForbidden
+	case "resources":
+		return reasonResourceForbidden
+	}
+	return reasonToolForbidden
+}
+
+// callerOf reads who calls from the headers Kong's auth plugins set; groups
+// are asked from Kong only when a rule with groups is reached.
+func callerOf(k kong.PDK, headers map[string][]string) *rules.Caller {
+	return &rules.Caller{
+		ID: first(headers, hConsumerID), Username: first(headers, hConsumerName),
+		Groups: func() []string {
+			g, err := k.AuthenticatedGroups()
+			if err != nil {
+				logger.Error("reading kong.ctx.shared.authenticated_groups", "err", err)
 			}
-		}
-		if starP < 0 {
-			return false
-		}
-		// Let the last star swallow one more byte and retry after it.
-		starN++
-		p, n = starP+1, starN
+			return g
+		},
 	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }
 
-// runeLen is the length of the UTF-8 sequence starting at name[i] (1 for
-// invalid bytes), so `?` matches one character.
-func runeLen(name string, i int) int {
-	c := name[i]
-	n := 1
-	switch {
-	case c >= 0xf0:
-		n = 4
-	case c >= 0xe0:
-		n = 3
-	case c >= 0xc0:
-		n = 2
-	}
-	if i+n > len(name) {
-		return 1
-	}
-	for j := 1; j < n; j++ {
-		if name[i+j]&0xc0 != 0x80 {
-			return 1
-		}
-	}
-	return n
-}
-
-func anyMatch(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if globMatch(p, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// caller is who asks: what the route's auth plugin set, and the groups,
-// read only when a rule with groups is reached (one PDK call).
-type caller struct {
-	id, username string
-	groups       func() []string
-	groupsRead   bool
-	groupList    []string
-}
-
-func (c *caller) inGroups(want []string) bool {
-	if len(want) == 0 {
+// denyCall answers a call the caller may not make (Access, after the
+// anonymous check, before the header check and pinning) and reports
+// whether it did. A batch is
+// judged per element: if any element is denied, the batch is answered
+// whole, denied elements with their reason and the others with
+// batch_refused, so that nothing of it runs.
+func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
+	if p.rules == nil {
 		return false
 	}
-	if !c.groupsRead {
-		c.groupsRead = true
-		if c.groups != nil {
-			c.groupList = c.groups()
-		}
+	if r.bodyUnread { // the body, not Mcp-Name, is what the server runs
+		p.readBody(k, r)
 	}
-	for _, g := range c.groupList {
-		for _, w := range want {
-			if g == w {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (c *caller) is(consumers []string) bool {
-	for _, x := range consumers {
-		if x != "" && (x == c.id || x == c.username) {
-			return true
-		}
-	}
-	return false
-}
-
-// allowed decides whether the caller may use name under rules: the global
-// deny list first, then the first rule naming the caller (by consumer, by
-// group, or a rule naming neither); its deny list wins over its allow list,
-// and a set allow list denies everything it does not match. No rule
-// matching: allowed.
-func allowed(rules *schema.AccessRules, who *caller, name string) bool {
-	if anyMatch(rules.Deny, name) {
-		return false
-	}
-	for i := range rules.Rules {
-		r := &rules.Rules[i]
-		everyone := len(r.Consumers) == 0 && len(r.Groups) == 0
-		if !everyone && !who.is(r.Consumers) && !who.inGroups(r.Groups) {
-			continue
-		}
-		if anyMatch(r.Deny, name) {
-			return false
-		}
-		return len(r.Allow) == 0 || anyMatch(r.Allow, name)
-	}
-	return true
-}
-
-// mayDeny reports whether name could be denied to someone: a list answer
-// with no such entry needs no caller (no request headers read).
-func mayDeny(rules *schema.AccessRules, name string) bool {
-	if anyMatch(rules.Deny, name) {
+	// Judged on what the server will run, whatever the MCP markers: a body
+	// the gateway cannot read (over envelope.max_body_bytes, invalid UTF-8
+	// that Go's encoding/json would still decode) or that means two things
+	// (duplicate members: the server takes the last) is refused.
+	if r.rpc.Kind == envelope.Invalid || ambiguous(r.rpc) {
+		logger.Info("body refused: access rules cannot judge it", "kind", r.rpc.Kind.String())
+		p.reply(k, r, reasonUnjudgeable, "")
 		return true
 	}
-	for i := range rules.Rules {
-		r := &rules.Rules[i]
-		if anyMatch(r.Deny, name) || (len(r.Allow) > 0 && !anyMatch(r.Allow, name)) {
+	who := callerOf(k, r.headers)
+	switch r.rpc.Kind {
+	case envelope.Single:
+		if kind := p.rules.ForCall(r.rpc.Method); kind != nil && !kind.Allows(who, r.rpc.Name) {
+			logger.Info("call denied by access rules", "method", r.rpc.Method, "name", r.rpc.Name,
+				"consumer", who.Username)
+			p.reply(k, r, forbidden(kind), "")
+			return true
+		}
+	case envelope.Batch:
+		denied := false
+		r.rpc.Elements(func(e envelope.Request) bool {
+			kind := p.rules.ForCall(e.Method)
+			denied = kind != nil && !kind.Allows(who, e.Name)
+			return !denied
+		})
+		if denied {
+			p.replyBatchDenied(k, r, who)
 			return true
 		}
 	}
 	return false
+}
+
+// ambiguous reports a message, or a batch element, that the gateway and the
+// server could read differently.
+func ambiguous(rpc envelope.Request) bool {
+	if rpc.Kind == envelope.Single {
+		return rpc.Ambiguous
+	}
+	found := false
+	rpc.Elements(func(e envelope.Request) bool {
+		found = e.Ambiguous
+		return !found
+	})
+	return found
+}
+
+// replyBatchDenied answers every request element of a batch (2025-03-26,
+// legacy only) with its own error.
+func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *rules.Caller) {
+	body := make([]byte, 0, 256)
+	n := 0
+	r.rpc.Elements(func(e envelope.Request) bool {
+		if e.IsNotification() || e.IsResponse() {
+			return true
+		}
+		why := reasonBatchRefused
+		if kind := p.rules.ForCall(e.Method); kind != nil && !kind.Allows(who, e.Name) {
+			why = forbidden(kind)
+		}
+		if n == 0 {
+			body = append(body, '[')
+		} else {
+			body = append(body, ',')
+		}
+		n++
+		body, _ = envelope.Append(body, e, envelope.Error{Code: p.cfg.Envelope.AuthCode, Message: why.message,
+			Data: envelope.Data{Status: why.status, Reason: why.name}})
+		envelopes.WithLabelValues(why.name).Inc()
+		return true
+	})
+	status := 403
+	if n > 0 {
+		body = append(body, ']')
+		status = p.policyStatus(r, 403, "")
+	}
+	p.serializeFields(k, r, reasonBatchRefused.name)
+	k.Exit(status, body, jsonOnly)
+}
+
+// filterList removes what the caller may not use from a buffered 2xx
+// answer (Response phase) and reports whether it answered. The answer may
+// be JSON (one message or a batch) or an SSE stream Kong buffered (see
+// rules.Filter).
+// Cost: one call for the body; the request headers when a rule depends on
+// the caller and an entry may be denied; the exit when something is removed.
+func (p *Plugin) filterList(k kong.PDK, status int) (read readHeaders, exited bool) {
+	body, err := k.ServiceResponseBody()
+	if err != nil {
+		logger.Error("reading the upstream answer", "err", err)
+		return nil, false
+	}
+	f := rules.Filter{Rules: p.rules, Hidden: countHidden, Caller: func() *rules.Caller {
+		headers, err := k.RequestHeaders()
+		if err != nil {
+			logger.Error("reading request headers", "err", err)
+		} else {
+			read = headers
+		}
+		return callerOf(k, headers)
+	}}
+	out, changed := f.Body(body)
+	if f.Unreadable {
+		logger.Warn("list answer not readable as JSON or SSE: passed unfiltered (calls are still checked)")
+	}
+	if !changed {
+		return read, false
+	}
+	// The upstream's headers stay (Content-Type, Mcp-Session-Id ...); Kong
+	// sets Content-Length for the new body.
+	k.Exit(status, out, nil)
+	return nil, true
+}
+
+// countHidden counts the entries access rules removed from a list answer.
+func countHidden(list string, n int) {
+	hiddenEntries.WithLabelValues(list).Add(float64(n))
 }

@@ -3,8 +3,6 @@ package handler
 import (
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mcp-relay/mcp-relay/envelope"
 	"github.com/mcp-relay/mcp-relay/kong"
 )
@@ -48,26 +46,6 @@ func (p *Plugin) serializeFields(k kong.PDK, r *request, reason string) {
 	}
 }
 
-// Metrics by method and tool, with bounded label sets: methods outside the
-// MCP specification's list, and tools beyond the first
-// config.metrics.tool_labels names the process saw, count as "other".
-var (
-	requestsByMethod = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "requests_total",
-		Help: "MCP requests seen in Access, by JSON-RPC method and tool (tools/call only); unknown methods and tools beyond the label limit count as other.",
-	}, []string{"method", "tool"})
-	hiddenEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "list_entries_hidden_total",
-		Help: "Entries removed from list answers by access rules, by list (tools, prompts, resources).",
-	}, []string{"list"})
-	metadataServed = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "resource_metadata_served_total",
-		Help: "Protected-resource metadata documents served.",
-	})
-)
-
-func init() { registry.MustRegister(requestsByMethod, hiddenEntries, metadataServed) }
-
 // specMethods are the JSON-RPC methods of the MCP specification (2024-11-05
 // to 2026-07-28) a client sends, or answers with (notifications).
 var specMethods = func() map[string]bool {
@@ -86,7 +64,8 @@ var specMethods = func() map[string]bool {
 	return m
 }()
 
-// toolLabels is the process's set of tool names used as labels.
+// toolLabels is the process's set of tool names used as labels: tools
+// beyond the first config.metrics.tool_labels names count as "other".
 var toolLabels struct {
 	sync.Mutex
 	seen map[string]bool

@@ -316,3 +316,31 @@ func TestResponseLosesOnUpstream502(t *testing.T) {
 		t.Errorf("envelope %s", f.exitBody)
 	}
 }
+
+// TestPinToDownReplicaLosesSession: Access answers 404 for a session whose
+// replica is down and marks it lost for every node.
+func TestPinToDownReplicaLosesSession(t *testing.T) {
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
+	addr := deadAddr(t) // nothing listens: connections are refused
+	learn(t, mem, "s-dead", addr, "alice")
+
+	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+	p.access(f)
+	if f.exited || f.target != addr {
+		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
+	}
+	// The probes find it down within a few intervals.
+	answered404 := false
+	for deadline := time.Now().Add(2 * time.Second); !answered404 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
+		p.access(g)
+		answered404 = g.exited && g.exitStatus == 404
+	}
+	if !answered404 {
+		t.Fatal("session of a dead replica never answered 404")
+	}
+	rec, found, _ := mem.Lookup(context.Background(), "s-dead", 0)
+	if !found || rec.State != session.Lost {
+		t.Fatalf("record %+v found=%v, want lost", rec, found)
+	}
+}

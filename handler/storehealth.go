@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/session"
 )
@@ -39,23 +37,19 @@ var (
 	storeRetryMax = 5 * time.Second
 )
 
-func init() {
-	registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "mcp_relay", Name: "store_up",
-		Help: "1 when every Redis session store in use answered its last check, 0 while one does not (a memory store is always up).",
-	}, func() float64 {
-		storeHealths.Lock()
-		defer storeHealths.Unlock()
-		for _, h := range storeHealths.m {
-			h.mu.Lock()
-			up := h.up
-			h.mu.Unlock()
-			if !up {
-				return 0
-			}
+// storesUp is 1 when every Redis store in use answered its last check.
+func storesUp() float64 {
+	storeHealths.Lock()
+	defer storeHealths.Unlock()
+	for _, h := range storeHealths.m {
+		h.mu.Lock()
+		up := h.up
+		h.mu.Unlock()
+		if !up {
+			return 0
 		}
-		return 1
-	}))
+	}
+	return 1
 }
 
 // watchStore registers the instance's Redis store and checks it in the

@@ -36,6 +36,6 @@ type PDK interface {
 	Serialize() ([]byte, error)
 
 	// Used only when their features are configured (access rules,
-	// resource metadata, log fields): see authz.go.
-	AuthzPDK
+	// resource metadata, log fields): see optional.go.
+	OptionalPDK
 }

@@ -52,7 +52,7 @@ func main() {
 	if *metricsAddr != "" {
 		serveMetrics(*metricsAddr)
 	}
-	if err := startSnapshots(logging.Logger.With("plugin", "mcp-relay")); err != nil {
+	if err := startSessionsFile(logging.Logger.With("plugin", "mcp-relay")); err != nil {
 		logging.Logger.Error("mcp-relay: no sessions file: serving without one", "plugin", "mcp-relay", "err", err)
 	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {

@@ -76,7 +76,7 @@ func ttlOf(opts Options) time.Duration {
 
 func build(opts Options) (Store, error) {
 	if opts.Store == StoreRedis {
-		return NewRedis(opts.Redis, RedisOptions{TTL: ttlOf(opts), CacheSize: DefaultCacheSize})
+		return NewRedis(opts.Redis, RedisOptions{TTL: ttlOf(opts), CacheSize: DefaultCacheSize, TargetSeen: opts.TargetSeen})
 	}
 	return NewMemory(MemoryOptions{TTL: ttlOf(opts), MaxSessions: opts.MaxSessions}), nil
 }

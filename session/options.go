@@ -29,6 +29,12 @@ type Options struct {
 	TTL         time.Duration // inactivity after which a record expires; 0: DefaultTTL
 	MaxSessions int           // memory store bound (LRU); 0: DefaultMaxSessions
 	Redis       RedisConfig   // used when Store is StoreRedis
+	// TargetSeen, when set, is told the service and target of every Active
+	// record a Redis store hears of from another node (its events), so that
+	// the process knows which replicas answer. It must be quick and safe for
+	// concurrent use. Opens with equal settings share one store, which
+	// keeps the TargetSeen of the Open that created it.
+	TargetSeen func(service, target string)
 }
 
 // RedisConfig is the Redis connection of a redis store: cluster_nodes picks

@@ -46,6 +46,9 @@ type RedisOptions struct {
 	// connection leaves cached records trusted for at most about
 	// PingEvery + timeout.
 	PingEvery time.Duration
+	// TargetSeen, when set, is told the service and target of every Active
+	// record written by another node (its events); see Options.TargetSeen.
+	TargetSeen func(service, target string)
 }
 
 // Redis is the store shared by all Kong nodes. A record is one string key,
@@ -67,6 +70,7 @@ type Redis struct {
 	// fewer than refreshMS remain, i.e. at most once per TTL/10.
 	fullMS, refreshMS, tombMS int64
 	health                    time.Duration
+	targetSeen                func(service, target string) // nil: none
 
 	cache *recCache
 	waits *waitSet[string]
@@ -119,18 +123,19 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 	}
 	life := min(opts.CacheTTL, opts.TTL/10)
 	s := &Redis{
-		client:    redis.NewUniversalClient(uo),
-		timeout:   uo.ReadTimeout,
-		prefix:    cfg.KeyPrefix,
-		channel:   cfg.KeyPrefix + "events",
-		tag:       strconv.FormatUint(rand.Uint64(), 36),
-		desc:      fmt.Sprintf("session.Redis(%s %q)", strings.Join(uo.Addrs, ","), cfg.KeyPrefix),
-		fullMS:    max((opts.TTL + opts.TTL/10 + life).Milliseconds(), 1),
-		refreshMS: max((opts.TTL + life).Milliseconds(), 1),
-		tombMS:    max(opts.TombstoneTTL.Milliseconds(), 1),
-		health:    opts.PingEvery,
-		waits:     newWaitSet[string](),
-		done:      make(chan struct{}),
+		client:     redis.NewUniversalClient(uo),
+		timeout:    uo.ReadTimeout,
+		prefix:     cfg.KeyPrefix,
+		channel:    cfg.KeyPrefix + "events",
+		tag:        strconv.FormatUint(rand.Uint64(), 36),
+		desc:       fmt.Sprintf("session.Redis(%s %q)", strings.Join(uo.Addrs, ","), cfg.KeyPrefix),
+		fullMS:     max((opts.TTL + opts.TTL/10 + life).Milliseconds(), 1),
+		refreshMS:  max((opts.TTL + life).Milliseconds(), 1),
+		tombMS:     max(opts.TombstoneTTL.Milliseconds(), 1),
+		health:     opts.PingEvery,
+		targetSeen: opts.TargetSeen,
+		waits:      newWaitSet[string](),
+		done:       make(chan struct{}),
 	}
 	if opts.CacheSize > 0 && life > 0 {
 		s.cache = newRecCache(opts.CacheSize, life)
@@ -511,9 +516,9 @@ func (s *Redis) onEvent(payload string) {
 		if s.cache != nil {
 			s.cache.invalidate(id)
 		}
-		if TargetSeen.Load() != nil && len(val) > 0 && val[0] == 'A' {
-			if rec, err := decodeRecord(val); err == nil {
-				targetSeen(rec.Service, rec.Target)
+		if s.targetSeen != nil && len(val) > 0 && val[0] == 'A' {
+			if rec, err := decodeRecord(val); err == nil && rec.Target != "" {
+				s.targetSeen(rec.Service, rec.Target)
 			}
 		}
 	}

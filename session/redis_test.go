@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +177,41 @@ func TestRedisCacheCoherenceAcrossNodes(t *testing.T) {
 	t.Logf("a saw Ended after %d retries", retries)
 	if rec.Target != "10.0.0.1:1" {
 		t.Errorf("tombstone target = %q", rec.Target)
+	}
+}
+
+// TestRedisTargetSeen: a node is told the service and target of the Active
+// records other nodes write (its RedisOptions.TargetSeen), not of its own
+// writes nor of tombstones.
+func TestRedisTargetSeen(t *testing.T) {
+	srv := redistest.StartServer(t)
+	var mu sync.Mutex
+	var seen []string
+	a := newNode(t, singleCfg(srv, "t:"), RedisOptions{TargetSeen: func(service, target string) {
+		mu.Lock()
+		seen = append(seen, service+" "+target)
+		mu.Unlock()
+	}})
+	b := newNode(t, singleCfg(srv, "t:"), RedisOptions{})
+	waitFor(t, "a subscribed", 5*time.Second, func() bool { return a.Stats().Subscribed })
+	if err := a.Learn(bg(), "own", Record{Target: "10.0.0.9:1", State: Active, Service: "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Learn(bg(), "s", Record{Target: "10.0.0.1:1", State: Active, Service: "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.End(bg(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	// a's events arrive in order: once the last Learn's is told, the End's
+	// has been handled.
+	if err := b.Learn(bg(), "z", Record{Target: "10.0.0.2:1", State: Active, Service: "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	told := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
+	waitFor(t, "a told of z", 5*time.Second, func() bool { return len(told()) >= 2 })
+	if got := told(); len(got) != 2 || got[0] != "svc 10.0.0.1:1" || got[1] != "svc 10.0.0.2:1" {
+		t.Errorf("targets told %q, want b's two active records only", got)
 	}
 }
 

@@ -5,7 +5,6 @@ package session
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 )
 
@@ -56,19 +55,6 @@ type Flight interface {
 	// AwaitWrite returns id's record once done(record) holds, waking on the
 	// writes of any node, or found=false when wait runs out first.
 	AwaitWrite(ctx context.Context, id string, wait time.Duration, done func(Record) bool) (rec Record, found bool, err error)
-}
-
-// TargetSeen, when set, is told the service and target of every Active
-// record a store hears of from another node (Redis events), and of the
-// Active records restored from the sessions file (once per pair), so that
-// the process knows which replicas answer. It must be quick and safe for
-// concurrent use.
-var TargetSeen atomic.Pointer[func(service, target string)]
-
-func targetSeen(service, target string) {
-	if f := TargetSeen.Load(); f != nil && target != "" {
-		(*f)(service, target)
-	}
 }
 
 // ErrUnavailable wraps every backend failure (Redis down, timeout). Callers

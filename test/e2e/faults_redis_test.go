@@ -137,7 +137,7 @@ func TestRedisSlow(t *testing.T) {
 		case j.reject:
 			rejectTimes = append(rejectTimes, took)
 			if r.Status != http.StatusServiceUnavailable || reasonOf(r) != "store_unavailable" ||
-				r.errorField("code") != float64(-32002) || r.Message["id"] != id {
+				r.errorField("code") != float64(-31002) || r.Message["id"] != id {
 				t.Errorf("slow Redis, reject: %d %s, want the 503 store_unavailable envelope echoing %q", r.Status, r.Body, id)
 			}
 		default:

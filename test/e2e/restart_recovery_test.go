@@ -319,8 +319,8 @@ func TestRestartClientsKeepWorking(t *testing.T) {
 }
 
 // isKong500 tells Kong's plain 500 as the mcp-go client reports it: the
-// body is kong/error_template.json's envelope (code -32002, which mcp-go
-// names "resource not found") with Kong's message for a 500.
+// body is kong/error_template.json's envelope (code -31002, which mcp-go
+// reports by its message) with Kong's message for a 500.
 func isKong500(err error) bool {
 	return strings.Contains(err.Error(), "An unexpected error occurred")
 }

@@ -88,7 +88,7 @@ func TestRedisOutage(t *testing.T) {
 					r = j.s.post(g, j.n.URL(), `{"jsonrpc":"2.0","id":"`+id+`","method":"tools/list","params":{}}`)
 				})
 				if r.Status != http.StatusServiceUnavailable || reasonOf(r) != "store_unavailable" ||
-					r.errorField("code") != float64(-32002) || r.Message["id"] != id {
+					r.errorField("code") != float64(-31002) || r.Message["id"] != id {
 					t.Errorf("%s: reject session %d: %d %s, want the 503 store_unavailable envelope", what, j.i, r.Status, r.Body)
 				}
 			default:

@@ -236,7 +236,7 @@ func TestUpstreamSilent(t *testing.T) {
 		start := time.Now()
 		r := newRaw(demoKey).post(t, node.URL(), fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{}}`, method))
 		took := time.Since(start)
-		if r.Status != http.StatusGatewayTimeout || r.Message["jsonrpc"] != "2.0" || r.errorField("code") != float64(-32002) {
+		if r.Status != http.StatusGatewayTimeout || r.Message["jsonrpc"] != "2.0" || r.errorField("code") != float64(-31002) {
 			t.Errorf("%s: %d %s", method, r.Status, r.Body)
 		}
 		if took > 10*time.Second {

@@ -1,4 +1,4 @@
-package handler
+package replica
 
 import (
 	"math"
@@ -6,20 +6,22 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// replicaFleet is what the process knows of the replicas that answer, per
-// Kong service: the targets of sessions learned on this node, of sessions
-// other nodes learned (the Redis store's events), and of recovered
-// sessions. A recovery opens its new upstream session on one of the
-// session's service: Kong's balancer is not reachable from a plugin, so
-// these are the replicas known to be live.
-type replicaFleet struct {
+// Fleet is what the process knows of the replicas that answer, per Kong
+// service: the targets of sessions learned on this node, of sessions other
+// nodes learned (the Redis store's events), of the sessions restored from
+// the sessions file, and of recovered sessions. A recovery opens its new
+// upstream session on one of the session's service: Kong's balancer is not
+// reachable from a plugin, so these are the replicas known to be live.
+// It is safe for concurrent use.
+type Fleet struct {
 	mu       sync.Mutex
 	replicas map[fleetKey]*fleetReplica
 }
+
+// NewFleet returns an empty fleet.
+func NewFleet() *Fleet { return &Fleet{replicas: map[fleetKey]*fleetReplica{}} }
 
 // fleetKey is one replica of one service.
 type fleetKey struct{ service, target string }
@@ -38,16 +40,9 @@ const (
 	maxFleet     = 4096
 )
 
-var fleet = &replicaFleet{replicas: map[fleetKey]*fleetReplica{}}
-
-func init() {
-	seen := func(service, target string) { fleet.learned(service, target, time.Now()) }
-	session.TargetSeen.Store(&seen)
-}
-
-// learned records that target, a replica of service, answered an
+// Learned records that target, a replica of service, answered an
 // initialize at now.
-func (f *replicaFleet) learned(service, target string, now time.Time) {
+func (f *Fleet) Learned(service, target string, now time.Time) {
 	if target == "" {
 		return
 	}
@@ -66,10 +61,13 @@ func (f *replicaFleet) learned(service, target string, now time.Time) {
 	r.at, r.seen = now, now
 }
 
-// known records target as a replica of service that sessions are pinned
+// Seen is Learned now: the session store's TargetSeen.
+func (f *Fleet) Seen(service, target string) { f.Learned(service, target, time.Now()) }
+
+// Known records target as a replica of service that sessions are pinned
 // to (their records name it: it answered an initialize once), without
 // adding load. The probes tell whether it is still up.
-func (f *replicaFleet) known(service, target string, now time.Time) {
+func (f *Fleet) Known(service, target string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := fleetKey{service, target}
@@ -87,7 +85,7 @@ func (r *fleetReplica) loadAt(now time.Time) float64 {
 	return r.load * math.Exp2(-float64(now.Sub(r.at))/float64(loadHalfLife))
 }
 
-func (f *replicaFleet) forget(now time.Time) {
+func (f *Fleet) forget(now time.Time) {
 	for t, r := range f.replicas {
 		if now.Sub(r.seen) > fleetWindow {
 			delete(f.replicas, t)
@@ -95,38 +93,38 @@ func (f *replicaFleet) forget(now time.Time) {
 	}
 }
 
-// candidate is a replica a recovery may open a session on.
-type candidate struct {
-	target string
-	load   float64
+// Candidate is a replica a recovery may open a session on.
+type Candidate struct {
+	Target string
+	Load   float64 // sessions opened on it lately, and pinned requests
 }
 
-// candidates lists the replicas of service seen answering within
+// Candidates lists the replicas of service seen answering within
 // fleetWindow, least loaded first (ties in random order, so that nodes
 // spread), without exclude and without those isDown reports. pins adds each
 // replica's recent pinned requests to its load.
-func (f *replicaFleet) candidates(service string, now time.Time, exclude string, isDown func(string) bool, pins func(string) float64) []candidate {
+func (f *Fleet) Candidates(service string, now time.Time, exclude string, isDown func(string) bool, pins func(string) float64) []Candidate {
 	f.mu.Lock()
-	out := make([]candidate, 0, len(f.replicas))
+	out := make([]Candidate, 0, len(f.replicas))
 	for k, r := range f.replicas {
 		if k.service != service || k.target == exclude || now.Sub(r.seen) > fleetWindow {
 			continue
 		}
-		out = append(out, candidate{target: k.target, load: r.loadAt(now)})
+		out = append(out, Candidate{Target: k.target, Load: r.loadAt(now)})
 	}
 	f.mu.Unlock()
-	out = slices.DeleteFunc(out, func(c candidate) bool { return isDown != nil && isDown(c.target) })
+	out = slices.DeleteFunc(out, func(c Candidate) bool { return isDown != nil && isDown(c.Target) })
 	for i := range out {
 		if pins != nil {
-			out[i].load += pins(out[i].target)
+			out[i].Load += pins(out[i].Target)
 		}
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	slices.SortStableFunc(out, func(a, b candidate) int {
+	slices.SortStableFunc(out, func(a, b Candidate) int {
 		switch {
-		case a.load < b.load:
+		case a.Load < b.Load:
 			return -1
-		case a.load > b.load:
+		case a.Load > b.Load:
 			return 1
 		}
 		return 0

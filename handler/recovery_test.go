@@ -12,13 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -91,27 +91,18 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// ownFleet gives the test an empty process fleet and restores it after.
-func ownFleet(t *testing.T) {
+// ownFleet gives the test an empty process fleet and restores it after;
+// instances built after it use it.
+func ownFleet(t testing.TB) {
 	t.Helper()
-	fleet.mu.Lock()
-	saved := fleet.replicas
-	fleet.replicas = map[fleetKey]*fleetReplica{}
-	fleet.mu.Unlock()
-	t.Cleanup(func() {
-		fleet.mu.Lock()
-		fleet.replicas = saved
-		fleet.mu.Unlock()
-	})
+	saved := fleet
+	fleet = replica.NewFleet()
+	t.Cleanup(func() { fleet = saved })
 }
 
 // markDown makes the instance's probes report target down.
 func markDown(p *Plugin, target string) {
-	r := &replica{}
-	r.down.Store(true)
-	r.downAt.Store(time.Now().UnixNano())
-	r.lastPinned.Store(time.Now().UnixNano())
-	p.replicas.replicas.Store(target, r)
+	p.replicas.SetProbed(target, true, time.Now())
 }
 
 func recoverable(t *testing.T, s session.Store, id, target string) {
@@ -139,7 +130,7 @@ func upstreamVarsKong() map[string]string {
 func TestRecoverSessionOfDownReplica(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned("svc", live.addr(), time.Now())
+	fleet.Learned("svc", live.addr(), time.Now())
 	dead := deadAddr(t)
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
 	markDown(p, dead)
@@ -245,7 +236,7 @@ func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 	ownFleet(t)
 	dead := deadAddr(t)
 	otherDead := deadAddr(t)
-	fleet.learned("svc", otherDead, time.Now()) // known, but refuses: tried, then 404
+	fleet.Learned("svc", otherDead, time.Now()) // known, but refuses: tried, then 404
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
 	markDown(p, dead)
 	recoverable(t, mem, "c", dead)
@@ -278,12 +269,10 @@ func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 func TestRecoverAfterRestartOnSameAddress(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned("svc", live.addr(), time.Now())
+	fleet.Learned("svc", live.addr(), time.Now())
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
-	recoverable(t, mem, "c", live.addr()) // created a minute ago
-	r := &replica{}
-	r.downAt.Store(time.Now().Add(-time.Second).UnixNano()) // refused since, up again now
-	p.replicas.replicas.Store(live.addr(), r)
+	recoverable(t, mem, "c", live.addr())                                  // created a minute ago
+	p.replicas.SetProbed(live.addr(), false, time.Now().Add(-time.Second)) // refused since, up again now
 	f := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(), headers: hdr("mcp-session-id", "c", "x-consumer-id", "alice")}
 	p.access(f)
 	if f.exited || f.target != live.addr() || f.upstreamSet["Mcp-Session-Id"] == "" {
@@ -302,7 +291,7 @@ func TestRecoverAfterRestartOnSameAddress(t *testing.T) {
 func TestResendAfterReplica404(t *testing.T) {
 	ownFleet(t)
 	live := startFakeReplica(t)
-	fleet.learned("svc", live.addr(), time.Now())
+	fleet.Learned("svc", live.addr(), time.Now())
 	p, mem := pinned(t, `{}`)
 	recoverable(t, mem, "c", live.addr()) // the replica does not know "c"
 	list := `{"jsonrpc":"2.0","id":42,"method":"tools/list"}`
@@ -315,91 +304,6 @@ func TestResendAfterReplica404(t *testing.T) {
 	_, bodies := live.requests()
 	if len(bodies) != 3 || bodies[2] != list {
 		t.Errorf("replica saw %q, want initialize, initialized, the request", bodies)
-	}
-}
-
-func TestFlightGroupRunsOnce(t *testing.T) {
-	g := &flightGroup{m: map[flightKey]*flightCall{}}
-	var runs atomic.Int32
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	results := make(chan string, 10)
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rec, reason := g.do(flightKey{id: "s"}, func() (session.Record, string) {
-				runs.Add(1)
-				<-release
-				return session.Record{Target: "10.0.0.9:1"}, ""
-			})
-			results <- rec.Target + reason
-		}()
-	}
-	// Let them all reach the group; the leader blocks until released.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		g.mu.Lock()
-		n := len(g.m)
-		g.mu.Unlock()
-		if n == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	close(results)
-	for r := range results {
-		if r != "10.0.0.9:1" {
-			t.Errorf("caller got %q", r)
-		}
-	}
-	if runs.Load() < 1 || runs.Load() > 2 {
-		t.Errorf("recovery ran %d times for 10 concurrent callers", runs.Load())
-	}
-	// A panic in the recovery releases the waiters with a failure.
-	func() {
-		defer func() { _ = recover() }()
-		g.do(flightKey{id: "p"}, func() (session.Record, string) { panic("boom") })
-	}()
-	if _, reason := g.do(flightKey{id: "p"}, func() (session.Record, string) { return session.Record{}, "" }); reason != "" {
-		t.Errorf("after a panic the key stayed busy: %q", reason)
-	}
-}
-
-func TestFleetCandidates(t *testing.T) {
-	f := &replicaFleet{replicas: map[fleetKey]*fleetReplica{}}
-	now := time.Now()
-	for range 3 {
-		f.learned("svc", "busy:1", now)
-	}
-	f.learned("svc", "idle:1", now)
-	f.learned("svc", "dead:1", now)
-	f.learned("svc", "down:1", now)
-	f.learned("svc", "old:1", now.Add(-2*fleetWindow))
-	f.learned("other-service", "other:1", now) // never for another service's sessions
-	down := func(t string) bool { return t == "down:1" }
-	pins := func(t string) float64 {
-		if t == "idle:1" {
-			return 5 // many pinned requests lately
-		}
-		return 0
-	}
-	got := f.candidates("svc", now, "dead:1", down, pins)
-	var names []string
-	for _, c := range got {
-		names = append(names, c.target)
-	}
-	if strings.Join(names, ",") != "busy:1,idle:1" {
-		t.Errorf("candidates = %v, want busy:1 (3 sessions) before idle:1 (1 session + 5 pins); no dead, down or old", names)
-	}
-	// Load decays: an hour later, both have about none.
-	later := f.candidates("svc", now.Add(time.Hour), "", nil, nil)
-	for _, c := range later {
-		if c.load > 0.01 {
-			t.Errorf("%s load %v an hour later", c.target, c.load)
-		}
 	}
 }
 
@@ -467,11 +371,7 @@ func counterValue(c prometheus.Counter) float64 {
 // replayed initialize and notifications/initialized to a live replica on
 // loopback (an in-process HTTP server) and the memory store's writes.
 func BenchmarkRecovery(b *testing.B) {
-	fleet.mu.Lock()
-	saved := fleet.replicas
-	fleet.replicas = map[fleetKey]*fleetReplica{}
-	fleet.mu.Unlock()
-	defer func() { fleet.mu.Lock(); fleet.replicas = saved; fleet.mu.Unlock() }()
+	ownFleet(b)
 
 	live := &fakeReplica{sessions: map[string]bool{}}
 	live.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -489,7 +389,7 @@ func BenchmarkRecovery(b *testing.B) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer live.Close()
-	fleet.learned("svc", live.addr(), time.Now())
+	fleet.Learned("svc", live.addr(), time.Now())
 
 	cfg := `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`
 	p := newPlugin(b, cfg)
@@ -497,10 +397,7 @@ func BenchmarkRecovery(b *testing.B) {
 	defer mem.Close()
 	p.store = mem
 	dead := "127.0.0.1:9"
-	r := &replica{}
-	r.down.Store(true)
-	r.lastPinned.Store(time.Now().Add(time.Hour).UnixNano())
-	p.replicas.replicas.Store(dead, r)
+	p.replicas.SetProbed(dead, true, time.Time{})
 	headers := hdr("x-consumer-id", "alice", "mcp-protocol-version", "2025-11-25")
 	vars := upstreamVarsKong()
 	var lat []time.Duration
@@ -560,9 +457,9 @@ func TestRecoverTriesNextReplica(t *testing.T) {
 	live := startFakeReplica(t)
 	refusing := deadAddr(t)
 	now := time.Now()
-	fleet.learned("svc", refusing, now) // least loaded: tried first
+	fleet.Learned("svc", refusing, now) // least loaded: tried first
 	for range 3 {
-		fleet.learned("svc", live.addr(), now)
+		fleet.Learned("svc", live.addr(), now)
 	}
 	dead := deadAddr(t)
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)

@@ -2,7 +2,7 @@ package main
 
 import "testing"
 
-func TestSnapshotPath(t *testing.T) {
+func TestSessionsFilePath(t *testing.T) {
 	tests := []struct{ flag, want string }{
 		{"", "/usr/local/kong/mcp-relay.sessions"},
 		{"off", ""},
@@ -10,8 +10,8 @@ func TestSnapshotPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
-			if got := snapshotPath(tt.flag, "/usr/local/kong", "/usr/local/bin/mcp-relay"); got != tt.want {
-				t.Errorf("snapshotPath(%q) = %q, want %q", tt.flag, got, tt.want)
+			if got := sessionsFilePath(tt.flag, "/usr/local/kong", "/usr/local/bin/mcp-relay"); got != tt.want {
+				t.Errorf("sessionsFilePath(%q) = %q, want %q", tt.flag, got, tt.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package handler
+package replica
 
 import (
 	"context"
@@ -8,11 +8,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/logging"
 )
 
-// replicaWatch probes the replicas sessions are pinned to, so that the
+// Watch probes the replicas sessions are pinned to, so that the
 // sessions of a dead replica are answered 404 (the client re-initialises on
 // a live one) instead of Kong's 502 until they expire. Kong's own 502 skips
 // the Response phase, and watching for it in Log would cost a PDK call on
@@ -21,10 +19,12 @@ import (
 // Only replicas pinned within the idle window are probed; the probe loop
 // stops by itself when there are none, so an instance Kong replaced leaves
 // nothing running.
-type replicaWatch struct {
+type Watch struct {
 	interval time.Duration // between probes, and each probe's connect timeout
 	idle     time.Duration // a replica not pinned for this long is forgotten
 	dial     func(ctx context.Context, addr string) error
+	fleet    *Fleet
+	changed  func(target string, down bool, err error)
 
 	replicas sync.Map // "ip:port" -> *replica
 	mu       sync.Mutex
@@ -47,11 +47,25 @@ type replica struct {
 // listens: the replica is gone) counts at once.
 const downAfter = 2
 
-func newReplicaWatch(interval time.Duration) *replicaWatch {
-	return &replicaWatch{
-		interval: interval,
-		idle:     max(30*time.Second, 10*interval),
+// WatchOptions configure NewWatch.
+type WatchOptions struct {
+	// Interval is the time between probes, and each probe's connect timeout.
+	Interval time.Duration
+	// Fleet, when set, gets every replica first pinned for a service.
+	Fleet *Fleet
+	// Changed, when set, is told when the probes find a replica down (err
+	// is the last probe's) and when it is reachable again (down false).
+	Changed func(target string, down bool, err error)
+}
+
+// NewWatch returns a watch whose probes start with the first pin.
+func NewWatch(opts WatchOptions) *Watch {
+	return &Watch{
+		interval: opts.Interval,
+		idle:     max(30*time.Second, 10*opts.Interval),
 		dial:     dialTCP,
+		fleet:    opts.Fleet,
+		changed:  opts.Changed,
 	}
 }
 
@@ -64,22 +78,17 @@ func dialTCP(ctx context.Context, addr string) error {
 	return err
 }
 
-// pinned records that a request is being pinned to target and tells
-// whether the target is known to be down, and when the probes last found
-// it down (unix nanoseconds, 0 never).
-func (w *replicaWatch) pinned(target string, now time.Time) (down bool, downAt int64) {
-	return w.pinnedFor("", target, now)
-}
-
-// pinnedFor is pinned for a session of the Kong service service: a replica
-// first watched here joins the fleet recoveries choose from (once per idle
-// window, off the per-request path).
-func (w *replicaWatch) pinnedFor(service, target string, now time.Time) (down bool, downAt int64) {
+// Pinned records that a request of a session of the Kong service service
+// is being pinned to target, and tells whether the target is known to be
+// down, and when the probes last found it down (unix nanoseconds, 0 never).
+// A replica first watched here joins the fleet recoveries choose from (once
+// per idle window, off the per-request path).
+func (w *Watch) Pinned(service, target string, now time.Time) (down bool, downAt int64) {
 	v, ok := w.replicas.Load(target)
 	if !ok {
 		var loaded bool
-		if v, loaded = w.replicas.LoadOrStore(target, &replica{}); !loaded && service != "" {
-			fleet.known(service, target, now)
+		if v, loaded = w.replicas.LoadOrStore(target, &replica{}); !loaded && service != "" && w.fleet != nil {
+			w.fleet.Known(service, target, now)
 		}
 		w.start()
 	}
@@ -89,22 +98,22 @@ func (w *replicaWatch) pinnedFor(service, target string, now time.Time) (down bo
 	return r.down.Load(), r.downAt.Load()
 }
 
-// isDown tells whether the probes find target down (false for a replica
+// IsDown tells whether the probes find target down (false for a replica
 // they do not watch).
-func (w *replicaWatch) isDown(target string) bool {
+func (w *Watch) IsDown(target string) bool {
 	v, ok := w.replicas.Load(target)
 	return ok && v.(*replica).down.Load()
 }
 
-// recentPins is target's recent pinned requests, as a load measure.
-func (w *replicaWatch) recentPins(target string) float64 {
+// RecentPins is target's recent pinned requests, as a load measure.
+func (w *Watch) RecentPins(target string) float64 {
 	if v, ok := w.replicas.Load(target); ok {
 		return float64(v.(*replica).pins.Load())
 	}
 	return 0
 }
 
-func (w *replicaWatch) start() {
+func (w *Watch) start() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running {
@@ -113,7 +122,7 @@ func (w *replicaWatch) start() {
 	}
 }
 
-func (w *replicaWatch) loop() {
+func (w *Watch) loop() {
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	for now := range t.C {
@@ -133,7 +142,7 @@ func (w *replicaWatch) loop() {
 
 // probeAll probes every replica pinned within the idle window, in parallel,
 // and forgets the others; it reports whether any replica is left.
-func (w *replicaWatch) probeAll(now time.Time) bool {
+func (w *Watch) probeAll(now time.Time) bool {
 	var wg sync.WaitGroup
 	left := false
 	w.replicas.Range(func(k, v any) bool {
@@ -154,7 +163,7 @@ func (w *replicaWatch) probeAll(now time.Time) bool {
 	return left
 }
 
-func (w *replicaWatch) probe(addr string, r *replica) {
+func (w *Watch) probe(addr string, r *replica) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.interval)
 	defer cancel()
 	r.pins.Store(r.pins.Load() / 2)
@@ -166,21 +175,33 @@ func (w *replicaWatch) probe(addr string, r *replica) {
 			r.failures = downAfter
 			r.downAt.Store(time.Now().UnixNano())
 		}
-		if r.failures >= downAfter && !r.down.Swap(true) {
-			replicasDown.Inc()
-			logger.Warn("replica unreachable: its sessions are lost when next used", "replica", addr, "err", err)
+		if r.failures >= downAfter && !r.down.Swap(true) && w.changed != nil {
+			w.changed(addr, true, err)
 		}
 		return
 	}
 	r.failures = 0
-	if r.down.Swap(false) {
-		replicasDown.Dec()
-		logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", addr)
+	if r.down.Swap(false) && w.changed != nil {
+		w.changed(addr, false, nil)
 	}
 }
 
-func (w *replicaWatch) empty() bool {
+func (w *Watch) empty() bool {
 	empty := true
 	w.replicas.Range(func(any, any) bool { empty = false; return false })
 	return empty
+}
+
+// SetProbed records target as the probes would leave it: down or up, and
+// last refused at refusedAt (zero: never); it counts as pinned now. It
+// serves the tests of callers that need a replica in such a state without
+// waiting for probes.
+func (w *Watch) SetProbed(target string, down bool, refusedAt time.Time) {
+	r := &replica{}
+	r.down.Store(down)
+	if !refusedAt.IsZero() {
+		r.downAt.Store(refusedAt.UnixNano())
+	}
+	r.lastPinned.Store(time.Now().UnixNano())
+	w.replicas.Store(target, r)
 }

@@ -5,10 +5,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// AuthzPDK is the part of the PDK that access rules, the protected-resource
-// metadata and the log fields use. A route configured without them makes
-// none of these calls.
-type AuthzPDK interface {
+// OptionalPDK is the part of the PDK used only by features a route may
+// configure: access rules, the protected-resource metadata and the log
+// fields. A route configured without them makes none of these calls.
+type OptionalPDK interface {
 	// ServiceResponseBody is the buffered upstream answer (Response phase).
 	ServiceResponseBody() ([]byte, error)
 	// RequestPath is the normalized path the client asked for.

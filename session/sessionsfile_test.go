@@ -74,12 +74,17 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-func testSnapshotter(t *testing.T, path string, set *mapSet, logs *logBuf, onHints func([]Hint)) *Snapshotter {
+func testSessionsFile(t *testing.T, path string, set *mapSet, logs *logBuf, onHints func([]Hint)) *SessionsFile {
 	t.Helper()
-	p := startSnapshots(SnapshotOptions{
-		Path: path, Interval: time.Hour, // ticks are called by the tests
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), OnHints: onHints,
-	}, set)
+	return testSessionsFileOpts(t, set, SessionsFileOptions{Path: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), OnHints: onHints})
+}
+
+// testSessionsFileOpts starts a SessionsFile on set whose ticks are called
+// by the tests.
+func testSessionsFileOpts(t *testing.T, set *mapSet, opts SessionsFileOptions) *SessionsFile {
+	t.Helper()
+	opts.Interval = time.Hour
+	p := startSessionsFile(opts, set)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -124,7 +129,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := small.Learn(ctx, "small-1", recs["active"]); err != nil {
 		t.Fatal(err)
 	}
-	p := testSnapshotter(t, path, set, &logs, nil)
+	p := testSessionsFile(t, path, set, &logs, nil)
 	until := time.Now().Add(20 * time.Second).Truncate(time.Nanosecond)
 	if err := p.Shutdown([]Hint{{ID: "hinted", Until: until, Init: `{"capabilities":{}}`}, {ID: "stale", Until: time.Now().Add(-time.Second)}}); err != nil {
 		t.Fatal(err)
@@ -137,10 +142,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("file mode %v, want 0600", mode)
 	}
 
-	before := ReadSnapshotStats()
+	before := ReadSessionsFileStats()
 	var hints []Hint
 	set2 := newMapSet(t)
-	testSnapshotter(t, path, set2, &logs, func(h []Hint) { hints = append(hints, h...) })
+	testSessionsFile(t, path, set2, &logs, func(h []Hint) { hints = append(hints, h...) })
 	if n := len(set2.stores); n != 2 {
 		t.Fatalf("%d stores restored, want 2", n)
 	}
@@ -159,7 +164,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if len(hints) != 1 || hints[0].ID != "hinted" || !hints[0].Until.Equal(until) || hints[0].Init != `{"capabilities":{}}` {
 		t.Errorf("hints = %+v, want only the unexpired one", hints)
 	}
-	after := ReadSnapshotStats()
+	after := ReadSessionsFileStats()
 	if d := after.Restored - before.Restored; d != uint64(len(recs)+1) {
 		t.Errorf("restored counter +%d, want %d", d, len(recs)+1)
 	}
@@ -192,10 +197,10 @@ func TestSnapshotKeepsRemainingTTL(t *testing.T) {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	before := ReadSnapshotStats()
+	before := ReadSessionsFileStats()
 	var logs logBuf
 	set := newMapSet(t)
-	testSnapshotter(t, path, set, &logs, nil)
+	testSessionsFile(t, path, set, &logs, nil)
 	m := set.store(ttl, 100)
 	age := func(id string) time.Duration {
 		sh := m.shard(id)
@@ -224,7 +229,7 @@ func TestSnapshotKeepsRemainingTTL(t *testing.T) {
 	if got := mustLookup(t, m, "ended-3s").State; got != Ended {
 		t.Errorf("ended-3s state %v, want Ended", got)
 	}
-	st := ReadSnapshotStats()
+	st := ReadSessionsFileStats()
 	if d := st.SkippedExpire - before.SkippedExpire; d != 2 {
 		t.Errorf("skipped +%d, want 2", d)
 	}
@@ -253,14 +258,14 @@ func TestSnapshotUnusableFile(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			before := ReadSnapshotStats()
+			before := ReadSessionsFileStats()
 			var logs logBuf
 			set := newMapSet(t)
-			p := testSnapshotter(t, path, set, &logs, nil)
+			p := testSessionsFile(t, path, set, &logs, nil)
 			if len(set.stores) != 0 {
 				t.Errorf("%d stores restored from an unusable file", len(set.stores))
 			}
-			if d := ReadSnapshotStats().ReadErrors - before.ReadErrors; d != 1 {
+			if d := ReadSessionsFileStats().ReadErrors - before.ReadErrors; d != 1 {
 				t.Errorf("read errors +%d, want 1", d)
 			}
 			if got, err := os.ReadFile(path + ".bad"); err != nil || !bytes.Equal(got, data) {
@@ -289,8 +294,8 @@ func TestSnapshotWritesOnlyChanges(t *testing.T) {
 	var logs logBuf
 	set := newMapSet(t)
 	m := set.store(time.Hour, 100) // gran: 1 s
-	p := testSnapshotter(t, path, set, &logs, nil)
-	writes := func() uint64 { return ReadSnapshotStats().Writes }
+	p := testSessionsFile(t, path, set, &logs, nil)
+	writes := func() uint64 { return ReadSessionsFileStats().Writes }
 	w0 := writes()
 	p.tick(true)
 	if writes() != w0 {
@@ -335,7 +340,7 @@ func TestSnapshotDuringWrites(t *testing.T) {
 	var logs logBuf
 	set := newMapSet(t)
 	m := set.store(time.Hour, 100_000)
-	p := testSnapshotter(t, path, set, &logs, nil)
+	p := testSessionsFile(t, path, set, &logs, nil)
 	var learned atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -369,7 +374,7 @@ func TestSnapshotDuringWrites(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	set2 := newMapSet(t)
-	testSnapshotter(t, path, set2, &logs, nil)
+	testSessionsFile(t, path, set2, &logs, nil)
 	n := int64(set2.store(time.Hour, 100_000).Len())
 	if n < minimum {
 		t.Errorf("%d records restored, want at least the %d learned before the last snapshot", n, minimum)
@@ -387,13 +392,13 @@ func TestSnapshotMergesAnotherProcess(t *testing.T) {
 	oldSet := newMapSet(t)
 	oldStore := oldSet.store(time.Hour, 100)
 	_ = oldStore.Learn(ctx, "both", Record{Target: "10.0.0.1:1", State: Active})
-	oldProc := testSnapshotter(t, path, oldSet, &logs, nil)
+	oldProc := testSessionsFile(t, path, oldSet, &logs, nil)
 	if err := oldProc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	var hints []Hint
 	newSet := newMapSet(t)
-	newProc := testSnapshotter(t, path, newSet, &logs, func(h []Hint) { hints = append(hints, h...) })
+	newProc := testSessionsFile(t, path, newSet, &logs, func(h []Hint) { hints = append(hints, h...) })
 	newStore := newSet.store(time.Hour, 100)
 	_ = newStore.Learn(ctx, "new-only", Record{Target: "10.0.0.2:1"})
 	_ = newStore.End(ctx, "both") // ended through the new process: stays ended
@@ -412,7 +417,7 @@ func TestSnapshotMergesAnotherProcess(t *testing.T) {
 		t.Errorf("hints = %+v", hints)
 	}
 	final := newMapSet(t)
-	testSnapshotter(t, path, final, &logs, nil)
+	testSessionsFile(t, path, final, &logs, nil)
 	if n := final.store(time.Hour, 100).Len(); n != 3 {
 		t.Errorf("file after the merge holds %d records, want 3", n)
 	}
@@ -430,14 +435,14 @@ func TestSnapshotSharedStores(t *testing.T) {
 	}
 	_ = h.Learn(ctx, "shared-1", Record{Target: "10.0.0.9:9"})
 	var logs logBuf
-	p := startSnapshots(SnapshotOptions{Path: path, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, registrySet{})
+	p := startSessionsFile(SessionsFileOptions{Path: path, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, registrySet{})
 	if err := p.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	p.Close()
 	_ = h.Close() // the last handle: the store is gone, as in a new process
 
-	p = startSnapshots(SnapshotOptions{Path: path, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, registrySet{})
+	p = startSessionsFile(SessionsFileOptions{Path: path, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, registrySet{})
 	defer p.Close()
 	h2, err := Open(cfg)
 	if err != nil {
@@ -465,14 +470,14 @@ func TestSnapshotWriteFailures(t *testing.T) {
 	var logs logBuf
 	set := newMapSet(t)
 	_ = set.store(time.Hour, 10).Learn(context.Background(), "s", Record{Target: "10.0.0.1:1"})
-	p := testSnapshotter(t, path, set, &logs, nil)
-	before := ReadSnapshotStats().WriteErrors
+	p := testSessionsFile(t, path, set, &logs, nil)
+	before := ReadSessionsFileStats().WriteErrors
 	for range 3 {
 		if err := p.Flush(); err == nil {
 			t.Fatal("Flush into a missing directory: no error")
 		}
 	}
-	if d := ReadSnapshotStats().WriteErrors - before; d != 3 {
+	if d := ReadSessionsFileStats().WriteErrors - before; d != 3 {
 		t.Errorf("write errors +%d, want 3", d)
 	}
 	if n := strings.Count(logs.String(), "cannot write the session snapshot"); n != 1 {
@@ -494,7 +499,7 @@ func TestSnapshotWriteFailures(t *testing.T) {
 }
 
 // TestSnapshotRestoreTellsTargets: the service and target of every Active
-// restored record reach TargetSeen once (the recovery fleet is seeded from
+// restored record reach SessionsFileOptions.TargetSeen once (the recovery fleet is seeded from
 // them); ended and lost records' targets do not.
 func TestSnapshotRestoreTellsTargets(t *testing.T) {
 	ctx := context.Background()
@@ -515,7 +520,7 @@ func TestSnapshotRestoreTellsTargets(t *testing.T) {
 		}
 	}
 	var logs logBuf
-	if err := testSnapshotter(t, path, set, &logs, nil).Shutdown(nil); err != nil {
+	if err := testSessionsFile(t, path, set, &logs, nil).Shutdown(nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -526,9 +531,8 @@ func TestSnapshotRestoreTellsTargets(t *testing.T) {
 		seen[service+" "+target]++
 		mu.Unlock()
 	}
-	old := TargetSeen.Swap(&record)
-	defer TargetSeen.Store(old)
-	testSnapshotter(t, path, newMapSet(t), &logs, nil)
+	testSessionsFileOpts(t, newMapSet(t), SessionsFileOptions{Path: path,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), TargetSeen: record})
 	want := map[string]int{"svc 10.0.0.1:80": 1, "svc 10.0.0.2:80": 1, "svc-2 10.0.0.2:80": 1}
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,4 +1,4 @@
-package handler
+package replica
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/session"
 )
 
 // TestReplicaWatch: a real loopback listener is up; once closed, two failed
@@ -20,7 +18,7 @@ func TestReplicaWatch(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	go acceptAll(ln)
-	w := newReplicaWatch(20 * time.Millisecond)
+	w := NewWatch(WatchOptions{Interval: 20 * time.Millisecond})
 
 	if pinnedDown(w, addr) {
 		t.Fatal("new replica reported down")
@@ -49,9 +47,9 @@ func TestReplicaWatch(t *testing.T) {
 // TestReplicaWatchStopsWhenIdle: the probe loop ends by itself once no
 // replica was pinned within the idle window, and starts again on a pin.
 func TestReplicaWatchStopsWhenIdle(t *testing.T) {
-	w := newReplicaWatch(10 * time.Millisecond)
+	w := NewWatch(WatchOptions{Interval: 10 * time.Millisecond})
 	w.idle = 50 * time.Millisecond
-	w.pinned("127.0.0.1:9", time.Now())
+	w.Pinned("", "127.0.0.1:9", time.Now())
 	running := func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.running }
 	if !running() {
 		t.Fatal("probe loop not started by a pin")
@@ -59,40 +57,9 @@ func TestReplicaWatchStopsWhenIdle(t *testing.T) {
 	if !waitFor(t, 2*time.Second, func() bool { return !running() }) {
 		t.Fatal("probe loop still running with nothing pinned")
 	}
-	w.pinned("127.0.0.1:9", time.Now())
+	w.Pinned("", "127.0.0.1:9", time.Now())
 	if !running() {
 		t.Fatal("probe loop not restarted by a new pin")
-	}
-}
-
-// TestPinToDownReplicaLosesSession: Access answers 404 for a session whose
-// replica is down and marks it lost for every node.
-func TestPinToDownReplicaLosesSession(t *testing.T) {
-	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connections are refused
-	learn(t, mem, "s-dead", addr, "alice")
-
-	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
-	p.access(f)
-	if f.exited || f.target != addr {
-		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
-	}
-	ok := waitFor(t, 2*time.Second, func() bool {
-		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
-		p.access(g)
-		return g.exited && g.exitStatus == 404
-	})
-	if !ok {
-		t.Fatal("session of a dead replica never answered 404")
-	}
-	rec, found, _ := mem.Lookup(context.Background(), "s-dead", 0)
-	if !found || rec.State != session.Lost {
-		t.Fatalf("record %+v found=%v, want lost", rec, found)
 	}
 }
 
@@ -121,7 +88,7 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
 // (a timeout, a lost SYN) makes a replica down only on the second in a row,
 // and one success in between starts the count again.
 func TestReplicaDownAfterTwoFailures(t *testing.T) {
-	w := newReplicaWatch(time.Hour) // probes driven by hand below
+	w := NewWatch(WatchOptions{Interval: time.Hour}) // probes driven by hand below
 	r := &replica{}
 	fail := errors.New("i/o timeout")
 	var next error
@@ -156,7 +123,7 @@ func TestReplicaDownAfterTwoFailures(t *testing.T) {
 	}
 }
 
-func pinnedDown(w *replicaWatch, addr string) bool {
-	down, _ := w.pinned(addr, time.Now())
+func pinnedDown(w *Watch, addr string) bool {
+	down, _ := w.Pinned("", addr, time.Now())
 	return down
 }

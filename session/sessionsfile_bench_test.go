@@ -32,7 +32,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.Run(fmt.Sprintf("Write%dk", n/1000), func(b *testing.B) {
 			m, _ := filledMemory(b, n, rec)
 			set = &mapSet{stores: map[string]*Memory{"memory|3600000000000|" + fmt.Sprint(n): m}}
-			p := startSnapshots(SnapshotOptions{Path: path, Interval: time.Hour, Logger: quiet}, set)
+			p := startSessionsFile(SessionsFileOptions{Path: path, Interval: time.Hour, Logger: quiet}, set)
 			defer p.Close()
 			b.ReportAllocs()
 			cpu := cpuTime()
@@ -57,7 +57,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			cpu := cpuTime()
 			for b.Loop() {
 				s := &mapSet{stores: map[string]*Memory{}}
-				p := startSnapshots(SnapshotOptions{Path: path, Interval: time.Hour, Logger: quiet}, s)
+				p := startSessionsFile(SessionsFileOptions{Path: path, Interval: time.Hour, Logger: quiet}, s)
 				p.Close()
 				for _, m := range s.stores {
 					if m.Len() != n {

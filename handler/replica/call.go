@@ -1,4 +1,4 @@
-package handler
+package replica
 
 import (
 	"bytes"
@@ -16,53 +16,59 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// upstreamClient sends the few requests the plugin makes to replicas itself
+// client sends the few requests the plugin makes to replicas itself
 // (a recovery's initialize, its notifications/initialized, a re-sent
 // request), as Kong would send them: the service's scheme and upstream path,
 // the client's end-to-end headers. Kong verifies upstream certificates only
 // when the service asks (tls_verify); neither does this client.
-var upstreamClient = &http.Client{
+var client = &http.Client{
 	Transport: &http.Transport{
 		Proxy:                 nil, // replicas are reached directly, as Kong does
-		DialContext:           (&net.Dialer{Timeout: upstreamConnectTimeout}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: connectTimeout}).DialContext,
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Kong's default: no upstream verification
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       30 * time.Second,
-		ResponseHeaderTimeout: upstreamAnswerTimeout,
+		ResponseHeaderTimeout: AnswerTimeout,
 	},
 	// Replicas do not redirect MCP requests; a redirect is an error.
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 const (
-	upstreamConnectTimeout = 2 * time.Second
-	upstreamAnswerTimeout  = 10 * time.Second
+	connectTimeout = 2 * time.Second
+	// AnswerTimeout bounds the wait for a replica's answer headers; callers
+	// bound each call's whole time with it too.
+	AnswerTimeout = 10 * time.Second
 	// maxInitAnswer bounds the initialize answer read; maxResentAnswer the
 	// answer of a re-sent buffered request (Kong buffered it too).
 	maxInitAnswer   = 1 << 20
 	maxResentAnswer = 16 << 20
 )
 
-// errConnect marks a replica that could not be reached: try the next one.
-var errConnect = errors.New("connect")
+// ErrConnect marks a replica that could not be reached: try the next one.
+var ErrConnect = errors.New("connect")
 
 // hopByHop are the headers a proxy does not forward (RFC 9110 7.6.1), and
 // those the plugin sets itself.
 var hopByHop = map[string]bool{
 	"connection": true, "keep-alive": true, "proxy-connection": true, "proxy-authenticate": true,
 	"proxy-authorization": true, "te": true, "trailer": true, "transfer-encoding": true, "upgrade": true,
-	"content-length": true, "host": true, hSessionID: true, "accept-encoding": true, "expect": true,
-	hContentType: true, hAccept: true, hProtocolVersion: true,
+	"content-length": true, "host": true, "mcp-session-id": true, "accept-encoding": true, "expect": true,
+	"content-type": true, "accept": true, "mcp-protocol-version": true,
 }
 
-// upstreamCall is one request from the plugin to a replica.
-type upstreamCall struct {
+// Call is one request from the plugin to a replica.
+type Call struct {
 	url     string // scheme://target/path?query
 	host    string // Host header
 	headers map[string][]string
 }
 
-func newUpstreamCall(scheme, target, uri, hostHeader string, headers map[string][]string) upstreamCall {
+// NewCall prepares a request to target ("ip:port") as Kong would send it:
+// scheme and uri are Kong's upstream_scheme and upstream_uri, hostHeader
+// the Host Kong would send ("": target), headers the client's request
+// headers (the end-to-end ones are forwarded).
+func NewCall(scheme, target, uri, hostHeader string, headers map[string][]string) Call {
 	if scheme == "" {
 		scheme = "http"
 	}
@@ -73,12 +79,12 @@ func newUpstreamCall(scheme, target, uri, hostHeader string, headers map[string]
 	if hostHeader != "" {
 		host = hostHeader
 	}
-	return upstreamCall{url: scheme + "://" + target + uri, host: host, headers: headers}
+	return Call{url: scheme + "://" + target + uri, host: host, headers: headers}
 }
 
 // post sends body with the client's end-to-end headers plus session and
 // version, and returns the answer (read up to max bytes).
-func (c upstreamCall) post(ctx context.Context, body []byte, sessionID, version string, max int64) (*http.Response, []byte, error) {
+func (c Call) post(ctx context.Context, body []byte, sessionID, version string, max int64) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
@@ -108,11 +114,11 @@ func (c upstreamCall) post(ctx context.Context, body []byte, sessionID, version 
 	if version != "" {
 		req.Header.Set("MCP-Protocol-Version", version)
 	}
-	resp, err := upstreamClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, nil, fmt.Errorf("%w: %w", errConnect, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrConnect, err)
 		}
 		return nil, nil, err
 	}
@@ -124,9 +130,15 @@ func (c upstreamCall) post(ctx context.Context, body []byte, sessionID, version 
 	return resp, data, err
 }
 
-// openSession replays an initialize with params init and sends
+// Resend sends a request again, in the upstream session sessionID, and
+// returns the replica's answer (read up to what Kong would buffer).
+func (c Call) Resend(ctx context.Context, body []byte, sessionID, version string) (*http.Response, []byte, error) {
+	return c.post(ctx, body, sessionID, version, maxResentAnswer)
+}
+
+// OpenSession replays an initialize with params init and sends
 // notifications/initialized: it returns the new upstream session id.
-func (c upstreamCall) openSession(ctx context.Context, init string) (string, error) {
+func (c Call) OpenSession(ctx context.Context, init string) (string, error) {
 	body := make([]byte, 0, len(init)+80)
 	body = append(body, `{"jsonrpc":"2.0","id":"mcp-relay-recovery","method":"initialize","params":`...)
 	body = append(body, init...)

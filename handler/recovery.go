@@ -2,12 +2,12 @@ package handler
 
 import (
 	"context"
-	"sync"
+	"errors"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/kong"
+	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -34,33 +34,48 @@ const (
 	failInternal     = "internal"       // a panic during the recovery
 )
 
+// recoveryFailureReasons are every failure reason, so that each label
+// shows from the start.
+var recoveryFailureReasons = []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong, failInternal}
+
 const (
 	// recoverWait bounds how long a request waits for a recovery of its
 	// session run by another request (on this node or another).
-	recoverWait = 2*upstreamAnswerTimeout + time.Second
+	recoverWait = 2*replica.AnswerTimeout + time.Second
 	// maxRecoverTries bounds the replicas one recovery tries.
 	maxRecoverTries = 3
 )
 
+// The process's replicas and recoveries: Kong may replace an instance
+// between two requests of a session, and every route of a service shares
+// its replicas.
 var (
-	sessionsRecovered = counter("sessions_recovered_total",
-		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
-	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "mcp_relay", Name: "recovery_failures_total",
-		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",
-	}, []string{"reason"})
-	recoveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "mcp_relay", Name: "recovery_latency_seconds",
-		Help:    "Time a request waited for its session's recovery (the replayed initialize included).",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	})
+	fleet      = replica.NewFleet()
+	recoveries = replica.NewFlights[flightKey, recovered](recoverWait)
 )
 
-func init() {
-	registry.MustRegister(recoveryFailures, recoveryLatency)
-	for _, r := range []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong, failInternal} {
-		recoveryFailures.WithLabelValues(r)
+// flightKey names one session family in one store.
+type flightKey struct {
+	store session.Store
+	id    string
+}
+
+// recovered is the outcome of one recovery: the record to pin with, or
+// why there is none.
+type recovered struct {
+	rec    session.Record
+	reason string
+}
+
+// replicaChanged logs and counts what an instance's probes find.
+func replicaChanged(target string, down bool, err error) {
+	if down {
+		replicasDown.Inc()
+		logger.Warn("replica unreachable: its sessions are lost when next used", "replica", target, "err", err)
+		return
 	}
+	replicasDown.Dec()
+	logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", target)
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -104,9 +119,17 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		return false
 	}
 	seen := *rec
-	out, reason := recoveries.do(flightKey{p.store, root}, func() (session.Record, string) {
-		return p.recoverRoot(k, r, vars, root, id, seen, dead)
+	res, err := recoveries.Do(flightKey{p.store, root}, func() recovered {
+		rec, reason := p.recoverRoot(k, r, vars, root, id, seen, dead)
+		return recovered{rec, reason}
 	})
+	out, reason := res.rec, res.reason
+	switch {
+	case errors.Is(err, replica.ErrBusy):
+		reason = failBusy
+	case err != nil:
+		reason = failInternal
+	}
 	if reason != "" {
 		p.recoveryFailed(root, reason, "")
 		return false
@@ -153,7 +176,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 	// Active record on a live replica is the answer.
 	newer := func(rec session.Record) bool {
 		return rec.State == session.Active && rec.Created.After(base.Created) &&
-			(p.replicas == nil || !p.replicas.isDown(rec.Target))
+			(p.replicas == nil || !p.replicas.IsDown(rec.Target))
 	}
 	if base.State == session.Active && base.Created.After(seen.Created) && newer(base) {
 		return base, ""
@@ -199,13 +222,13 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 	var isDown func(string) bool
 	var pins func(string) float64
 	if p.replicas != nil {
-		isDown, pins = p.replicas.isDown, p.replicas.recentPins
+		isDown, pins = p.replicas.IsDown, p.replicas.RecentPins
 	}
 	service := base.Service
 	if service == "" {
 		service = seen.Service
 	}
-	cands := fleet.candidates(service, time.Now(), exclude, isDown, pins)
+	cands := fleet.Candidates(service, time.Now(), exclude, isDown, pins)
 	if len(cands) == 0 {
 		logger.Warn("session recovery: no live replica known (none answered an initialize lately)",
 			"session", fingerprint(root), "dead", seen.Target)
@@ -215,28 +238,28 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		if i == maxRecoverTries {
 			break
 		}
-		call := newUpstreamCall(vars.scheme, c.target, vars.uri, p.pinnedHost(r.headers, c.target), r.headers)
-		tctx, tcancel := context.WithTimeout(ctx, upstreamAnswerTimeout)
-		upstreamID, err := call.openSession(tctx, init)
+		call := replica.NewCall(vars.scheme, c.Target, vars.uri, p.pinnedHost(r.headers, c.Target), r.headers)
+		tctx, tcancel := context.WithTimeout(ctx, replica.AnswerTimeout)
+		upstreamID, err := call.OpenSession(tctx, init)
 		tcancel()
 		if err != nil {
 			logger.Warn("session recovery: replica did not open a session, trying the next",
-				"session", fingerprint(root), "replica", c.target, "err", err)
+				"session", fingerprint(root), "replica", c.Target, "err", err)
 			continue
 		}
 		if !validSessionID(upstreamID, p.cfg.Session.MaxIDLength) {
-			logger.Warn("session recovery: replica minted an invalid session id", "replica", c.target)
+			logger.Warn("session recovery: replica minted an invalid session id", "replica", c.Target)
 			continue
 		}
 		now := time.Now()
-		fleet.learned(service, c.target, now)
+		fleet.Learned(service, c.Target, now)
 		consumer := seen.Consumer
 		// The upstream id first: root's record (whose event wakes the other
 		// nodes) must not name an id the store does not know yet.
-		err = p.store.Learn(ctx, upstreamID, session.Record{Target: c.target, Consumer: consumer,
+		err = p.store.Learn(ctx, upstreamID, session.Record{Target: c.Target, Consumer: consumer,
 			Created: now, State: session.Active, Init: init, Alias: root, Service: service})
 		if err == nil {
-			err = p.store.Learn(ctx, root, session.Record{Target: c.target, Consumer: consumer,
+			err = p.store.Learn(ctx, root, session.Record{Target: c.Target, Consumer: consumer,
 				Created: now, State: session.Active, Init: init, Upstream: upstreamID, Service: service})
 		}
 		if err != nil {
@@ -246,8 +269,8 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		}
 		sessionsRecovered.Inc()
 		logger.Info("session recovered on a live replica", "session", fingerprint(root),
-			"from", seen.Target, "to", c.target, "tries", i+1)
-		return session.Record{Target: c.target, Consumer: consumer, Created: now, State: session.Active,
+			"from", seen.Target, "to", c.Target, "tries", i+1)
+		return session.Record{Target: c.Target, Consumer: consumer, Created: now, State: session.Active,
 			Init: init, Upstream: upstreamID, Service: service}, ""
 	}
 	return session.Record{}, failNoReplica
@@ -290,10 +313,10 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	if sid == "" {
 		sid = id
 	}
-	call := newUpstreamCall(vars.scheme, rec.Target, vars.uri, p.pinnedHost(headers, rec.Target), headers)
-	sctx, scancel := context.WithTimeout(context.Background(), upstreamAnswerTimeout)
+	call := replica.NewCall(vars.scheme, rec.Target, vars.uri, p.pinnedHost(headers, rec.Target), headers)
+	sctx, scancel := context.WithTimeout(context.Background(), replica.AnswerTimeout)
 	defer scancel()
-	resp, body, err := call.post(sctx, r.rpc.Body, sid, first(headers, hProtocolVersion), maxResentAnswer)
+	resp, body, err := call.Resend(sctx, r.rpc.Body, sid, first(headers, hProtocolVersion))
 	if err != nil {
 		logger.Warn("session recovered, but re-sending the request failed", "session", fingerprint(id), "err", err)
 		return false
@@ -304,51 +327,4 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	}
 	k.Exit(resp.StatusCode, body, out)
 	return true
-}
-
-// flightKey names one session family in one store.
-type flightKey struct {
-	store session.Store
-	id    string
-}
-
-// flightGroup runs one recovery per session family at a time in the
-// process; concurrent requests of the family wait for its result.
-type flightGroup struct {
-	mu sync.Mutex
-	m  map[flightKey]*flightCall
-}
-
-type flightCall struct {
-	done   chan struct{}
-	rec    session.Record
-	reason string
-}
-
-var recoveries = &flightGroup{m: map[flightKey]*flightCall{}}
-
-func (g *flightGroup) do(key flightKey, fn func() (session.Record, string)) (session.Record, string) {
-	g.mu.Lock()
-	if c := g.m[key]; c != nil {
-		g.mu.Unlock()
-		t := time.NewTimer(recoverWait)
-		defer t.Stop()
-		select {
-		case <-c.done:
-			return c.rec, c.reason
-		case <-t.C:
-			return session.Record{}, failBusy
-		}
-	}
-	c := &flightCall{done: make(chan struct{}), reason: failInternal}
-	g.m[key] = c
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.m, key)
-		g.mu.Unlock()
-		close(c.done)
-	}()
-	c.rec, c.reason = fn()
-	return c.rec, c.reason
 }

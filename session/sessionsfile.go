@@ -17,7 +17,7 @@ import (
 )
 
 // Memory stores live in the plugin process, which Kong restarts on reload,
-// after a crash, or when worker 0 restarts. A Snapshotter keeps their
+// after a crash, or when worker 0 restarts. A SessionsFile keeps their
 // records in a file so that a restarted process still knows every session:
 // it writes the file periodically (only when something changed) and at a
 // graceful stop, and reads it once at start, before Kong starts any plugin
@@ -32,8 +32,8 @@ type Hint struct {
 	Init  string // the session's initialize params, for recovery (Record.Init)
 }
 
-// SnapshotOptions configures StartSnapshots.
-type SnapshotOptions struct {
+// SessionsFileOptions configures StartSessionsFile.
+type SessionsFileOptions struct {
 	// Path of the file; its directory must exist. The file is created 0600:
 	// session ids are bearer-like secrets.
 	Path string
@@ -45,16 +45,20 @@ type SnapshotOptions struct {
 	// OnHints receives learn hints read from the file: at start, and when
 	// another process (the one Kong is stopping during a reload) wrote it.
 	OnHints func([]Hint)
+	// TargetSeen, when set, is told the service and target of the Active
+	// records restored from the file (once per pair): the replicas they are
+	// pinned to answered an initialize once.
+	TargetSeen func(service, target string)
 }
 
-// DefaultSnapshotInterval is how often changes are written.
-const DefaultSnapshotInterval = 5 * time.Second
+// DefaultSessionsFileInterval is how often changes are written.
+const DefaultSessionsFileInterval = 5 * time.Second
 
 // snapshotErrorEvery bounds how often write failures are logged.
 const snapshotErrorEvery = time.Minute
 
-// SnapshotStats are process-wide counters, for metrics.
-type SnapshotStats struct {
+// SessionsFileStats are process-wide counters, for metrics.
+type SessionsFileStats struct {
 	Restored      uint64 // records restored from files (tombstones too)
 	SkippedExpire uint64 // records found expired when read
 	Writes        uint64 // files written
@@ -70,9 +74,9 @@ var snapStats struct {
 	lastRecords, lastBytes, lastWriteNs                atomic.Int64
 }
 
-// ReadSnapshotStats returns the counters.
-func ReadSnapshotStats() SnapshotStats {
-	return SnapshotStats{
+// ReadSessionsFileStats returns the counters.
+func ReadSessionsFileStats() SessionsFileStats {
+	return SessionsFileStats{
 		Restored: snapStats.restored.Load(), SkippedExpire: snapStats.skipped.Load(),
 		Writes: snapStats.writes.Load(), WriteErrors: snapStats.writeErrors.Load(),
 		ReadErrors: snapStats.readErrors.Load(), LastRecords: snapStats.lastRecords.Load(),
@@ -87,12 +91,13 @@ type storeSet interface {
 	memoryStore(key string, opts MemoryOptions) *Memory
 }
 
-// Snapshotter writes and restores the process's memory stores.
-type Snapshotter struct {
+// SessionsFile writes and restores the process's memory stores.
+type SessionsFile struct {
 	path     string
 	interval time.Duration
 	log      *slog.Logger
 	onHints  func([]Hint)
+	seen     func(service, target string) // SessionsFileOptions.TargetSeen
 	stores   storeSet
 
 	writeMu    sync.Mutex        // one read or write of the file at a time; guards the fields below
@@ -125,23 +130,23 @@ func statID(path string) (fileID, bool) {
 	return id, true
 }
 
-// StartSnapshots reads opts.Path into the process's shared memory stores
+// StartSessionsFile reads opts.Path into the process's shared memory stores
 // (one per settings, as Open shares them) and starts the periodic writer.
 // It never fails: an unreadable file is logged, a corrupt one is also moved
 // aside (to Path + ".bad"), and the process starts empty.
-func StartSnapshots(opts SnapshotOptions) *Snapshotter {
-	return startSnapshots(opts, registrySet{})
+func StartSessionsFile(opts SessionsFileOptions) *SessionsFile {
+	return startSessionsFile(opts, registrySet{})
 }
 
-func startSnapshots(opts SnapshotOptions, stores storeSet) *Snapshotter {
+func startSessionsFile(opts SessionsFileOptions, stores storeSet) *SessionsFile {
 	if opts.Interval <= 0 {
-		opts.Interval = DefaultSnapshotInterval
+		opts.Interval = DefaultSessionsFileInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Snapshotter{
-		path: opts.Path, interval: opts.Interval, log: opts.Logger, onHints: opts.OnHints, stores: stores,
+	p := &SessionsFile{
+		path: opts.Path, interval: opts.Interval, log: opts.Logger, onHints: opts.OnHints, seen: opts.TargetSeen, stores: stores,
 		saved: map[*Memory]int64{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	p.writeMu.Lock()
@@ -153,7 +158,7 @@ func startSnapshots(opts SnapshotOptions, stores storeSet) *Snapshotter {
 
 // load reads the file into the stores; merge restores only ids the stores
 // do not hold (the file another process wrote while this one ran).
-func (p *Snapshotter) load(merge bool) {
+func (p *SessionsFile) load(merge bool) {
 	start := time.Now()
 	id, _ := statID(p.path)
 	data, err := os.ReadFile(p.path)
@@ -223,8 +228,12 @@ func (p *Snapshotter) load(merge bool) {
 	// initialize once: the process knows them again as it did before the
 	// restart, so a recovery finds a live replica before any request pins
 	// one.
-	for st := range targets {
-		targetSeen(st.service, st.target)
+	if p.seen != nil {
+		for st := range targets {
+			if st.target != "" {
+				p.seen(st.service, st.target)
+			}
+		}
 	}
 	if len(hints) > 0 && p.onHints != nil {
 		p.onHints(hints)
@@ -356,7 +365,7 @@ func (m *Memory) appendSnapshot(sw *snapWriter) int {
 // them, the fewer of their requests find an unknown session.
 const foreignCheckEvery = 250 * time.Millisecond
 
-func (p *Snapshotter) run() {
+func (p *SessionsFile) run() {
 	defer close(p.done)
 	t := time.NewTicker(min(p.interval, foreignCheckEvery))
 	defer t.Stop()
@@ -378,7 +387,7 @@ func (p *Snapshotter) run() {
 // tick merges the file if another process replaced it, and then writes
 // it; otherwise, when due, it writes the file if a store changed since its
 // last write.
-func (p *Snapshotter) tick(due bool) {
+func (p *SessionsFile) tick(due bool) {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	changed := false
@@ -413,7 +422,7 @@ func (p *Snapshotter) tick(due bool) {
 }
 
 // Flush writes the file now, whether or not anything changed.
-func (p *Snapshotter) Flush() error {
+func (p *SessionsFile) Flush() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	return p.writeLocked(p.stores.memoryStores(), nil)
@@ -421,7 +430,7 @@ func (p *Snapshotter) Flush() error {
 
 // Shutdown stops the periodic writer and writes the file one last time,
 // with the learn hints given (a graceful stop: SIGTERM from Kong).
-func (p *Snapshotter) Shutdown(hints []Hint) error {
+func (p *SessionsFile) Shutdown(hints []Hint) error {
 	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 	p.writeMu.Lock()
@@ -438,12 +447,12 @@ func (p *Snapshotter) Shutdown(hints []Hint) error {
 }
 
 // Close stops the periodic writer without writing.
-func (p *Snapshotter) Close() {
+func (p *SessionsFile) Close() {
 	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 }
 
-func (p *Snapshotter) writeLocked(stores map[string]*Memory, hints []Hint) error {
+func (p *SessionsFile) writeLocked(stores map[string]*Memory, hints []Hint) error {
 	start := time.Now()
 	records, size, err := p.writeFile(stores, hints)
 	if err != nil {
@@ -462,7 +471,7 @@ func (p *Snapshotter) writeLocked(stores map[string]*Memory, hints []Hint) error
 	return nil
 }
 
-func (p *Snapshotter) logWriteError(err error) {
+func (p *SessionsFile) logWriteError(err error) {
 	if now := time.Now(); now.Sub(p.lastErrLog) >= snapshotErrorEvery {
 		p.log.Error("cannot write the session snapshot: a restart would lose the sessions since the last write",
 			"file", p.path, "err", err, "failures_not_logged", p.suppressed)
@@ -472,7 +481,7 @@ func (p *Snapshotter) logWriteError(err error) {
 	p.suppressed++
 }
 
-func (p *Snapshotter) writeFile(stores map[string]*Memory, hints []Hint) (records int, size int64, err error) {
+func (p *SessionsFile) writeFile(stores map[string]*Memory, hints []Hint) (records int, size int64, err error) {
 	dir, base := filepath.Split(p.path)
 	if dir == "" {
 		dir = "."

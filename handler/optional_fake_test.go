@@ -1,8 +1,8 @@
 package handler
 
-// fakeAuthz is what the counting fake answers for the calls of access
-// rules, protected-resource metadata and log fields.
-type fakeAuthz struct {
+// fakeOptional is what the counting fake answers for kong.OptionalPDK: the
+// calls of access rules, protected-resource metadata and log fields.
+type fakeOptional struct {
 	serviceBody []byte
 	path        string
 	scheme      string
@@ -12,26 +12,26 @@ type fakeAuthz struct {
 
 func (f *fakeKong) ServiceResponseBody() ([]byte, error) {
 	f.call("service.response.get_raw_body")
-	return f.authz.serviceBody, nil
+	return f.optional.serviceBody, nil
 }
 func (f *fakeKong) RequestPath() (string, error) {
 	f.call("request.get_path")
-	return f.authz.path, nil
+	return f.optional.path, nil
 }
 func (f *fakeKong) ForwardedScheme() (string, error) {
 	f.call("request.get_forwarded_scheme")
-	return f.authz.scheme, nil
+	return f.optional.scheme, nil
 }
 func (f *fakeKong) AuthenticatedGroups() ([]string, error) {
 	f.call("ctx.shared.get")
-	return f.authz.groups, nil
+	return f.optional.groups, nil
 }
 func (f *fakeKong) SetSerializeValue(key string, v map[string]any) error {
 	f.call("log.set_serialize_value")
-	if f.authz.serialize == nil {
-		f.authz.serialize = map[string]map[string]any{}
+	if f.optional.serialize == nil {
+		f.optional.serialize = map[string]map[string]any{}
 	}
-	f.authz.serialize[key] = v
+	f.optional.serialize[key] = v
 	return nil
 }
 

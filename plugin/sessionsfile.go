@@ -13,7 +13,7 @@ import (
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
-// The memory store's snapshot file is a property of the plugin process (one
+// The memory store's sessions file is a property of the plugin process (one
 // per Kong node, shared by every route's memory store), not of a route, so
 // it is set with flags or environment variables, like the metrics address.
 const (
@@ -29,8 +29,8 @@ var (
 		"how often changed sessions are written to -sessions-file (default $"+SessionsIntervalEnv+", else 5s)")
 )
 
-// snapshotPath resolves -sessions-file: "" for off.
-func snapshotPath(flagValue, prefix, exe string) string {
+// sessionsFilePath resolves -sessions-file: "" for off.
+func sessionsFilePath(flagValue, prefix, exe string) string {
 	switch flagValue {
 	case "off":
 		return ""
@@ -41,20 +41,20 @@ func snapshotPath(flagValue, prefix, exe string) string {
 	}
 }
 
-// startSnapshots restores the memory stores' sessions before Kong can start
+// startSessionsFile restores the memory stores' sessions before Kong can start
 // a plugin instance, and writes them at SIGTERM (how Kong stops plugin
 // servers: kong/runloop/plugin_servers/process.lua) and SIGINT.
-func startSnapshots(log *slog.Logger) error {
+func startSessionsFile(log *slog.Logger) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	path := snapshotPath(*sessionsFile, flag.Lookup("kong-prefix").Value.String(), exe)
+	path := sessionsFilePath(*sessionsFile, flag.Lookup("kong-prefix").Value.String(), exe)
 	if path == "" {
 		log.Info("session snapshot file off: memory store sessions do not survive a plugin restart")
 		return nil
 	}
-	interval := session.DefaultSnapshotInterval
+	interval := session.DefaultSessionsFileInterval
 	if *sessionsInterval != "" {
 		// A bad value must not stop the node's plugin server: Kong would
 		// respawn it every second, failing every request.
@@ -65,8 +65,9 @@ func startSnapshots(log *slog.Logger) error {
 				"value", *sessionsInterval, "default", interval)
 		}
 	}
-	snap := session.StartSnapshots(session.SnapshotOptions{
-		Path: path, Interval: interval, Logger: log, OnHints: handler.RestoreHints,
+	snap := session.StartSessionsFile(session.SessionsFileOptions{
+		Path: path, Interval: interval, Logger: log,
+		OnHints: handler.RestoreHints, TargetSeen: handler.ReplicaSeen,
 	})
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
