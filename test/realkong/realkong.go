@@ -52,7 +52,7 @@ needs the realkong harness (Kong 3.9.1's Lua runtime on Debian 12's nginx), foun
 ../shared/realkong/realkong next to the checkout or named by ` + EnvScript + `.
 Without it, run the suite against Kong's own image instead: see CONTRIBUTING.md,
 "Running the suite against your own Kong", or run the stand-in suite
-(MCP_RELAY_GATEWAY=standin, the default).`
+(MCP_RELAY_GATEWAY=standin, the default)`
 
 // Script is the path of the realkong harness script, or an error saying how
 // to get real Kong.
