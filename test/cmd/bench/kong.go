@@ -21,8 +21,13 @@ import (
 )
 
 // benchPlugins are the minimal Go plugins (test/cmd/bench/plugins), one
-// plugin server each, as Kong runs every Go plugin.
-var benchPlugins = []string{"bench-access", "bench-access-log", "bench-access-response"}
+// plugin server each, as Kong runs every Go plugin. bench-access-1p is
+// bench-access under another name, run with GOMAXPROCS=1: does the Go
+// runtime's scheduling weigh on a PDK round trip?
+var benchPlugins = []string{"bench-access", "bench-access-log", "bench-access-response", "bench-access-1p"}
+
+// pluginEnv is the environment a bench plugin starts with.
+var pluginEnv = map[string]string{"bench-access-1p": "GOMAXPROCS=1"}
 
 // kongKind is a request kind: the request (for wrk and for the check) and
 // what its answer must be, through mcp-relay or not.
@@ -149,6 +154,8 @@ func kongRoutes(legacyTarget string) []kongRoute {
 		access("access"),
 		{name: "access-log", service: "legacy", plugin: "bench-access-log"},
 		access("pinning", "get_headers", "set_target", "set_host"),
+		{name: "pinning-1p", service: "legacy", plugin: "bench-access-1p",
+			config: map[string]any{"access": []string{"get_headers", "set_target", "set_host"}, "target": legacyTarget}},
 		access("get_method-1", "get_method"),
 		access("get_method-3", repeat("get_method", 3)...),
 		access("get_method-5", repeat("get_method", 5)...),
@@ -187,7 +194,7 @@ func kongVariants() []kongVariant {
 	} {
 		vs = append(vs, v(p.none, p.k, false), v(p.relay, p.k, false))
 	}
-	for _, r := range []string{"get_method-1", "get_method-3", "get_method-5", "get_headers-5", "get_raw_body-5",
+	for _, r := range []string{"pinning-1p", "get_method-1", "get_method-3", "get_method-5", "get_headers-5", "get_raw_body-5",
 		"set_ctx-5", "get_route-5", "get_service-5", "buffered", "response", "response-get_var", "log-serialize",
 		"access-bigconfig"} {
 		vs = append(vs, v(r, kindJSON, r == "response"))
@@ -290,7 +297,11 @@ func (n *kongNode) close() {
 // buildBenchPlugins builds the minimal plugins into dir.
 func buildBenchPlugins(dir string) error {
 	for _, p := range benchPlugins {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, p), "./test/cmd/bench/plugins/"+p)
+		src := p
+		if p == "bench-access-1p" {
+			src = "bench-access"
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, p), "./test/cmd/bench/plugins/"+src)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", p, err, out)
@@ -325,8 +336,8 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 	}
 	deck, err := kongDeck(c.deck, map[string][]string{
 		"legacy": {e.legacyA}, "init": {e.legacyB}, "modern": {e.modern},
-		"probe-ip": n.probe.ipTargets(), "probe-name": n.probe.nameTargets(),
-	}, kongRoutes(e.legacyA))
+		"probe-ip": n.probe.ipTargets(), "probe-name": n.probe.nameTargets(), "probe-retry": n.probe.retryTargets(),
+	}, map[string]bool{"probe-retry": true}, kongRoutes(e.legacyA))
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +354,7 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 		k := "pluginserver_" + strings.ReplaceAll(p, "-", "_")
 		exe := filepath.Join(bin, p)
 		conf = append(conf, k+"_socket = "+filepath.Join(n.prefix, p+".socket"),
-			k+"_start_cmd = "+exe+" -kong-prefix "+n.prefix, k+"_query_cmd = "+exe+" -dump")
+			k+"_start_cmd = "+envPrefix(pluginEnv[p])+exe+" -kong-prefix "+n.prefix, k+"_query_cmd = "+exe+" -dump")
 	}
 	o := realkong.Options{Plugin: c.plugin, DeckYAML: deck, Prefix: n.prefix, Conf: conf}
 	if _, err := os.Stat(c.errTemplate); err == nil {
@@ -378,6 +389,14 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// envPrefix is the start command's prefix that sets env ("" for none).
+func envPrefix(env string) string {
+	if env == "" {
+		return ""
+	}
+	return "env " + env + " "
 }
 
 func (n *kongNode) session(v kongVariant) string {
@@ -527,7 +546,8 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 	}
 	defer n.close()
 
-	probes := runProbes(e.client, n)
+	probes, refused := runProbes(e.client, n)
+	dropped := dropPluginsProbe(e.client, n)
 
 	k := &kongRuns{variants: kongVariants(), rounds: c.kongRounds, errs: map[string]error{}}
 	k.runs = make([][]wrkResult, len(k.variants))
@@ -586,7 +606,7 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 			k.runs[i] = append(k.runs[i], r)
 		}
 	}
-	kongReport(b, c, n, k, probes, load0, loadAverageAll(), time.Since(started))
+	kongReport(b, c, n, k, probes, refused, dropped, load0, loadAverageAll(), time.Since(started))
 }
 
 // loadAverageAll is /proc/loadavg's three figures.
@@ -660,3 +680,4 @@ func minMax(v []float64) (float64, float64) {
 func usPerReq(r wrkResult) float64 { return r.usPerRequest() }
 func workerUS(r wrkResult) float64 { return r.workerUS() }
 func pluginUS(r wrkResult) float64 { return r.pluginsUS() }
+func kongCPU(r wrkResult) float64  { return r.workerUS() + r.pluginsUS() }

@@ -23,8 +23,9 @@ type kongRoute struct {
 // kongDeck is the node's deck file: one upstream and one service per entry
 // of upstreams (each upstream with the given targets), built from the deck
 // file's upstream, service, key-auth and mcp-relay entries and consumers,
-// so that the routes run what users run.
-func kongDeck(path string, upstreams map[string][]string, routes []kongRoute) ([]byte, error) {
+// so that the routes run what users run. The upstreams named in unchecked
+// have no health checks.
+func kongDeck(path string, upstreams map[string][]string, unchecked map[string]bool, routes []kongRoute) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -96,6 +97,9 @@ func kongDeck(path string, upstreams map[string][]string, routes []kongRoute) ([
 			targets = append(targets, map[string]any{"target": t})
 		}
 		up["targets"] = targets
+		if unchecked[n] {
+			delete(up, "healthchecks")
+		}
 		outUps = append(outUps, up)
 		svc := copyMap(svcTemplate)
 		svc["name"] = n

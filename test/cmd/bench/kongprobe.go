@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,7 +32,22 @@ func probeRoutes() []kongRoute {
 				config: map[string]any{"response": probeCalls, "report": true}})
 		}
 	}
-	return routes
+	return append(routes, kongRoute{name: "probe-retry", service: "probe-retry", plugin: "bench-access-response",
+		config: map[string]any{"response": []string{"get_var:upstream_host"}, "report": true}},
+		// Would dropping the request's collected plugins skip the Log event?
+		kongRoute{name: "probe-drop-plugins", service: "probe-ip", plugin: "bench-access-log",
+			config: map[string]any{"access": []string{"clear_ctx:plugins"}}})
+}
+
+// dropPluginsProbe sends one request through probe-drop-plugins and says
+// what Kong answered and logged.
+func dropPluginsProbe(client *http.Client, n *kongNode) string {
+	logSize := len(n.node.ErrorLog())
+	res, err := do(client, mcpPost(rpcInit, "apikey", demoKey).httpRequest(n.url("probe-drop-plugins")))
+	if err != nil {
+		return "the request failed: " + err.Error()
+	}
+	return fmt.Sprintf("Kong answered %d; its error log: %s", res.Status, newErrors(n.node.ErrorLog(), logSize))
 }
 
 // probeUpstreams are two targets that record, per X-Probe-Id, which of
@@ -40,6 +56,7 @@ type probeUpstreams struct {
 	mu    sync.Mutex
 	seen  map[string]string // probe id → "target <name>, Host <host>"
 	ports []string
+	dead  string // a loopback port nothing listens on
 	stops []func()
 }
 
@@ -63,7 +80,20 @@ func startProbeUpstreams(ctx context.Context) (*probeUpstreams, error) {
 		p.stops = append(p.stops, stop)
 		p.ports = append(p.ports, addr[strings.LastIndexByte(addr, ':')+1:])
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.dead = ln.Addr().String()
+	_ = ln.Close()
 	return p, nil
+}
+
+// retryTargets are A and a target that refuses connections: Kong retries
+// every request balanced to it on A (the upstream has no health checks).
+func (p *probeUpstreams) retryTargets() []string {
+	return []string{"127.0.0.1:" + p.ports[0], p.dead}
 }
 
 func (p *probeUpstreams) ipTargets() []string {
@@ -79,6 +109,9 @@ func (p *probeUpstreams) targetName(hostPort string) string {
 		if strings.HasSuffix(hostPort, ":"+port) {
 			return string(rune('A' + i))
 		}
+	}
+	if hostPort == p.dead {
+		return "dead"
 	}
 	return "?"
 }
@@ -105,12 +138,24 @@ type probeOutcome struct {
 	Error string          `json:"error"`
 }
 
-// runProbes sends one initialize per probe route and call.
-func runProbes(client *http.Client, n *kongNode) []probeResult {
-	var out []probeResult
+// runProbes sends one initialize per probe route and call (six through
+// probe-retry, half of which Kong first sends to the dead target).
+func runProbes(client *http.Client, n *kongNode) (out []probeResult, refused int) {
 	seq := 0
 	for _, r := range probeRoutes() {
-		for _, call := range probeCalls {
+		if r.plugin != "bench-access-response" {
+			continue
+		}
+		calls := probeCalls
+		if r.name == "probe-retry" {
+			logSize := len(n.node.ErrorLog())
+			defer func() {
+				refused = strings.Count(string(n.node.ErrorLog()[logSize:]), "Connection refused) while connecting to upstream")
+			}()
+			calls = []string{"get_var:upstream_host", "get_var:upstream_host", "get_var:upstream_host",
+				"get_var:upstream_host", "get_var:upstream_host", "get_var:upstream_host"}
+		}
+		for _, call := range calls {
 			seq++
 			id := strconv.Itoa(seq)
 			pr := probeResult{route: r.name, call: call}
@@ -138,7 +183,7 @@ func runProbes(client *http.Client, n *kongNode) []probeResult {
 			out = append(out, pr)
 		}
 	}
-	return out
+	return out, refused
 }
 
 // newErrors are the error lines Kong logged after offset, without their

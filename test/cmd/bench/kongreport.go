@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,12 +71,13 @@ var costRows = []costRow{
 	{"`kong.nginx.get_var(\"upstream_host\")` in Response", "response-get_var − response", diff("response-get_var/json", "response/json")},
 	{"`kong.log.serialize()` in Log (Response: not allowed, see 6c)", "log-serialize − access-log", diff("log-serialize/json", "access-log/json")},
 	{"pinning's calls (get_headers, set_target, set_header Host)", "pinning − access", diff("pinning/json", "access/json")},
+	{"the pinning plugin run with GOMAXPROCS=1 instead of the default (the machine's cores)", "pinning-1p − pinning", diff("pinning-1p/json", "pinning/json")},
 	{"Access event, request with 4 KiB more headers", "access − none, both with the headers", diff("access/json-big", "none/json-big")},
 	{"one `get_headers` call, request with 4 KiB more headers", "(5 calls − access) / 5, with the headers", perCall("get_headers-5/json-big", "access/json-big", 5)},
 	{"Access event, plugin configuration 100 KiB bigger", "access-bigconfig − none", diff("access-bigconfig/json", "none/json")},
 }
 
-func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes []probeResult, load0, load1 string, took time.Duration) {
+func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes []probeResult, refused int, dropped, load0, load1 string, took time.Duration) {
 	loads := []float64{}
 	for i := range k.runs {
 		for _, r := range k.runs[i] {
@@ -102,48 +104,53 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 	fmt.Fprintf(b, "| run | |\n|---|---|\n| Kong | %s |\n| load average (1, 5, 15 min) before / after | %s / %s |\n"+
 		"| 1-min load average at the start of the runs | %s |\n| wrk | `wrk -t1 -c%d -d%v` |\n| took | %v |\n\n",
 		kongBuild(n.build), load0, load1, loadRange, c.kongConns, c.kongDuration, took.Round(time.Second))
-	fmt.Fprintf(b, "_added_ is 1/rps minus 1/rps of the same request without a plugin, in microseconds; the multiples divide "+
-		"it by the Access event's (Go plugin whose Access does nothing) and by the pinning-calls plugin's. "+
-		"1/rps is worker time only while the worker is the bottleneck; on 2 cores the plugin process, wrk and the replicas "+
-		"compete with it, so the CPU time is given too (/proc schedstat, which other load disturbs less than req/s): "+
-		"_worker CPU_ is the nginx worker's per request (_added_: minus the same request's without a plugin), _plugin CPU_ "+
-		"the plugin processes' per request (the Go side of every event and PDK call). The worker's busy share per run is in 6e.\n\n")
+	fmt.Fprintf(b, "Two measures of what a plugin adds to a request, both against the same request on the route without "+
+		"a plugin, per round, then the median over the rounds:\n\n"+
+		"- _Kong CPU added_: the CPU time the nginx worker and the plugin processes spent per request (/proc/PID/task/*/schedstat "+
+		"around each run), minus the same on the route without a plugin. Other load on the machine disturbs it little.\n"+
+		"- _added 1/rps_: 1/rps minus 1/rps without a plugin, in µs. It is the worker's time per request only while the worker "+
+		"is the bottleneck; the plugin process, wrk and the replicas share the 2 cores with it, and other load moves it a lot "+
+		"(the worker's busy share per run is in 6e).\n\n"+
+		"The multiples divide each by the same measure of the Go plugin whose Access does nothing (_Access_) and of the "+
+		"plugin that makes only pinning's calls (_pinning_).\n\n")
 
-	access := k.medianAdded("access/json", "none/json", usPerReq)
-	pinning := k.medianAdded("pinning/json", "none/json", usPerReq)
+	cpuAccess := k.medianAdded("access/json", "none/json", kongCPU)
+	cpuPinning := k.medianAdded("pinning/json", "none/json", kongCPU)
+	rpsAccess := k.medianAdded("access/json", "none/json", usPerReq)
+	rpsPinning := k.medianAdded("pinning/json", "none/json", usPerReq)
+	ratio := func(a, of maybe) string {
+		if !a.ok || !of.ok || of.v <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", a.v/of.v)
+	}
 
 	fmt.Fprintf(b, "### 6a. Per request\n\n")
-	fmt.Fprintf(b, "| request | route's plugins (key-auth with `anonymous` on every route) | req/s | p50 ms | p99 ms | added µs/req | × Access event | × pinning calls | worker CPU µs/req | worker CPU added | plugin CPU µs/req |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| request | route's plugins (key-auth with `anonymous` on every route) | req/s | p50 ms | p99 ms | worker CPU µs/req | plugin CPU µs/req | **Kong CPU added µs** | × Access | × pinning | added 1/rps µs | × Access | × pinning |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	row := func(id, base string) {
 		i := k.index(id)
 		v := k.variants[i]
 		rps, ok := k.medianOf(i, wrkResult.rps)
 		if !ok {
-			fmt.Fprintf(b, "| %s | %s | %s | | | | | | | | |\n", v.kind.name, routeLabels[v.route], k.notTimed(i))
+			fmt.Fprintf(b, "| %s | %s | %s |%s\n", v.kind.name, routeLabels[v.route], k.notTimed(i), strings.Repeat(" |", 10))
 			return
 		}
 		p50, _ := k.medianOf(i, func(r wrkResult) float64 { return r.p50.Seconds() * 1000 })
 		p99, _ := k.medianOf(i, func(r wrkResult) float64 { return r.p99.Seconds() * 1000 })
 		wcpu, _ := k.medianOf(i, workerUS)
 		pcpu, _ := k.medianOf(i, pluginUS)
-		added, times, timesPin, wadded := "-", "-", "-", "-"
+		cells := []string{"-", "-", "-", "-", "-", "-"}
 		if base != "" {
-			if a := k.medianAdded(id, base, usPerReq); a.ok {
-				added = fmt.Sprintf("%+.0f", a.v)
-				if access.ok && access.v > 0 {
-					times = fmt.Sprintf("%.1f", a.v/access.v)
-				}
-				if pinning.ok && pinning.v > 0 {
-					timesPin = fmt.Sprintf("%.1f", a.v/pinning.v)
-				}
+			if a := k.medianAdded(id, base, kongCPU); a.ok {
+				cells[0], cells[1], cells[2] = fmt.Sprintf("**%+.0f**", a.v), ratio(a, cpuAccess), ratio(a, cpuPinning)
 			}
-			if a := k.medianAdded(id, base, workerUS); a.ok {
-				wadded = fmt.Sprintf("%+.0f", a.v)
+			if a := k.medianAdded(id, base, usPerReq); a.ok {
+				cells[3], cells[4], cells[5] = fmt.Sprintf("%+.0f", a.v), ratio(a, rpsAccess), ratio(a, rpsPinning)
 			}
 		}
-		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %.0f | %s | %.0f |\n",
-			v.kind.name, routeLabels[v.route], rps, p50, p99, added, times, timesPin, wcpu, wadded, pcpu)
+		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f | %.0f | %.0f | %s |\n",
+			v.kind.name, routeLabels[v.route], rps, p50, p99, wcpu, pcpu, strings.Join(cells, " | "))
 	}
 	for _, id := range []string{"none/json", "access/json", "access-log/json", "pinning/json", "relay/json"} {
 		base := "none/json"
@@ -161,30 +168,36 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 	fmt.Fprintf(b, "### 6b. Where the time goes\n\n")
 	fmt.Fprintf(b, "Each figure is derived per round from the runs of that round (a pinned `tools/call` with a JSON answer "+
 		"on routes whose Go plugin makes only the named calls), then the median over the rounds; the range is the "+
-		"lowest and highest round. µs of 1/rps (added time per request), of the worker's CPU and of the plugin processes' CPU, per request.\n\n")
-	fmt.Fprintf(b, "| what | derived from | µs per request (1/rps) | range over rounds | worker CPU µs | plugin CPU µs |\n|---|---|---|---|---|---|\n")
+		"lowest and highest round. All in µs per request.\n\n")
+	fmt.Fprintf(b, "| what | derived from | worker CPU | plugin CPU | **Kong CPU** (worker + plugin) | its range | 1/rps | its range |\n|---|---|---|---|---|---|---|---|\n")
+	span := func(v []float64) string {
+		lo, hi := minMax(v)
+		return fmt.Sprintf("%.0f to %.0f", lo, hi)
+	}
 	for _, cr := range costRows {
 		v := k.perRound(usPerReq, cr.fn)
 		if len(v) == 0 {
-			fmt.Fprintf(b, "| %s | %s | not timed | | | |\n", cr.what, cr.from)
+			fmt.Fprintf(b, "| %s | %s | not timed | | | | | |\n", cr.what, cr.from)
 			continue
 		}
 		m, _ := median(v)
-		lo, hi := minMax(v)
+		cpu := k.perRound(kongCPU, cr.fn)
+		cm, _ := median(cpu)
 		wm, _ := median(k.perRound(workerUS, cr.fn))
 		pm, _ := median(k.perRound(pluginUS, cr.fn))
-		fmt.Fprintf(b, "| %s | %s | %.0f | %.0f to %.0f | %.0f | %.0f |\n", cr.what, cr.from, m, lo, hi, wm, pm)
+		fmt.Fprintf(b, "| %s | %s | %.0f | %.0f | **%.0f** | %s | %.0f | %s |\n", cr.what, cr.from, wm, pm, cm, span(cpu), m, span(v))
 	}
 	b.WriteString("\n")
 
-	probeReport(b, n, probes)
-	logEventReport(b, n.build)
+	probeReport(b, n, probes, refused)
+	logEventReport(b, n.build, dropped)
 
-	fmt.Fprintf(b, "### 6e. Every run\n\n| variant (route/request) | req/s per round | p99 ms (median) | worker CPU µs/req (median) | plugin CPU µs/req (median) | worker busy (median) | errors |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "### 6e. Every run\n\n| variant (route/request) | req/s per round | Kong CPU µs/req per round | p99 ms (median) | worker CPU µs/req (median) | plugin CPU µs/req (median) | worker busy (median) | errors |\n|---|---|---|---|---|---|---|---|\n")
 	for i, v := range k.variants {
-		var rates []string
+		var rates, cpus []string
 		for _, r := range k.runs[i] {
 			rates = append(rates, fmt.Sprintf("%.0f", r.rps()))
+			cpus = append(cpus, fmt.Sprintf("%.0f", kongCPU(r)))
 		}
 		p99, _ := k.medianOf(i, func(r wrkResult) float64 { return r.p99.Seconds() * 1000 })
 		wcpu, _ := k.medianOf(i, workerUS)
@@ -195,10 +208,10 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 			errs = strings.ReplaceAll(tailString(err.Error(), 3), "\n", " ")
 		}
 		if len(rates) == 0 {
-			fmt.Fprintf(b, "| %s | %s | | | | | %s |\n", v.id, k.notTimed(i), errs)
+			fmt.Fprintf(b, "| %s | %s | | | | | | %s |\n", v.id, k.notTimed(i), errs)
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %.2f | %.0f | %.0f | %.0f%% | %s |\n", v.id, strings.Join(rates, ", "), p99, wcpu, pcpu, 100*busy, errs)
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f | %.0f | %.0f | %.0f%% | %s |\n", v.id, strings.Join(rates, ", "), strings.Join(cpus, ", "), p99, wcpu, pcpu, 100*busy, errs)
 	}
 	b.WriteString("\n")
 }
@@ -222,7 +235,7 @@ func (k *kongRuns) notTimed(i int) string {
 	return "not timed (short run)"
 }
 
-func probeReport(b *strings.Builder, n *kongNode, probes []probeResult) {
+func probeReport(b *strings.Builder, n *kongNode, probes []probeResult, refused int) {
 	fmt.Fprintf(b, "### 6c. What a buffered Response phase can learn about the balanced target\n\n")
 	fmt.Fprintf(b, "A probe (bench-access-response with `report`) on four routes of an upstream with two targets "+
 		"(A and B, by IP `127.0.0.1:port` or by name `localhost:port`; with and without `preserve_host`) answers an "+
@@ -231,7 +244,12 @@ func probeReport(b *strings.Builder, n *kongNode, probes []probeResult) {
 		"served that request and the Host it came with. The client's Host is the node's `127.0.0.1:port`. Costs of these calls: 6b.\n\n")
 	var routes []string
 	cells := map[string]map[string]string{}
+	var retry []probeResult
 	for _, p := range probes {
+		if p.route == "probe-retry" {
+			retry = append(retry, p)
+			continue
+		}
 		if cells[p.call] == nil {
 			cells[p.call] = map[string]string{}
 		}
@@ -262,11 +280,34 @@ func probeReport(b *strings.Builder, n *kongNode, probes []probeResult) {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	if len(retry) == 0 {
+		return
+	}
+	same := 0
+	var seen []string
+	for _, p := range retry {
+		if p.err != nil {
+			seen = append(seen, "failed: "+p.err.Error())
+			continue
+		}
+		var host string
+		_ = json.Unmarshal(p.outcome.Value, &host)
+		t := n.probe.targetName(host)
+		if t != "?" && strings.HasPrefix(p.saw, t+" ") {
+			same++
+		}
+		seen = append(seen, fmt.Sprintf("`%s` (%s), served by %s", host, t, p.saw))
+	}
+	fmt.Fprintf(b, "Retries: route probe-retry balances over A and a target that refuses connections (no health checks, "+
+		"service retries as in the deck file), so Kong first sends about every other request to the dead target and retries it on A. "+
+		"In %d of %d requests `get_var(\"upstream_host\")` in Response named the target that served it; Kong logged %d refused "+
+		"connection(s) to the dead target during the probes. Per request: %s.\n\n",
+		same, len(retry), refused, strings.Join(seen, "; "))
 }
 
 // logEventReport quotes the lines of the harness's Kong source that decide
 // when a Go plugin's Log event runs.
-func logEventReport(b *strings.Builder, build string) {
+func logEventReport(b *strings.Builder, build, dropped string) {
 	fmt.Fprintf(b, "### 6d. Can a Go plugin skip the Log event for one request?\n\n")
 	refs := []struct{ file, needle, says string }{
 		{"kong/runloop/plugin_servers/plugin.lua", `if phase == "log" then`,
@@ -282,6 +323,7 @@ func logEventReport(b *strings.Builder, build string) {
 		line := findLine(filepath.Join(build, "kong", r.file), r.needle)
 		fmt.Fprintf(b, "- `%s:%s`: %s.\n", r.file, line, r.says)
 	}
+	fmt.Fprintf(b, "\nTried: a Go plugin with Access and Log whose Access calls `set_ctx(\"plugins\", false)` (Kong stores nil): %s.\n", dropped)
 	fmt.Fprintf(b, "\nA plugin that must not pay the Log event on some requests must have no Log phase at all, "+
 		"and do that work elsewhere (Access, or a buffered Response phase).\n\n")
 }

@@ -10,6 +10,7 @@
 //	set_ctx                                   kong.nginx.set_ctx("bench", true)
 //	buffering_on                              kong.nginx.set_ctx("buffered_proxying", true)
 //	buffering_off                             kong.nginx.set_ctx("buffered_proxying", false)
+//	clear_ctx:KEY                             kong.nginx.set_ctx(KEY, false): Kong stores nil
 //	get_route, get_service                    kong.router
 //	get_var:NAME                              kong.nginx.get_var(NAME)
 //	get_ctx:KEY                               kong.nginx.get_ctx(KEY)
@@ -116,6 +117,8 @@ func (c *Config) call(k *pdk.PDK, call string) (any, error) {
 		return nil, k.Nginx.SetCtx("buffered_proxying", true)
 	case "buffering_off":
 		return nil, k.Nginx.SetCtx("buffered_proxying", false)
+	case "clear_ctx":
+		return nil, k.Nginx.SetCtx(arg, false)
 	case "get_route":
 		return k.Router.GetRoute()
 	case "get_service":
