@@ -524,11 +524,17 @@ func (k *kongRuns) index(id string) int {
 func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 	fmt.Fprintf(b, "## 6. Real Kong %s: what a request costs\n\n", realkong.Version)
 	if _, err := realkong.Script(); err != nil {
-		log.Print("WARNING: real Kong is not available: the real-Kong section is NOT measured")
-		fmt.Fprintf(b, "**Not measured on this machine.**\n\n```\n%s\n```\n\n", err)
-		fmt.Fprintf(b, "The realkong harness (`/work/shared/realkong` in the team's layout) runs Kong %s's own Lua code on "+
-			"Debian 12's nginx; with it next to the checkout (`../shared/realkong/realkong`) or named by `%s`, `make bench` "+
-			"measures this section.\n\n", realkong.Version, realkong.EnvScript)
+		log.Print("WARNING: real Kong is not available on this machine: the real-Kong section is NOT measured")
+		fmt.Fprintf(b, "**Not measured: real Kong is not available on this machine.**\n\n")
+		if first, _, _ := strings.Cut(err.Error(), "\n"); !strings.HasPrefix(realkong.HowToGet, first) {
+			fmt.Fprintf(b, "`%s`\n\n", first)
+		}
+		fmt.Fprintf(b, "This section needs the realkong harness, which runs Kong %s's own Lua code (runloop, PDK, Go "+
+			"plugin-server client) on Debian 12's nginx: the script `realkong` at `../shared/realkong/realkong` next to "+
+			"the checkout, or named by `%s=/path/to/realkong`. Run `realkong setup` once as root (it installs Debian "+
+			"packages and builds into /tmp/realkong-build), install `wrk` (`apt-get install -y wrk`), then `make bench` "+
+			"again (`go run ./test/cmd/bench -plugin bin/mcp-relay -kong-only` for this section alone).\n\n",
+			realkong.Version, realkong.EnvScript)
 		return
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {

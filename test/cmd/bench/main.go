@@ -1,16 +1,21 @@
 // Command bench is `make bench`: it measures mcp-relay through the Kong
-// stand-in and the Go benchmarks, and prints one markdown report.
+// stand-in, the Go benchmarks and real Kong, and prints one markdown report.
 //
-//	go run ./test/cmd/bench -plugin bin/mcp-relay -out bench/results.md [-short]
+//	go run ./test/cmd/bench -plugin bin/mcp-relay -out bench/results.md [-short] [-kong-only]
 //
 // Sections: PDK round trips per request kind (counted by the stand-in),
 // throughput with and without mcp-relay on the same route and replicas, Go
 // cost (go test -bench of handler and envelope), store cost (lookup, learn,
 // refresh and end of the memory store and of the Redis store with and
 // without its per-node cache, with Redis round trips), and bytes per session
-// in the memory store and in Redis. The Redis measurements start their own
-// redis-server, which must be on PATH: without it the report and stderr say
-// that Redis was not measured, and the command exits non-zero.
+// in the memory store and in Redis, and what a request costs in real Kong
+// (kong*.go: one node of the realkong harness with mcp-relay and minimal Go
+// plugins on separate routes, wrk in interleaved rounds; where the time
+// goes; what a buffered Response phase can learn). The Redis measurements
+// start their own redis-server, which must be on PATH: without it the report
+// and stderr say that Redis was not measured, and the command exits
+// non-zero; so does a real-Kong section that cannot run wrk. Without the
+// realkong harness the section says how to get it, and the rest runs.
 package main
 
 import (
