@@ -235,7 +235,7 @@ type kongNode struct {
 
 func (n *kongNode) url(route string) string { return n.node.URL() + "/r/" + route }
 
-// workerPID is the node's nginx worker (the master's only child).
+// workerPID is the node's nginx worker (one worker per node).
 func (n *kongNode) workerPID() int {
 	raw, err := os.ReadFile(filepath.Join(n.prefix, "nginx.pid"))
 	if err != nil {
@@ -255,7 +255,12 @@ func (n *kongNode) workerPID() int {
 		}
 		f := strings.Fields(str[i+1:])
 		if len(f) > 1 && f[1] == master {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+			dir := filepath.Dir(s)
+			cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+			if !strings.Contains(string(cmd), "worker process") {
+				continue // Kong's privileged agent, where it runs one
+			}
+			pid, _ := strconv.Atoi(filepath.Base(dir))
 			return pid
 		}
 	}
@@ -562,7 +567,11 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 	defer client.CloseIdleConnections()
 	for i, v := range k.variants {
 		k.timed[i] = !c.short || v.short
-		if err := n.warm(client, v, 400); err != nil {
+		warmup := 400
+		if c.short {
+			warmup = 40
+		}
+		if err := n.warm(client, v, warmup); err != nil {
 			k.errs[v.id] = err
 			k.timed[i] = false
 			fail(fmt.Errorf("real Kong, %s: %w", v.id, err))
@@ -584,6 +593,9 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 		}
 	}
 	worker := n.workerPID()
+	if worker == 0 {
+		fail(errors.New("real Kong: no nginx worker found: the CPU columns are 0"))
+	}
 	for round := 0; round < k.rounds; round++ {
 		log.Printf("real Kong: round %d of %d (load average %.2f)", round+1, k.rounds, loadAverage())
 		order := make([]int, len(k.variants))
