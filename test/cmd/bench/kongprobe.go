@@ -166,7 +166,7 @@ func runProbes(client *http.Client, n *kongNode) (out []probeResult, refused int
 			switch {
 			case err != nil:
 			case res.Status != 200:
-				err = fmt.Errorf("Kong answered %d; its error log: %s", res.Status, newErrors(n.node.ErrorLog(), logSize))
+				err = fmt.Errorf("answered %d; Kong's error log: %s", res.Status, newErrors(n.node.ErrorLog(), logSize))
 			default:
 				err = json.Unmarshal(res.Body, &list)
 				if err == nil && len(list) != 1 {
