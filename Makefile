@@ -74,7 +74,8 @@ FORCE:
 # Measurements: PDK round trips per request kind, throughput with
 # and without mcp-relay, Go cost, store cost (memory, Redis with and without
 # the per-node cache; needs redis-server on PATH), bytes per session in the
-# memory store and in Redis; one markdown report on stdout and in
+# memory store and in Redis, what a request costs in real Kong (needs the
+# realkong harness and wrk); one markdown report on stdout and in
 # bench/results.md. BENCHFLAGS=-short for a smoke run.
 bench: build
 	$(GO) run ./test/cmd/bench -plugin $(PLUGIN) -out bench/results.md $(BENCHFLAGS)

@@ -1,16 +1,21 @@
 // Command bench is `make bench`: it measures mcp-relay through the Kong
-// stand-in and the Go benchmarks, and prints one markdown report.
+// stand-in, the Go benchmarks and real Kong, and prints one markdown report.
 //
-//	go run ./test/cmd/bench -plugin bin/mcp-relay -out bench/results.md [-short]
+//	go run ./test/cmd/bench -plugin bin/mcp-relay -out bench/results.md [-short] [-kong-only]
 //
 // Sections: PDK round trips per request kind (counted by the stand-in),
 // throughput with and without mcp-relay on the same route and replicas, Go
 // cost (go test -bench of handler and envelope), store cost (lookup, learn,
 // refresh and end of the memory store and of the Redis store with and
 // without its per-node cache, with Redis round trips), and bytes per session
-// in the memory store and in Redis. The Redis measurements start their own
-// redis-server, which must be on PATH: without it the report and stderr say
-// that Redis was not measured, and the command exits non-zero.
+// in the memory store and in Redis, and what a request costs in real Kong
+// (kong*.go: one node of the realkong harness with mcp-relay and minimal Go
+// plugins on separate routes, wrk in interleaved rounds; where the time
+// goes; what a buffered Response phase can learn). The Redis measurements
+// start their own redis-server, which must be on PATH: without it the report
+// and stderr say that Redis was not measured, and the command exits
+// non-zero; so does a real-Kong section that cannot run wrk. Without the
+// realkong harness the section says how to get it, and the rest runs.
 package main
 
 import (
@@ -41,6 +46,9 @@ type config struct {
 	workers, requests, rounds int
 	count                     int
 	verbose                   bool
+	// The real-Kong section: rounds, duration and connections of each wrk run.
+	kongRounds, kongConns int
+	kongDuration          time.Duration
 }
 
 func main() {
@@ -55,14 +63,18 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 2, "throughput rounds (each round runs both configs, order alternating)")
 	flag.IntVar(&c.count, "count", 6, "go test -count of the Go benchmarks (benchstat wants at least 6)")
 	flag.BoolVar(&c.verbose, "v", false, "show the nodes' logs")
+	flag.IntVar(&c.kongRounds, "kong-rounds", 5, "real Kong: interleaved rounds (each times every variant once)")
+	flag.DurationVar(&c.kongDuration, "kong-duration", time.Second, "real Kong: length of each wrk run (whole seconds)")
+	flag.IntVar(&c.kongConns, "kong-conns", 8, "real Kong: wrk connections (one wrk thread)")
+	kongOnly := flag.Bool("kong-only", false, "measure only the real-Kong section (section 6)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	if c.short {
-		c.requests, c.count = 100, 1
+		c.requests, c.count, c.kongRounds, c.kongDuration = 100, 1, 1, time.Second
 	}
-	if c.workers < 1 || c.requests < 1 || c.rounds < 1 || c.count < 1 {
-		log.Fatal("-workers, -requests, -rounds and -count must be positive")
+	if c.workers < 1 || c.requests < 1 || c.rounds < 1 || c.count < 1 || c.kongRounds < 1 || c.kongConns < 1 || c.kongDuration < time.Second {
+		log.Fatal("-workers, -requests, -rounds, -count, -kong-rounds and -kong-conns must be positive, -kong-duration at least 1s")
 	}
 	if _, err := os.Stat(c.plugin); err != nil {
 		log.Fatalf("plugin: %v (run make build)", err)
@@ -72,6 +84,9 @@ func main() {
 
 	start := time.Now()
 	redisVersion, redis := redisServer()
+	if *kongOnly {
+		redis = true // not needed
+	}
 	if !redis {
 		log.Print("WARNING: redis-server is not on PATH: the Redis store cost and Redis memory per session are NOT " +
 			"measured (install: apt-get install -y redis-server); the command will exit non-zero")
@@ -90,21 +105,30 @@ func main() {
 	}
 	defer env.close()
 
-	log.Print("PDK round trips per request kind")
-	if err := pdkSection(ctx, &b, env); err != nil {
-		log.Fatal(err)
+	if !*kongOnly {
+		log.Print("PDK round trips per request kind")
+		if err := pdkSection(ctx, &b, env); err != nil {
+			log.Fatal(err)
+		}
+		log.Print("throughput with and without mcp-relay")
+		if err := throughputSection(ctx, &b, env); err != nil {
+			log.Fatal(err)
+		}
 	}
-	log.Print("throughput with and without mcp-relay")
-	if err := throughputSection(ctx, &b, env); err != nil {
-		log.Fatal(err)
-	}
+	// Real Kong runs while the replicas are up; its section ends the report.
+	log.Print("real Kong")
+	var kb strings.Builder
+	kongSection(ctx, &kb, c, env)
 	env.close()
-	log.Print("Go cost (go test -bench)")
-	goSection(&b, c)
-	log.Print("store cost (go test -bench ./session)")
-	storeSection(&b, c, redis)
-	log.Print("memory per session")
-	memorySection(&b, redis)
+	if !*kongOnly {
+		log.Print("Go cost (go test -bench)")
+		goSection(&b, c)
+		log.Print("store cost (go test -bench ./session)")
+		storeSection(&b, c, redis)
+		log.Print("memory per session")
+		memorySection(&b, redis)
+	}
+	b.WriteString(kb.String())
 	fmt.Fprintf(&b, "\n_Run took %v._\n", time.Since(start).Round(time.Second))
 
 	fmt.Print(b.String())
