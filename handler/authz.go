@@ -43,7 +43,21 @@ func (p *Plugin) authzResponse(k kong.PDK, status int) (read readHeaders, exited
 	if (p.rules == nil && p.pins == nil) || status/100 != 2 {
 		return nil, false
 	}
-	return p.filterList(k, status)
+	if p.store != nil {
+		// Response reads the request headers anyway while a store is on:
+		// read them first, and skip the answer's body for a request without
+		// one (a DELETE), whose answer is no list.
+		headers, err := k.RequestHeaders()
+		if err != nil {
+			logger.Error("reading request headers", "err", err)
+			return nil, false
+		}
+		read = headers
+		if r := newRequest(headers); !r.mayHaveBody() {
+			return read, false
+		}
+	}
+	return p.filterList(k, status, read)
 }
 
 // readHeaders are request headers a hook already read (nil: not read).

@@ -141,14 +141,17 @@ func (p *Plugin) replyBatch(k kong.PDK, r *request, refused func(e envelope.Requ
 // rules.Filter).
 // Cost: one call for the body; the request headers when a rule depends on
 // the caller and an entry may be denied; the exit when something is removed.
-func (p *Plugin) filterList(k kong.PDK, status int) (read readHeaders, exited bool) {
+func (p *Plugin) filterList(k kong.PDK, status int, read readHeaders) (readHeaders, bool) {
 	body, err := k.ServiceResponseBody()
 	if err != nil {
 		logger.Error("reading the upstream answer", "err", err)
-		return nil, false
+		return read, false
 	}
 	f := rules.Filter{Rules: p.rules, Hidden: countHidden, Caller: func() *rules.Caller {
-		headers, err := k.RequestHeaders()
+		if read != nil {
+			return callerOf(k, read)
+		}
+		headers, err := read.headers(k)
 		if err != nil {
 			logger.Error("reading request headers", "err", err)
 		} else {
