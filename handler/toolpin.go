@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -252,23 +251,13 @@ func (p *Plugin) reportChanges(changes []toolpin.Change, now time.Time) {
 // keep it listed while replicas still serve it).
 func approvalSnippet(c toolpin.Change) string {
 	var entries []string
-	entry := func(d string) string { return "{name: " + yamlScalar(c.Tool) + ", digest: " + yamlScalar(d) + "}" }
 	if !c.Approved {
 		for _, d := range c.Accepted {
-			entries = append(entries, entry(d))
+			entries = append(entries, toolpin.DeckEntry(c.Tool, d))
 		}
 	}
-	entries = append(entries, entry(c.Digest))
+	entries = append(entries, toolpin.DeckEntry(c.Tool, c.Digest))
 	return "[" + strings.Join(entries, ", ") + "]"
-}
-
-// yamlScalar quotes s for a YAML flow collection: single quotes (nothing
-// to escape in a log line) unless s holds a control character.
-func yamlScalar(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return strconv.Quote(s)
-	}
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 // replyRequest answers a buffered request from the Response phase with

@@ -106,11 +106,44 @@ func (c *canon) literal(word string) bool {
 	return false
 }
 
-// member is one object member: its decoded name and canonical value.
+// member is one object member: its decoded name and where its canonical
+// value lies in the object's value buffer.
 type member struct {
-	name  string
-	key   []uint16 // name in UTF-16, the sort key
-	value []byte
+	name       string
+	start, end int
+}
+
+// compareUTF16 orders strings by their UTF-16 code units without
+// converting them: runes below U+10000 are one unit; a rune above is a
+// surrogate pair whose first unit (U+D800..U+DBFF) sorts below U+E000..
+// U+FFFF, where code point order would put it above.
+func compareUTF16(a, b string) int {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if ra != rb {
+			ua, ub := ra, rb
+			if ra >= 0x10000 && rb >= 0x10000 {
+				ua, ub = ra, rb // both pairs: their order is the code points'
+			} else if ra >= 0x10000 {
+				ua = 0xd800 + (ra-0x10000)>>10
+			} else if rb >= 0x10000 {
+				ub = 0xd800 + (rb-0x10000)>>10
+			}
+			if ua < ub {
+				return -1
+			}
+			return 1
+		}
+		a, b = a[na:], b[nb:]
+	}
+	switch {
+	case a == "" && b == "":
+		return 0
+	case a == "":
+		return -1
+	}
+	return 1
 }
 
 func (c *canon) object(dst []byte, depth int) ([]byte, error) {
@@ -120,6 +153,7 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 	c.i++ // {
 	c.space()
 	var members []member
+	var values []byte // the members' canonical values, back to back
 	if c.i < len(c.src) && c.src[c.i] == '}' {
 		c.i++
 		return append(dst, "{}"...), nil
@@ -138,11 +172,11 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 		}
 		c.i++
 		c.space()
-		v, err := c.value(nil, depth)
-		if err != nil {
+		start := len(values)
+		if values, err = c.value(values, depth); err != nil {
 			return dst, err
 		}
-		members = append(members, member{name: name, key: utf16.Encode([]rune(name)), value: v})
+		members = append(members, member{name: name, start: start, end: len(values)})
 		c.space()
 		if c.i >= len(c.src) {
 			return dst, ErrSyntax
@@ -158,7 +192,7 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 		c.i++
 		break
 	}
-	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.key, b.key) })
+	slices.SortFunc(members, func(a, b member) int { return compareUTF16(a.name, b.name) })
 	dst = append(dst, '{')
 	for j, m := range members {
 		if j > 0 {
@@ -169,7 +203,7 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 		}
 		dst = appendString(dst, m.name)
 		dst = append(dst, ':')
-		dst = append(dst, m.value...)
+		dst = append(dst, values[m.start:m.end]...)
 	}
 	return append(dst, '}'), nil
 }

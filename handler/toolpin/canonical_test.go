@@ -5,8 +5,10 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // The examples of RFC 8785 (sections 3.2.2, 3.2.3 and appendix B).
@@ -161,4 +163,16 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("%q: means %#v, its canonical form %q means %#v", in, a, out, b)
 		}
 	})
+}
+
+func TestCompareUTF16(t *testing.T) {
+	words := []string{"", "a", "ab", "b", "\r", "1", "\u0080", "ö", "€", "\ufb33", "\uffff", "\ue000", "😀", "😁", "\U0010ffff", "a😀", "a\uffff", "aa"}
+	for _, a := range words {
+		for _, b := range words {
+			want := slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+			if got := compareUTF16(a, b); got != want {
+				t.Errorf("compareUTF16(%q, %q) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
 }

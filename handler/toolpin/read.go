@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -210,4 +211,21 @@ func eachEvent(b []byte, fn func(data []byte)) {
 	if seen {
 		fn(data)
 	}
+}
+
+// DeckEntry writes one element of config.tools.pin.approved in YAML flow
+// style, {name: '...', digest: '...'}, so that it fits one log line and
+// pastes into a deck file as a list item.
+func DeckEntry(name, digest string) string {
+	return "{name: " + yamlScalar(name) + ", digest: " + yamlScalar(digest) + "}"
+}
+
+// yamlScalar quotes s for a YAML flow collection: single quotes (nothing
+// to escape in a log line) unless s holds a control character, which only
+// YAML's double quotes can carry.
+func yamlScalar(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
