@@ -37,6 +37,13 @@ func FuzzFilterList(f *testing.F) {
 	}
 	set := parseRules(f, `{"tools":{"deny":["x*"]}}`)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// Tool pinning's hook alone: no panic, and JSON stays JSON.
+		hook := Filter{HideTool: func(e []byte) bool { return strings.Contains(string(e), `"x`) }}
+		if out, changed := hook.Body(append([]byte(nil), body...)); changed {
+			if trimmed := strings.TrimLeft(string(body), " \t\r\n"); (strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[")) && !json.Valid(out) {
+				t.Fatalf("JSON withheld by the hook is not JSON: %q -> %q", body, out)
+			}
+		}
 		lf := Filter{Rules: set}
 		out, changed := lf.Body(append([]byte(nil), body...))
 		if !changed {

@@ -8,11 +8,13 @@ package e2e
 // MCP_RELAY_GATEWAY=kong.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -313,6 +315,17 @@ func TestToolPinsAcrossNodes(t *testing.T) {
 		t.Errorf("the first logged entry is %s, the first definition's digest %s", approveB[0]["digest"], first)
 	}
 	t.Logf("logged deck entries: %v", approveB)
+	// An operator computes the same entry offline, from the server's own
+	// answer: mcp-relay -tool-digests.
+	direct := newRaw("")
+	direct.initialize(t, replica.BaseURL())
+	listing := direct.request(t, replica.BaseURL(), "tools/list", "")
+	cmd := exec.Command(pluginBin, "-tool-digests")
+	cmd.Stdin = bytes.NewReader(listing.Body)
+	offline, err := cmd.Output()
+	if err != nil || !strings.Contains(string(offline), toolpin.DeckEntry("echo", approveB[1]["digest"])) {
+		t.Errorf("mcp-relay -tool-digests: %v\n%s", err, offline)
+	}
 	for _, n := range []*gwNode{a, b} {
 		waitMetric(t, n.metrics, `mcp_relay_tool_changes_total{change="changed",tool="echo"}`, 1)
 	}
