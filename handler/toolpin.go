@@ -180,7 +180,7 @@ func (p *Plugin) refuseUnapproved(k kong.PDK, r *request) (exited bool) {
 	switch r.rpc.Kind {
 	case envelope.Single:
 		if _, no := refused(r.rpc); no {
-			logger.Info("call of a tool not approved refused", "service", p.pins.scope, "tool", r.rpc.Name)
+			logger.Info("call of a tool not approved refused", "scope", p.pins.scope, "tool", r.rpc.Name)
 			p.reply(k, r, reasonToolNotApproved, "")
 			return true
 		}
@@ -234,11 +234,11 @@ func (p *Plugin) reportChanges(changes []toolpin.Change, now time.Time) {
 			action = "hidden from tools/list and its calls refused until approved"
 		}
 		if c.Kind == toolpin.KindUnreadable {
-			logger.Warn("tool definition cannot be pinned", "service", pn.scope, "tool", c.Tool, "err", c.Err,
+			logger.Warn("tool definition cannot be pinned", "scope", pn.scope, "tool", c.Tool, "err", c.Err,
 				"action", action, logging.KindKey, "tool_change "+fingerprint(key))
 			continue
 		}
-		logger.Warn("tool definition not approved", "service", pn.scope, "tool", c.Tool, "change", c.Kind,
+		logger.Warn("tool definition not approved", "scope", pn.scope, "tool", c.Tool, "change", c.Kind,
 			"digest", c.Digest, "accepted", strings.Join(c.Accepted, ","), "action", action,
 			"approve", "add to config.tools.pin.approved: "+approvalSnippet(c),
 			logging.KindKey, "tool_change "+fingerprint(key))

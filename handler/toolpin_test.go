@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/handler/toolpin"
 	"github.com/mcp-relay/mcp-relay/logging"
+	"github.com/mcp-relay/mcp-relay/session"
 )
 
 func TestScopeOf(t *testing.T) {
@@ -210,5 +212,47 @@ func TestPinningWithAccessRules(t *testing.T) {
 	}
 	if !slices.Equal(f.calls, []string{"response.get_status", "service.response.get_raw_body", "response.exit"}) {
 		t.Errorf("calls %v: one body read and one exit for both", f.calls)
+	}
+}
+
+// failingPins is a store that is down.
+type failingPins struct{}
+
+func (failingPins) Pins(context.Context, string) (*session.PinSet, error) {
+	return nil, session.ErrUnavailable
+}
+func (failingPins) WritePins(context.Context, string, session.PinWrite) (*session.PinSet, error) {
+	return nil, session.ErrUnavailable
+}
+
+// When the store fails, session.store_error decides: pass lets lists and
+// calls through unjudged, reject answers them 503 in enforce mode.
+func TestPinningStoreDown(t *testing.T) {
+	call := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo"}}`
+	for _, storeError := range []string{"pass", "reject"} {
+		t.Run(storeError, func(t *testing.T) {
+			p := newPlugin(t, `{"session":{"store":"off","store_error":"`+storeError+`"},"tools":{"pin":{"mode":"enforce"}}}`)
+			p.pins.book = failingPins{}
+			a := &fakeKong{method: "POST", headers: hdr(), body: []byte(call)}
+			p.access(a)
+			f := &fakeKong{status: 200, headers: hdr(), body: []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)}
+			f.optional.serviceBody = []byte(listV1)
+			p.response(f)
+			if storeError == "pass" {
+				if a.exited || f.exited {
+					t.Fatalf("answered: call %s, list %s", a.exitBody, f.exitBody)
+				}
+				return
+			}
+			for _, k := range []*fakeKong{a, f} {
+				env := k.exitJSON(t)
+				if k.exitStatus != 503 || env["error"].(map[string]any)["data"].(map[string]any)["reason"] != "store_unavailable" {
+					t.Errorf("%d %s", k.exitStatus, k.exitBody)
+				}
+			}
+			if env := f.exitJSON(t); env["id"] != 3.0 {
+				t.Errorf("the list's envelope does not echo the request's id: %s", f.exitBody)
+			}
+		})
 	}
 }
