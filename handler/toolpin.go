@@ -31,7 +31,6 @@ type pinning struct {
 	// share one baseline: "service:<id>", "route:<id>" or "global".
 	scope string
 	book  session.ToolPins
-	mode  string
 }
 
 // kongKeys are what Kong adds to an instance's configuration
@@ -64,7 +63,7 @@ func (p *Plugin) initPins(cfg *schema.Config) {
 	if policy == nil {
 		return
 	}
-	p.pins = &pinning{policy: policy, scope: p.scope, book: session.ToolPinsOf(p.store), mode: cfg.Tools.Pin.Mode}
+	p.pins = &pinning{policy: policy, scope: p.scope, book: session.ToolPinsOf(p.store)}
 	if !slices.Contains(p.bufferMethods, "tools/list") {
 		p.bufferMethods = append(p.bufferMethods, "tools/list")
 		slices.Sort(p.bufferMethods)
