@@ -59,7 +59,7 @@ lint:
 # executions, not seconds: go1.26's -fuzztime=Ns can end in a spurious
 # "context deadline exceeded".
 FUZZ_EXECS ?= 30000x
-FUZZ_TARGETS := envelope:FuzzParse envelope:FuzzDecodeHeader schema:FuzzParse handler:FuzzValidSessionID handler:FuzzReadServed handler:FuzzUpstreamMessage handler/rules:FuzzGlobMatch handler/rules:FuzzFilterList session:FuzzDecodeRecord session:FuzzReadSnapshot
+FUZZ_TARGETS := envelope:FuzzParse envelope:FuzzDecodeHeader schema:FuzzParse handler:FuzzValidSessionID handler:FuzzReadServed handler:FuzzUpstreamMessage handler/rules:FuzzGlobMatch handler/rules:FuzzFilterList handler/toolpin:FuzzCanonical handler/toolpin:FuzzReadAnswer session:FuzzDecodeRecord session:FuzzReadSnapshot
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "fuzz ./$$pkg $$fn ($(FUZZ_EXECS))"; \

@@ -185,6 +185,16 @@ func FuzzDecodeHeader(f *testing.F) {
 		} else if s != "" {
 			t.Fatalf("DecodeHeader(%q) = %q with ok=false", v, s)
 		}
+		// Any UTF-8 value survives EncodeHeader, plain when it can be.
+		if utf8.ValidString(v) && v != "" {
+			enc := envelope.EncodeHeader(v)
+			if got, ok := envelope.DecodeHeader(enc); !ok || got != v {
+				t.Fatalf("DecodeHeader(EncodeHeader(%q) = %q) = %q, %v", v, enc, got, ok)
+			}
+			if want := encodeHeader(v); enc != want {
+				t.Fatalf("EncodeHeader(%q) = %q, the spec's rule gives %q", v, enc, want)
+			}
+		}
 		// Any UTF-8 value survives the sentinel encoding.
 		if utf8.ValidString(v) {
 			enc := "=?base64?" + base64.StdEncoding.EncodeToString([]byte(v)) + "?="

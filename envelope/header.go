@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/base64"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -52,6 +53,17 @@ func DecodeHeader(v string) (s string, ok bool) {
 	return unsafe.String(unsafe.SliceData(buf), len(buf)), true
 }
 
+// EncodeHeader writes s as a 2026-07-28 Mcp-Method or Mcp-Name value: as it
+// is when DecodeHeader reads it back as it is (printable ASCII without
+// surrounding spaces, not shaped like the sentinel), else in the Base64
+// sentinel form. s must be valid UTF-8 and not empty.
+func EncodeHeader(s string) string {
+	if _, encoded, ok := splitHeader(s); ok && !encoded {
+		return s
+	}
+	return sentinelPrefix + base64.StdEncoding.EncodeToString([]byte(s)) + sentinelSuffix
+}
+
 // MatchesHeaders reports whether a 2026-07-28 request's Mcp-Method and Mcp-Name
 // headers agree with its body, the source of truth. Headers are given raw ("" =
 // absent) and compared after decoding, without allocating.
@@ -82,6 +94,10 @@ func MatchesHeaders(r Request, mcpMethod, mcpName string) bool {
 	}
 	return headerEquals(mcpName, r.Name)
 }
+
+// NeedsName reports the methods whose 2026-07-28 requests carry Mcp-Name:
+// tools/call, prompts/get (params.name) and resources/read (params.uri).
+func NeedsName(method string) bool { return needsName(method) }
 
 func needsName(method string) bool {
 	switch method {

@@ -186,3 +186,19 @@ func TestMatchesHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestEncodeHeader(t *testing.T) {
+	for in, want := range map[string]string{
+		"tools/call":         "tools/call",
+		"two words":          "two words",
+		"file:///a/b.json":   "file:///a/b.json",
+		"Hello, 世界":          "=?base64?SGVsbG8sIOS4lueVjA==?=",
+		" padded ":           "=?base64?IHBhZGRlZCA=?=",
+		"line1\nline2":       "=?base64?bGluZTEKbGluZTI=?=",
+		"=?base64?literal?=": "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=",
+	} {
+		if got := envelope.EncodeHeader(in); got != want {
+			t.Errorf("EncodeHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -80,7 +80,11 @@ func (p *Plugin) access(k kong.PDK) {
 		return
 	}
 	if !r.mcp {
+		p.setMethodHeaders(k, &r) // a client's own are removed
 		p.stream(k)
+		return
+	}
+	if p.methodHeadersUnreadable(k, &r) {
 		return
 	}
 
@@ -99,6 +103,7 @@ func (p *Plugin) access(k kong.PDK) {
 		inits.put(headers, paramsOf(r.rpc.Body), time.Now()) // for recovery: see initParams
 	}
 
+	p.setMethodHeaders(k, &r)
 	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {
 		p.stream(k)

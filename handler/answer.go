@@ -33,8 +33,11 @@ var (
 	reasonResourceForbidden = reason{name: "resource_forbidden", status: 403, message: "Resource not allowed", policy: true}
 	reasonBatchRefused      = reason{name: "batch_refused", status: 403,
 		message: "Batch refused: it holds a call not allowed", policy: true}
+	// Tool pinning (toolpin.go).
+	reasonToolNotApproved = reason{name: "tool_not_approved", status: 403,
+		message: "Tool not approved: its definition changed or is new, and awaits approval by the gateway's operator", policy: true}
 	reasonUnjudgeable = reason{name: "unverifiable_request", status: 400, code: envelope.CodeInvalidRequest,
-		message: "Request body cannot be checked against access rules"}
+		message: "Request body cannot be checked: unreadable, or a member is spelled twice"}
 
 	// The request itself.
 	reasonOrigin = reason{name: "origin_forbidden", status: 403, code: envelope.CodeInvalidRequest,

@@ -32,17 +32,32 @@ func (p *Plugin) initAuthz(cfg *schema.Config) error {
 // authzAccess is Access's hook for access rules, after the header check and
 // before pinning: it reports whether it answered.
 func (p *Plugin) authzAccess(k kong.PDK, r *request) (exited bool) {
-	return p.rules != nil && p.denyCall(k, r)
+	return (p.rules != nil && p.denyCall(k, r)) || p.refuseUnapproved(k, r)
 }
 
-// authzResponse is Response's hook: list answers are filtered before any
-// other Response work, and it reports whether it answered. The request
-// headers it had to read are handed on, so Response does not ask twice.
+// authzResponse is Response's hook: list answers are filtered (access
+// rules, tool pinning) before any other Response work, and it reports
+// whether it answered. The request headers it had to read are handed on,
+// so Response does not ask twice.
 func (p *Plugin) authzResponse(k kong.PDK, status int) (read readHeaders, exited bool) {
-	if p.rules == nil || status/100 != 2 {
+	if (p.rules == nil && p.pins == nil) || status/100 != 2 {
 		return nil, false
 	}
-	return p.filterList(k, status)
+	if p.store != nil {
+		// Response reads the request headers anyway while a store is on:
+		// read them first, and skip the answer's body for a request without
+		// one (a DELETE), whose answer is no list.
+		headers, err := k.RequestHeaders()
+		if err != nil {
+			logger.Error("reading request headers", "err", err)
+			return nil, false
+		}
+		read = headers
+		if r := newRequest(headers); !r.mayHaveBody() {
+			return read, false
+		}
+	}
+	return p.filterList(k, status, read)
 }
 
 // readHeaders are request headers a hook already read (nil: not read).
@@ -59,14 +74,16 @@ func (h readHeaders) headers(k kong.PDK) (map[string][]string, error) {
 // filtered is buffered whole, or its list answer would stream unfiltered
 // (2025-03-26 batches only; its tool calls' SSE then arrive at the end).
 func (p *Plugin) batchHasFilteredList(r *request) bool {
-	if p.rules == nil {
+	if p.rules == nil && p.pins == nil {
 		return false
+	}
+	var lists []string
+	if p.rules != nil {
+		lists = p.rules.ListMethods()
 	}
 	found := false
 	r.rpc.Elements(func(e envelope.Request) bool {
-		for _, m := range p.rules.ListMethods() {
-			found = found || e.Method == m
-		}
+		found = slices.Contains(lists, e.Method) || (p.pins != nil && e.Method == "tools/list")
 		return !found
 	})
 	return found

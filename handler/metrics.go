@@ -68,9 +68,15 @@ var (
 	}, []string{"method", "tool"})
 	hiddenEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "list_entries_hidden_total",
-		Help: "Entries removed from list answers by access rules, by list (tools, prompts, resources).",
+		Help: "Entries removed from list answers by access rules or tool pinning, by list (tools, prompts, resources).",
 	}, []string{"list"})
 	metadataServed = counter("resource_metadata_served_total", "Protected-resource metadata documents served.")
+
+	// Tool pinning (toolpin.go).
+	toolChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "tool_changes_total",
+		Help: "Tool definitions seen in tools/list answers that are not approved, by tool (tools beyond the label limit count as other) and change (changed, new, unreadable); each counted once per node and hold time.",
+	}, []string{"tool", "change"})
 )
 
 // lookupLatency is resolved once: it is observed on every pinned request.
@@ -112,7 +118,7 @@ func sessionsFileMetrics() []prometheus.Collector {
 
 func init() {
 	registry.MustRegister(replicasDown, recoveryFailures, recoveryLatency, storeLatency, storeUp,
-		envelopes, requestsByMethod, hiddenEntries)
+		envelopes, requestsByMethod, hiddenEntries, toolChanges)
 	registry.MustRegister(sessionsFileMetrics()...)
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range recoveryFailureReasons {

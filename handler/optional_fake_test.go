@@ -8,6 +8,7 @@ type fakeOptional struct {
 	scheme      string
 	groups      []string
 	serialize   map[string]map[string]any // set_serialize_value, by key
+	headersSet  map[string][]string       // set_headers
 }
 
 func (f *fakeKong) ServiceResponseBody() ([]byte, error) {
@@ -35,6 +36,13 @@ func (f *fakeKong) SetSerializeValue(key string, v map[string]any) error {
 	return nil
 }
 
+func (f *fakeKong) SetUpstreamHeaders(h map[string][]string) error {
+	f.call("service.request.set_headers")
+	f.optional.headersSet = h
+	return nil
+}
+
+func (b *benchKong) SetUpstreamHeaders(map[string][]string) error   { return nil }
 func (b *benchKong) ServiceResponseBody() ([]byte, error)           { return b.body, nil }
 func (b *benchKong) RequestPath() (string, error)                   { return "/mcp", nil }
 func (b *benchKong) ForwardedScheme() (string, error)               { return "https", nil }

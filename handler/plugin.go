@@ -33,6 +33,8 @@ type Plugin struct {
 	replicas      *replica.Watch // nil: no probes
 
 	rules    *rules.Set        // nil: no access rules (authz.go)
+	pins     *pinning          // nil: tool definitions are not pinned (toolpin.go)
+	scope    string            // the Kong service or route of the instance (toolpin.go)
 	metadata *resourceMetadata // nil: no protected-resource metadata
 	invalid  *invalidConfig    // set: the configuration was refused (configerr.go)
 	health   *storeHealth      // the Redis store's watcher (storehealth.go)
@@ -63,6 +65,7 @@ func (p *Plugin) UnmarshalJSON(data []byte) (err error) {
 	}()
 	cfg, err := schema.Parse(data)
 	if err == nil {
+		p.scope = scopeOf(data)
 		err = p.init(cfg)
 	}
 	if err != nil {
@@ -76,7 +79,7 @@ func NewFromConfig(cfg schema.Config) (*Plugin, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Plugin{}
+	p := &Plugin{scope: scopeGlobal}
 	return p, p.init(cfg)
 }
 
@@ -102,6 +105,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 		return fmt.Errorf("config.session: %w", err)
 	}
 	p.store = store
+	p.initPins(&cfg)
 	p.hints = hints
 	if store != nil && p.settings.replicaProbe > 0 {
 		p.replicas = replica.NewWatch(replica.WatchOptions{

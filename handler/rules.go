@@ -75,7 +75,12 @@ func (p *Plugin) denyCall(k kong.PDK, r *request) (exited bool) {
 			return !denied
 		})
 		if denied {
-			p.replyBatchDenied(k, r, who)
+			p.replyBatch(k, r, func(e envelope.Request) (reason, bool) {
+				if kind := p.rules.ForCall(e.Method); kind != nil && !kind.Allows(who, e.Name) {
+					return forbidden(kind), true
+				}
+				return reason{}, false
+			})
 			return true
 		}
 	}
@@ -96,9 +101,10 @@ func ambiguous(rpc envelope.Request) bool {
 	return found
 }
 
-// replyBatchDenied answers every request element of a batch (2025-03-26,
-// legacy only) with its own error.
-func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *rules.Caller) {
+// replyBatch answers every request element of a batch (2025-03-26, legacy
+// only) with its own error: refused ones with their reason, the others with
+// batch_refused, so that nothing of it runs.
+func (p *Plugin) replyBatch(k kong.PDK, r *request, refused func(e envelope.Request) (reason, bool)) {
 	body := make([]byte, 0, 256)
 	n := 0
 	r.rpc.Elements(func(e envelope.Request) bool {
@@ -106,8 +112,8 @@ func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *rules.Caller) {
 			return true
 		}
 		why := reasonBatchRefused
-		if kind := p.rules.ForCall(e.Method); kind != nil && !kind.Allows(who, e.Name) {
-			why = forbidden(kind)
+		if w, no := refused(e); no {
+			why = w
 		}
 		if n == 0 {
 			body = append(body, '[')
@@ -135,14 +141,17 @@ func (p *Plugin) replyBatchDenied(k kong.PDK, r *request, who *rules.Caller) {
 // rules.Filter).
 // Cost: one call for the body; the request headers when a rule depends on
 // the caller and an entry may be denied; the exit when something is removed.
-func (p *Plugin) filterList(k kong.PDK, status int) (read readHeaders, exited bool) {
+func (p *Plugin) filterList(k kong.PDK, status int, read readHeaders) (readHeaders, bool) {
 	body, err := k.ServiceResponseBody()
 	if err != nil {
 		logger.Error("reading the upstream answer", "err", err)
-		return nil, false
+		return read, false
 	}
 	f := rules.Filter{Rules: p.rules, Hidden: countHidden, Caller: func() *rules.Caller {
-		headers, err := k.RequestHeaders()
+		if read != nil {
+			return callerOf(k, read)
+		}
+		headers, err := read.headers(k)
 		if err != nil {
 			logger.Error("reading request headers", "err", err)
 		} else {
@@ -150,6 +159,14 @@ func (p *Plugin) filterList(k kong.PDK, status int) (read readHeaders, exited bo
 		}
 		return callerOf(k, headers)
 	}}
+	if p.pins != nil {
+		hide, reject := p.judgeList(body)
+		if reject {
+			p.replyRequest(k, read, reasonStore)
+			return nil, true
+		}
+		f.HideTool = hide
+	}
 	out, changed := f.Body(body)
 	if f.Unreadable {
 		logger.Warn("list answer not readable as JSON or SSE: passed unfiltered (calls are still checked)")

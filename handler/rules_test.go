@@ -246,7 +246,14 @@ func TestFilterListHandsHeadersOn(t *testing.T) {
 	f := &fakeKong{status: 200, headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-1")}
 	f.optional.serviceBody = []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`)
 	p.response(f)
-	if want := []string{"response.get_status", "service.response.get_raw_body", "request.get_headers"}; !slices.Equal(f.calls, want) || f.exited {
+	if want := []string{"response.get_status", "request.get_headers", "service.response.get_raw_body"}; !slices.Equal(f.calls, want) || f.exited {
 		t.Fatalf("calls %v, want %v (exited %v)", f.calls, want, f.exited)
+	}
+	// The answer to a request without a body (a DELETE) is no list: its
+	// body is not read.
+	d := &fakeKong{status: 200, method: "DELETE", headers: map[string][]string{"x-consumer-username": {"demo"}, "mcp-session-id": {"s-unknown"}}}
+	p.response(d)
+	if slices.Contains(d.calls, "service.response.get_raw_body") || d.exited {
+		t.Fatalf("DELETE answer: calls %v (exited %v)", d.calls, d.exited)
 	}
 }

@@ -22,6 +22,12 @@ type OptionalPDK interface {
 	// SetSerializeValue adds key to what kong.log.serialize() returns, so
 	// Kong's logging plugins send it.
 	SetSerializeValue(key string, value map[string]any) error
+	// SetUpstreamHeaders sets request headers, each to its values, in one
+	// call (kong.service.request.set_headers); no values removes the header.
+	// Kong then shows them to later plugins too (ngx.req.set_header). Never
+	// Host: Kong stores its array value in ngx.var.upstream_host as
+	// "table: 0x..." (SetUpstreamHeader is the one for Host).
+	SetUpstreamHeaders(headers map[string][]string) error
 }
 
 func (a Adapter) ServiceResponseBody() ([]byte, error) { return a.k.ServiceResponse.GetRawBody() }
@@ -29,6 +35,10 @@ func (a Adapter) ServiceResponseBody() ([]byte, error) { return a.k.ServiceRespo
 func (a Adapter) RequestPath() (string, error) { return a.k.Request.GetPath() }
 
 func (a Adapter) ForwardedScheme() (string, error) { return a.k.Request.GetForwardedScheme() }
+
+func (a Adapter) SetUpstreamHeaders(headers map[string][]string) error {
+	return a.k.ServiceRequest.SetHeaders(headers)
+}
 
 func (a Adapter) AuthenticatedGroups() ([]string, error) {
 	v, err := a.k.Ctx.GetSharedAny("authenticated_groups")

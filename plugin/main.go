@@ -42,6 +42,9 @@ func main() {
 	// One logger for the process: go-pdk's standard-log lines go through it
 	// too, without its benign closed-socket line.
 	logging.Install()
+	if *toolDigests {
+		runToolDigests()
+	}
 	if dumpFlag := flag.Lookup("dump"); dumpFlag != nil && dumpFlag.Value.String() == "true" {
 		if err := dump(); err != nil {
 			fmt.Fprintln(os.Stderr, "mcp-relay:", err) // -dump: Kong reads stdout, shows stderr

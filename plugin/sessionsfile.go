@@ -51,7 +51,7 @@ func startSessionsFile(log *slog.Logger) error {
 	}
 	path := sessionsFilePath(*sessionsFile, flag.Lookup("kong-prefix").Value.String(), exe)
 	if path == "" {
-		log.Info("session snapshot file off: memory store sessions do not survive a plugin restart")
+		log.Info("session snapshot file off: memory store sessions, and the tool pins of routes without a Redis store, do not survive a plugin restart")
 		return nil
 	}
 	interval := session.DefaultSessionsFileInterval

@@ -13,8 +13,9 @@ type Config struct {
 	Envelope Envelope `json:"envelope"`
 	Upstream Upstream `json:"upstream"`
 	// Tools, Prompts and Resources decide which consumer may use which
-	// tool, prompt or resource (rules.go).
-	Tools     AccessRules `json:"tools"`
+	// tool, prompt or resource (rules.go); Tools also pins tool
+	// definitions (toolpin.go).
+	Tools     Tools       `json:"tools"`
 	Prompts   AccessRules `json:"prompts"`
 	Resources AccessRules `json:"resources"`
 	Log       Log         `json:"log"`
@@ -68,6 +69,10 @@ type Upstream struct {
 	HostHeader string `json:"host_header"`
 	// CheckMethodHeaders: 2026-07-28 Mcp-Method/Mcp-Name must match the body.
 	CheckMethodHeaders bool `json:"check_method_headers"`
+	// SetMethodHeaders: legacy requests get the Mcp-Method and Mcp-Name
+	// headers of a 2026-07-28 request, from their body, so that Kong plugins
+	// running after mcp-relay can key on the method and tool.
+	SetMethodHeaders bool `json:"set_method_headers"`
 }
 
 // Session configures pinning of legacy MCP sessions to replicas.

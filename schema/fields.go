@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ type field struct {
 	notBetween *[2]int  // integers: forbidden inclusive range (Kong: a conditional entity check of the record)
 	allowEmpty bool     // strings: "" is a value (Kong len_min 0; Kong's default is 1)
 	noControl  bool     // strings: no control characters (header values); Kong not_match "%c"
+	match      *pattern // strings: must match (Kong match and len_eq)
 
 	referenceable bool // strings: may be a Kong vault reference ({vault://...})
 	encrypted     bool // strings: Kong Enterprise keyring-encrypts it at rest
@@ -55,6 +57,16 @@ type field struct {
 	checks   []check  // record: rules across its fields
 
 	index []int // record member: index of the Go struct field (set by bind)
+}
+
+// pattern is a string rule written twice: as a Lua pattern with an exact
+// length for Kong (Schema.validators.match, len_eq), and as a Go regular
+// expression for Validate. A test holds them to the same values.
+type pattern struct {
+	lua    string
+	length int // 0: any
+	re     *regexp.Regexp
+	what   string // for error messages: "`sha256:` followed by ..."
 }
 
 // check is a cross-field rule of a record, written with Kong's entity
@@ -180,6 +192,13 @@ var root = &field{
 						"route's preserve_host). Set it when the upstream has a host_header or its targets are given by name.",
 				},
 				{
+					name: "set_method_headers", typ: kBoolean, required: true, def: false,
+					doc: "Whether legacy requests get the `Mcp-Method` and `Mcp-Name` headers a 2026-07-28 request carries, " +
+						"set from the body (any a client sent are replaced, or removed where the body has no name), so that Kong " +
+						"plugins running after mcp-relay (rate-limiting with limit_by header, logging plugins, request-termination) " +
+						"see the method and tool. At most one PDK call per request, none when the headers are already right.",
+				},
+				{
 					name: "check_method_headers", typ: kBoolean, required: true, def: true,
 					doc: "Whether a 2026-07-28 request whose `Mcp-Method` or `Mcp-Name` header disagrees with its body is answered " +
 						"400 (code -32020), so that Kong routes, ACLs and rate limits keyed on those headers cannot be fooled. " +
@@ -188,7 +207,7 @@ var root = &field{
 				},
 			},
 		},
-		accessRulesField("tools", "tool names", "tools/call", "tools/list"),
+		toolsField(),
 		accessRulesField("prompts", "prompt names", "prompts/get", "prompts/list"),
 		accessRulesField("resources", "resource URIs", "resources/read and resources/subscribe", "resources/list"),
 		logField,

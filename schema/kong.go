@@ -73,6 +73,12 @@ func kongField(f *field) map[string]any {
 	if f.noControl {
 		m["not_match"] = "%c" // Lua pattern: any control character
 	}
+	if f.match != nil {
+		m["match"] = f.match.lua
+		if f.match.length > 0 {
+			m["len_eq"] = f.match.length
+		}
+	}
 	if f.referenceable {
 		m["referenceable"] = true
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -140,6 +141,12 @@ var kongFieldAttributes = set(
 	// recursive
 	"elements", "keys", "values", "fields", "entity_checks", "shorthand_fields",
 )
+
+// kongLuaPatterns are the Lua patterns the schema uses, each as the Go
+// regular expression Lua's string.find matches the same strings with.
+var kongLuaPatterns = map[string]*regexp.Regexp{
+	"^sha256:%x+$": regexp.MustCompile(`^sha256:[0-9A-Fa-f]+$`),
+}
 
 // kongTypes are Schema.valid_types, minus function (not expressible in JSON).
 var kongTypes = set("array", "set", "string", "number", "boolean", "integer", "foreign", "map", "record", "json")
@@ -510,6 +517,10 @@ func kongValidate(path string, f map[string]any, v any) []string {
 			bad("%s", kongTypeErrors["string"])
 			return errs
 		}
+		if n, ok := f["len_eq"].(float64); ok && float64(len(s)) != n {
+			bad("length must be %d", int64(n)) // Schema.validators.len_eq; the first failing validator wins
+			return errs
+		}
 		lenMin := 1.0 // Kong's default for strings
 		if n, ok := f["len_min"].(float64); ok {
 			lenMin = n
@@ -525,6 +536,14 @@ func kongValidate(path string, f map[string]any, v any) []string {
 				bad("the test does not know the Lua pattern %q", p)
 			} else if strings.IndexFunc(s, isControl) >= 0 {
 				bad("invalid value: %s", s)
+			}
+		}
+		if p, ok := f["match"].(string); ok {
+			re, known := kongLuaPatterns[p]
+			if !known {
+				bad("the test does not know the Lua pattern %q", p)
+			} else if !re.MatchString(s) {
+				bad("invalid value: %s", s) // Schema.validators.match
 			}
 		}
 	case "integer", "number":
@@ -839,6 +858,11 @@ func TestKongModelMessages(t *testing.T) {
 		{"not a record", `{"auth":"x"}`, []string{"config.auth: expected a record"}},
 		{"empty string", `{"auth":{"anonymous":""}}`, []string{"config.auth.anonymous: length must be at least 1"}},
 		{"not_match shows the value", `{"upstream":{"host_header":"a\u0001b"}}`, []string{"config.upstream.host_header: invalid value: a\u0001b"}},
+		{"digest of another length", `{"tools":{"pin":{"approved":[{"name":"x","digest":"sha256:abc"}]}}}`,
+			[]string{"config.tools.pin.approved[0].digest: length must be 71"}},
+		{"digest not matching", `{"tools":{"pin":{"approved":[{"name":"x","digest":"sha256:` + strings.Repeat("g", 64) + `"}]}}}`,
+			[]string{"config.tools.pin.approved[0].digest: invalid value: sha256:" + strings.Repeat("g", 64)}},
+		{"digest upper case", `{"tools":{"pin":{"approved":[{"name":"x","digest":"sha256:` + strings.Repeat("A", 64) + `"}]}}}`, nil},
 		{"unknown field", `{"envelope":{"colour":"red"}}`, []string{"config.envelope.colour: unknown field"}},
 		{"required field null", `{"envelope":{"status":null}}`, []string{"config.envelope.status: required field missing"}},
 		{"mutually_required names every field", `{"session":{"redis":{"sentinel_master":"m"}}}`,
@@ -925,4 +949,30 @@ func TestKongRejectsReservedModernAuthCode(t *testing.T) {
 			t.Errorf("code %d: Kong rejects it: %v", code, errs)
 		}
 	}
+}
+
+// TestPatternsAgree: a pattern field accepts in Go exactly what Kong accepts
+// with its Lua pattern and length (as the test's Kong model reads them).
+func TestPatternsAgree(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	samples := []string{
+		"sha256:" + hex, "sha256:" + strings.ToUpper(hex), "sha256:" + hex[:63], "sha256:" + hex + "0",
+		"sha256:" + hex[:63] + "g", "SHA256:" + hex, "sha512:" + hex, " sha256:" + hex[:63], "sha256:" + hex[:63] + "\n",
+		"sha256:", "", "sha256:" + strings.Repeat("z", 64),
+	}
+	walk(root.name, root, func(path string, f *field) {
+		if f.match == nil {
+			return
+		}
+		re, known := kongLuaPatterns[f.match.lua]
+		if !known {
+			t.Fatalf("%s: the test does not know the Lua pattern %q", path, f.match.lua)
+		}
+		for _, s := range samples {
+			kong := re.MatchString(s) && (f.match.length == 0 || len(s) == f.match.length)
+			if goes := f.match.re.MatchString(s); goes != kong {
+				t.Errorf("%s: %q: Go accepts %v, Kong %v", path, s, goes, kong)
+			}
+		}
+	})
 }

@@ -118,6 +118,9 @@ func allowedText(path string, f *field) string {
 		if f.noControl {
 			parts = append(parts, "no control characters")
 		}
+		if f.match != nil {
+			parts = append(parts, f.match.what)
+		}
 		if f.referenceable {
 			parts = append(parts, "or a vault reference")
 		}

@@ -238,9 +238,18 @@ func TestValidate(t *testing.T) {
 			c.Session.Redis.SentinelMaster = "m"
 			c.Session.Redis.SentinelNodes = []HostPort{{Host: "s"}}
 		}, `config.session.redis.sentinel_nodes[0].port: must be between 1 and 65535 (got 0)`},
+		{"approved digest", func(c *Config) {
+			c.Tools.Pin.Approved = []ApprovedTool{{Name: "echo", Digest: "sha256:" + strings.Repeat("a", 64)}, {Name: "x", Digest: "sha256:abc"}}
+		}, "config.tools.pin.approved[1].digest: must be `sha256:` followed by 64 hexadecimal digits (got \"sha256:abc\")"},
+		{"approved name", func(c *Config) {
+			c.Tools.Pin.Approved = []ApprovedTool{{Digest: "sha256:" + strings.Repeat("A", 64)}}
+		}, `config.tools.pin.approved[0].name: must not be empty`},
+		{"pin mode", func(c *Config) { c.Tools.Pin.Mode = "on" }, `config.tools.pin.mode: must be one of "off", "detect", "enforce" (got "on")`},
 		{"zero config", func(c *Config) { *c = Config{} }, `config.envelope.status: must not be empty; ` +
 			`config.envelope.auth_message: must not be empty; ` +
 			`config.envelope.max_body_bytes: must be between 1024 and 67108864 (got 0); ` +
+			`config.tools.pin.mode: must not be empty; ` +
+			`config.tools.pin.hold_ttl: must be between 60 and 2592000 (got 0); ` +
 			`config.session.store: must not be empty; ` +
 			`config.session.ttl: must be between 1 and 604800 (got 0); ` +
 			`config.session.unknown: must not be empty; ` +

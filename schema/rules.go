@@ -45,6 +45,14 @@ type Metrics struct {
 	ToolLabels int `json:"tool_labels"`
 }
 
+// toolsField is config.tools: the access rules of tools and pinning.
+func toolsField() *field {
+	f := accessRulesField("tools", "tool names", "tools/call", "tools/list")
+	f.doc += " Also pins tool definitions (pin)."
+	f.fields = append(f.fields, toolPinField)
+	return f
+}
+
 // accessRulesField builds the record of one kind of MCP primitive.
 func accessRulesField(name, what, call, list string) *field {
 	glob := &field{typ: kString, required: true, noControl: true}

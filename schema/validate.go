@@ -75,6 +75,9 @@ func validate(errs *Errors, path string, f *field, v reflect.Value) {
 		if f.noControl && strings.IndexFunc(s, isControl) >= 0 {
 			errs.add(path, "must not contain control characters (got %q)", s)
 		}
+		if m := f.match; m != nil && !m.re.MatchString(s) {
+			errs.add(path, "must be %s (got %q)", m.what, s)
+		}
 
 	case kInteger:
 		n := int(v.Int())

@@ -72,8 +72,9 @@ type Redis struct {
 	health                    time.Duration
 	targetSeen                func(service, target string) // nil: none
 
-	cache *recCache
-	waits *waitSet[string]
+	cache    *recCache
+	pinCache *pinCache // tool pins (redis_toolpins.go)
+	waits    *waitSet[string]
 
 	roundTrips    atomic.Uint64
 	subscriptions atomic.Uint64
@@ -135,6 +136,7 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 		health:     opts.PingEvery,
 		targetSeen: opts.TargetSeen,
 		waits:      newWaitSet[string](),
+		pinCache:   newPinCache(opts.CacheTTL),
 		done:       make(chan struct{}),
 	}
 	if opts.CacheSize > 0 && life > 0 {
@@ -430,7 +432,7 @@ func (s *Redis) run() {
 	backoff := 50 * time.Millisecond
 	for s.ctx.Err() == nil {
 		sctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-		ps := s.client.Subscribe(sctx, s.channel)
+		ps := s.client.Subscribe(sctx, s.channel, s.pinsChannel())
 		cancel()
 		s.mu.Lock()
 		if s.ctx.Err() != nil {
@@ -448,6 +450,7 @@ func (s *Redis) run() {
 		if s.cache != nil {
 			s.cache.down()
 		}
+		s.pinCache.down()
 		s.reloadCluster()
 		s.mu.Lock()
 		s.ps = nil
@@ -498,10 +501,15 @@ func (s *Redis) receive(ps *redis.PubSub) (confirmed bool) {
 				if s.cache != nil {
 					s.cache.up()
 				}
+				s.pinCache.up()
 				s.subscribed.Store(true)
 			}
 		case *redis.Message:
-			s.onEvent(m.Payload)
+			if m.Channel == s.pinsChannel() {
+				s.onPinEvent(m.Payload)
+			} else {
+				s.onEvent(m.Payload)
+			}
 		}
 	}
 }

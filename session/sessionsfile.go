@@ -89,6 +89,7 @@ func ReadSessionsFileStats() SessionsFileStats {
 type storeSet interface {
 	memoryStores() map[string]*Memory
 	memoryStore(key string, opts MemoryOptions) *Memory
+	toolPins() *processPins
 }
 
 // SessionsFile writes and restores the process's memory stores.
@@ -102,6 +103,7 @@ type SessionsFile struct {
 
 	writeMu    sync.Mutex        // one read or write of the file at a time; guards the fields below
 	saved      map[*Memory]int64 // store clock when each store was last written
+	savedPins  uint64            // version of the tool pins last written or read
 	known      fileID            // the file as this process last wrote or read it
 	lastErrLog time.Time
 	suppressed int
@@ -188,13 +190,19 @@ func (p *SessionsFile) load(merge bool) {
 			"moved_to", aside, "err", err)
 		return
 	}
-	var restored, expired, stores int
+	var restored, expired, stores, pinScopes int
 	var hints []Hint
 	targets := map[serviceTarget]struct{}{}
 	now := time.Now()
 	for _, s := range f.sections {
 		switch s.kind {
 		case snapKindStore:
+			if s.key == snapKeyToolPins {
+				scopes := readPinsSection(s.entries)
+				p.stores.toolPins().restore(scopes)
+				pinScopes += len(scopes)
+				continue
+			}
 			if !strings.HasPrefix(s.key, "memory|") || s.ttl <= 0 || s.maxSessions <= 0 {
 				continue
 			}
@@ -242,7 +250,10 @@ func (p *SessionsFile) load(merge bool) {
 	if merge {
 		msg = fmt.Sprintf("merged %d sessions from %s, written by another process (skipped %d expired)", restored, p.path, expired)
 	}
-	p.log.Info(msg, "stores", stores, "learn_hints", len(hints),
+	if !merge {
+		_, p.savedPins = p.stores.toolPins().snapshot() // the file holds what was just restored
+	}
+	p.log.Info(msg, "stores", stores, "learn_hints", len(hints), "tool_pin_scopes", pinScopes,
 		"written_at", time.Unix(0, f.written).UTC().Format(time.RFC3339), "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -395,6 +406,12 @@ func (p *SessionsFile) tick(due bool) {
 		p.load(true)
 		changed = true
 	}
+	// Tool pins change rarely and are trust anchors: written at the next
+	// tick, not the next interval, so a killed process loses at most the
+	// last tick's.
+	if _, v := p.stores.toolPins().snapshot(); v != p.savedPins {
+		changed = true
+	}
 	if !changed && !due {
 		return
 	}
@@ -510,6 +527,12 @@ func (p *SessionsFile) writeFile(stores map[string]*Memory, hints []Hint) (recor
 		records += m.appendSnapshot(sw)
 		sw.endSection()
 	}
+	pins, pinsVersion := p.stores.toolPins().snapshot()
+	if len(pins) > 0 {
+		sw.beginSection(snapKindStore, snapKeyToolPins, 0, 0, 0)
+		appendPinsSection(sw, pins)
+		sw.endSection()
+	}
 	if len(hints) > 0 {
 		sw.beginSection(snapKindHints, "", 0, 0, 0)
 		for _, h := range hints {
@@ -538,6 +561,7 @@ func (p *SessionsFile) writeFile(stores map[string]*Memory, hints []Hint) (recor
 		_ = d.Close()
 	}
 	p.saved = saved
+	p.savedPins = pinsVersion
 	p.known, _ = statID(p.path)
 	return records, fi.Size(), nil
 }
@@ -556,6 +580,8 @@ func (registrySet) memoryStores() map[string]*Memory {
 	}
 	return out
 }
+
+func (registrySet) toolPins() *processPins { return localPins }
 
 // memoryStore returns the shared store with key, creating it as Open would
 // (the janitor closes it if no route with these settings uses it).

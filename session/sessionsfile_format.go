@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
+	"time"
 )
 
 // The snapshot file keeps memory stores' records across plugin process
@@ -27,6 +29,13 @@ import (
 // the entry, a value (a record in encodeRecord's form; empty for hints).
 // Entries are length-prefixed so that a later version may append fields
 // that this one skips. A file of another version is not read.
+//
+// A section of kind 'S' whose key is not a memory store's ("memory|...")
+// is skipped by readers that do not know it. The key "tools" holds the
+// process's tool pins: one entry per fact, its id the scope, a 0 byte and
+// "p:<tool name>" (value: the first digest), "h:<tool name>" (value: a held
+// digest, time: when it was last seen) or "sealed".
+const snapKeyToolPins = "tools"
 const (
 	snapMagic      = "MCPRSESS"
 	snapVersion    = 1
@@ -292,4 +301,45 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
+}
+
+// appendPinsSection writes tool pins as the entries of a "tools" section.
+func appendPinsSection(sw *snapWriter, scopes map[string]*PinSet) {
+	for scope, ps := range scopes {
+		for name, d := range ps.Baseline {
+			sw.entry(scope+"\x00p:"+name, 0, d)
+		}
+		for name, h := range ps.Held {
+			sw.entry(scope+"\x00h:"+name, h.Seen.UnixNano(), h.Digest)
+		}
+		if ps.Sealed {
+			sw.entry(scope+"\x00sealed", 0, "")
+		}
+	}
+}
+
+// readPinsSection reads a "tools" section's entries (already checked by
+// readSnapshot); entries it does not know are skipped.
+func readPinsSection(entries []byte) map[string]*PinSet {
+	out := map[string]*PinSet{}
+	eachSnapEntry(entries, func(e snapEntry) {
+		scope, fact, ok := strings.Cut(e.id, "\x00")
+		if !ok {
+			return
+		}
+		ps := out[scope]
+		if ps == nil {
+			ps = &PinSet{Baseline: map[string]string{}, Held: map[string]Hold{}}
+			out[scope] = ps
+		}
+		switch {
+		case strings.HasPrefix(fact, "p:"):
+			ps.Baseline[fact[2:]] = string(e.value)
+		case strings.HasPrefix(fact, "h:"):
+			ps.Held[fact[2:]] = Hold{Digest: string(e.value), Seen: time.Unix(0, e.time)}
+		case fact == "sealed":
+			ps.Sealed = true
+		}
+	})
+	return out
 }

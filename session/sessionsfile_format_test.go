@@ -162,6 +162,14 @@ func FuzzReadSnapshot(f *testing.F) {
 	sw := newSnapWriter(&b, 1)
 	_ = sw.finish()
 	f.Add(b.Bytes())
+	b.Reset()
+	sw = newSnapWriter(&b, 2)
+	sw.beginSection(snapKindStore, snapKeyToolPins, 0, 0, 0)
+	appendPinsSection(sw, map[string]*PinSet{"route:1": {Baseline: map[string]string{"echo": "sha256:00"},
+		Held: map[string]Hold{"echo": {Digest: "sha256:11", Seen: time.Unix(1, 0)}}, Sealed: true}})
+	sw.endSection()
+	_ = sw.finish()
+	f.Add(b.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRewrite(t, data)
 		if len(data) >= snapHeaderLen+snapTrailerLen {
@@ -178,6 +186,9 @@ func checkRewrite(t *testing.T, data []byte) {
 	var out bytes.Buffer
 	w := newSnapWriter(&out, sf.written)
 	for _, s := range sf.sections {
+		if s.key == snapKeyToolPins {
+			readPinsSection(s.entries) // must not panic on any entry
+		}
 		w.beginSection(s.kind, s.key, s.ttl, s.tombTTL, s.maxSessions)
 		n := 0
 		eachSnapEntry(s.entries, func(e snapEntry) {

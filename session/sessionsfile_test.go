@@ -19,10 +19,11 @@ import (
 type mapSet struct {
 	mu     sync.Mutex
 	stores map[string]*Memory
+	pins   *processPins
 }
 
 func newMapSet(t *testing.T) *mapSet {
-	s := &mapSet{stores: map[string]*Memory{}}
+	s := &mapSet{stores: map[string]*Memory{}, pins: &processPins{scopes: map[string]*PinSet{}}}
 	t.Cleanup(func() {
 		for _, m := range s.stores {
 			_ = m.Close()
@@ -40,6 +41,8 @@ func (s *mapSet) memoryStores() map[string]*Memory {
 	}
 	return out
 }
+
+func (s *mapSet) toolPins() *processPins { return s.pins }
 
 func (s *mapSet) memoryStore(key string, opts MemoryOptions) *Memory {
 	s.mu.Lock()

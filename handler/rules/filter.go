@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -13,7 +14,10 @@ import (
 // JSON-RPC result holding a list of a kind with rules (result.tools,
 // .prompts, .resources) is rewritten, each page alone (nextCursor is kept).
 type Filter struct {
-	Rules *Set
+	Rules *Set // nil: no access rules
+	// HideTool, when set, also removes the tools/list entries it reports
+	// (tool pinning), whatever the access rules say.
+	HideTool func(entry []byte) bool
 	// Caller is asked who calls, once, when an entry may be denied to
 	// someone and the rules depend on the caller; nil: nobody in particular.
 	Caller func() *Caller
@@ -25,9 +29,24 @@ type Filter struct {
 	who        *Caller
 }
 
+// toolsOnly is the kind of tools lists filtered by HideTool alone.
+var toolsOnly = Kind{List: "tools", nameKey: "name", ListMethod: "tools/list"}
+
+// kinds are the lists the filter rewrites.
+func (f *Filter) kinds() []Kind {
+	var ks []Kind
+	if f.Rules != nil {
+		ks = f.Rules.kinds
+	}
+	if f.HideTool != nil && !slices.ContainsFunc(ks, func(k Kind) bool { return k.List == "tools" }) {
+		ks = append(slices.Clip(ks), toolsOnly)
+	}
+	return ks
+}
+
 func (f *Filter) caller() *Caller {
 	if f.who == nil {
-		if f.Rules.usesCallers && f.Caller != nil {
+		if f.Rules != nil && f.Rules.usesCallers && f.Caller != nil {
 			f.who = f.Caller()
 		}
 		if f.who == nil {
@@ -98,8 +117,9 @@ func (f *Filter) message(b []byte) ([]byte, bool) {
 		return f.messageSlow(b)
 	}
 	changed := false
-	for i := range f.Rules.kinds {
-		kind := &f.Rules.kinds[i]
+	kinds := f.kinds()
+	for i := range kinds {
+		kind := &kinds[i]
 		result := gjson.Get(view(b), "result")
 		if !result.IsObject() {
 			return b, changed
@@ -164,6 +184,12 @@ func plainMember(obj gjson.Result, key string) bool {
 // members named like the name key (duplicates, other letter cases) is
 // denied, or it has none and "" is.
 func (f *Filter) denied(kind *Kind, e gjson.Result) bool {
+	if kind.List == "tools" && f.HideTool != nil && f.HideTool([]byte(e.Raw)) {
+		return true
+	}
+	if kind.Rules == nil {
+		return false
+	}
 	seen := false
 	deny := false
 	e.ForEach(func(k, v gjson.Result) bool {
@@ -199,8 +225,9 @@ func (f *Filter) messageSlow(b []byte) ([]byte, bool) {
 			continue
 		}
 		resultChanged := false
-		for i := range f.Rules.kinds {
-			kind := &f.Rules.kinds[i]
+		kinds := f.kinds()
+		for i := range kinds {
+			kind := &kinds[i]
 			for lk, lv := range result {
 				var list []json.RawMessage
 				if !strings.EqualFold(lk, kind.List) || json.Unmarshal(lv, &list) != nil {

@@ -37,6 +37,13 @@ func FuzzFilterList(f *testing.F) {
 	}
 	set := parseRules(f, `{"tools":{"deny":["x*"]}}`)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// Tool pinning's hook alone: no panic, and JSON stays JSON.
+		hook := Filter{HideTool: func(e []byte) bool { return strings.Contains(string(e), `"x`) }}
+		if out, changed := hook.Body(append([]byte(nil), body...)); changed {
+			if trimmed := strings.TrimLeft(string(body), " \t\r\n"); (strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[")) && !json.Valid(out) {
+				t.Fatalf("JSON withheld by the hook is not JSON: %q -> %q", body, out)
+			}
+		}
 		lf := Filter{Rules: set}
 		out, changed := lf.Body(append([]byte(nil), body...))
 		if !changed {
@@ -129,5 +136,50 @@ func TestFilterCallerAndHidden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFilterHideTool: tool pinning's hook removes tools/list entries with
+// or without access rules, in JSON, batches and SSE; other lists stay.
+func TestFilterHideTool(t *testing.T) {
+	hide := func(entry []byte) bool { return strings.Contains(string(entry), `"held"`) }
+	tests := []struct {
+		name  string
+		rules *Set
+		in    string
+		want  string
+	}{
+		{"no rules", nil,
+			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"held"},{"name":"ok"}],"nextCursor":"c"}}`,
+			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok"}],"nextCursor":"c"}}`},
+		{"with rules", parseRules(t, `{"tools":{"deny":["x*"]}}`),
+			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"held"},{"name":"x1"},{"name":"ok"}]}}`,
+			`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok"}]}}`},
+		{"rules of prompts only", parseRules(t, `{"prompts":{"deny":["p"]}}`),
+			`[{"id":1,"result":{"tools":[{"name":"held"}]}},{"id":2,"result":{"prompts":[{"name":"p"},{"name":"held"}]}}]`,
+			`[{"id":1,"result":{"tools":[]}},{"id":2,"result":{"prompts":[{"name":"held"}]}}]`},
+		{"sse", nil,
+			"event: message\ndata: {\"id\":1,\"result\":{\"tools\":[{\"name\":\"held\"},{\"name\":\"ok\"}]}}\n\n",
+			"event: message\ndata: {\"id\":1,\"result\":{\"tools\":[{\"name\":\"ok\"}]}}\n\n"},
+		{"duplicate result members", nil,
+			`{"id":1,"result":{"tools":[{"name":"ok"}]},"Result":{"tools":[{"name":"held"}]}}`,
+			`{"Result":{"tools":[]},"id":1,"result":{"tools":[{"name":"ok"}]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hidden := 0
+			f := Filter{Rules: tt.rules, HideTool: hide, Hidden: func(list string, n int) { hidden += n }}
+			out, changed := f.Body([]byte(tt.in))
+			if !changed || string(out) != tt.want {
+				t.Errorf("Body = %s (changed %v)\nwant %s", out, changed, tt.want)
+			}
+			if hidden == 0 {
+				t.Error("nothing counted hidden")
+			}
+		})
+	}
+	f := Filter{HideTool: hide}
+	if out, changed := f.Body([]byte(`{"id":1,"result":{"tools":[{"name":"ok"}]}}`)); changed {
+		t.Errorf("nothing held, yet changed: %s", out)
 	}
 }

@@ -29,8 +29,9 @@ type Set struct {
 // New prepares cfg's access rules; nil when none is configured.
 func New(cfg *schema.Config) *Set {
 	s := &Set{}
+	tools := cfg.Tools.Access()
 	for _, k := range []Kind{
-		{&cfg.Tools, "tools", "name", "tools/list"},
+		{&tools, "tools", "name", "tools/list"},
 		{&cfg.Prompts, "prompts", "name", "prompts/list"},
 		{&cfg.Resources, "resources", "uri", "resources/list"},
 	} {

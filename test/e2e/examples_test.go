@@ -54,7 +54,7 @@ func TestExamples(t *testing.T) {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	want := []string{"api-key.yaml", "oauth.yaml", "redis-cluster.yaml", "redis-sentinel.yaml", "redis.yaml"}
+	want := []string{"api-key.yaml", "oauth.yaml", "rate-limit-per-tool.yaml", "redis-cluster.yaml", "redis-sentinel.yaml", "redis.yaml"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("examples %v, want %v (add a case for a new one)", names, want)
 	}

@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,6 +193,22 @@ func (r *Replica) ResetStats() error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("peers: reset stats of %s: HTTP %d", r.name, resp.StatusCode)
+	}
+	return nil
+}
+
+// SetToolDescription makes a legacy replica describe the named tool with
+// description from its next tools/list on.
+func (r *Replica) SetToolDescription(name, description string) error {
+	c := &http.Client{Timeout: statsTimeout}
+	resp, err := c.Post(r.BaseURL()+"/tools/"+url.PathEscape(name)+"/description", "text/plain", strings.NewReader(description))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: set the description of %s: %s %s", r.name, name, resp.Status, b)
 	}
 	return nil
 }

@@ -12,6 +12,10 @@
 //	GET  /stats       Stats as JSON
 //	POST /stats/reset zero the counters (minted session ids are kept)
 //	GET  /healthz     200 "ok"
+//	POST /tools/{name}/description
+//	                  the request body becomes the tool's description from
+//	                  the next tools/list on (a server changing a definition
+//	                  at runtime); 204, or 404 for an unknown tool
 //
 // Tools:
 //
@@ -114,7 +118,35 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	s.mux.HandleFunc("POST /tools/{name}/description", func(w http.ResponseWriter, r *http.Request) {
+		desc, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !s.SetToolDescription(r.PathValue("name"), string(desc)) {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	return s
+}
+
+// SetToolDescription replaces the description of the named tool, keeping
+// its handler and the rest of its definition, and reports whether the tool
+// exists. Clients see it from their next tools/list on; no
+// notifications/tools/list_changed is sent (the replica declares
+// listChanged false), as with a server that changes under its clients.
+func (s *Server) SetToolDescription(name, description string) bool {
+	t := s.mcp.GetTool(name)
+	if t == nil {
+		return false
+	}
+	def := t.Tool
+	def.Description = description
+	s.mcp.AddTool(def, t.Handler)
+	return true
 }
 
 // Name returns the replica's name.
