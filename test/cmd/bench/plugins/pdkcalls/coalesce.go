@@ -36,6 +36,13 @@ func ServeCoalesced(constructor func() interface{}) {
 		}
 	}
 	flag.Parse() // go-pdk's server registered -kong-prefix
+	ServeLoop(constructor)
+}
+
+// ServeLoop is ServeCoalesced's server loop alone, for a plugin that
+// prints its own -dump: it listens on <-kong-prefix>/<name>.socket and
+// never returns.
+func ServeLoop(constructor func() interface{}) {
 	prefix := "/usr/local/kong"
 	if f := flag.Lookup("kong-prefix"); f != nil {
 		prefix = f.Value.String()
