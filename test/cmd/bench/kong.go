@@ -122,6 +122,11 @@ var (
 			}
 			return expect(r.Status == 200 && r.Session != "", "200 with a session id", r)
 		}}
+	kindListPlain = &kongKind{name: "pinned tools/list (buffered), no access rules",
+		req: func(s string) wrkRequest { return mcpPost(rpcList, sessionHeaders(s)...) },
+		check: func(r result, _ bool) error {
+			return expect(r.Status == 200 && strings.Contains(string(r.Body), `"sleep"`), "200 with sleep", r)
+		}}
 	kindList = &kongKind{name: "pinned tools/list",
 		req: func(s string) wrkRequest { return mcpPost(rpcList, sessionHeaders(s)...) },
 		check: func(r result, relay bool) error {
@@ -176,6 +181,8 @@ func kongRoutes(legacyTarget string, baseline bool) []kongRoute {
 		access("buffered", "buffering_on"),
 		response("response"),
 		response("response-get_var", "get_var:upstream_host"),
+		response("response-get_headers", "get_headers"),
+		response("response-get_ctx", "get_ctx:mcp_relay"),
 		{name: "log-serialize", service: "legacy", plugin: "bench-access-log", config: map[string]any{"log": []string{"serialize"}}},
 		{name: "access-bigconfig", service: "legacy", plugin: "bench-access", config: map[string]any{"padding": padding}},
 		{name: "none-init", service: "init"},
@@ -219,7 +226,8 @@ func kongVariants(baseline bool) []kongVariant {
 		none, relay string
 	}{
 		{kindSSE, "none", "relay"}, {kindInit, "none-init", "relay-init"}, {kindModern, "none-modern", "relay-modern"},
-		{kindNonMCP, "none", "relay"}, {kindAnon, "none-init", "relay-init"}, {kindList, "none", "relay-rules"},
+		{kindNonMCP, "none", "relay"}, {kindAnon, "none-init", "relay-init"}, {kindListPlain, "none", "relay"},
+		{kindList, "none", "relay-rules"},
 	} {
 		vs = append(vs, v(p.none, p.k, false), v(p.relay, p.k, false))
 		if baseline {
@@ -227,7 +235,8 @@ func kongVariants(baseline bool) []kongVariant {
 		}
 	}
 	for _, r := range []string{"pinning-1p", "get_method-1", "get_method-3", "get_method-5", "get_headers-5", "get_raw_body-5",
-		"set_ctx-5", "get_route-5", "get_service-5", "buffered", "response", "response-get_var", "log-serialize",
+		"set_ctx-5", "get_route-5", "get_service-5", "buffered", "response", "response-get_var", "response-get_headers",
+		"response-get_ctx", "log-serialize",
 		"access-bigconfig", "access-co", "get_method-5-co", "pinning-co", "pinning-body", "relay-calls"} {
 		vs = append(vs, v(r, kindJSON, r == "response"))
 	}
@@ -252,6 +261,8 @@ func kindID(k *kongKind) string {
 		return "anonymous"
 	case kindList:
 		return "tools-list"
+	case kindListPlain:
+		return "tools-list-plain"
 	}
 	panic("kindID: unknown kind " + k.name)
 }

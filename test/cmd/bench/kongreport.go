@@ -73,6 +73,8 @@ var costRows = []costRow{
 	}},
 	{"a Response phase doing nothing, all (buffering + Response event)", "response − access", diff("response/json", "access/json")},
 	{"`kong.nginx.get_var(\"upstream_host\")` in Response", "response-get_var − response", diff("response-get_var/json", "response/json")},
+	{"`kong.request.get_headers` in Response", "response-get_headers − response", diff("response-get_headers/json", "response/json")},
+	{"`kong.nginx.get_ctx` of a key Access did not set, in Response", "response-get_ctx − response", diff("response-get_ctx/json", "response/json")},
 	{"`kong.log.serialize()` in Log (Response: not allowed, see 6c)", "log-serialize − access-log", diff("log-serialize/json", "access-log/json")},
 	{"pinning's calls (get_headers, set_target, set_header Host)", "pinning − access", diff("pinning/json", "access/json")},
 	{"the pinning plugin run with GOMAXPROCS=1 instead of the default (the machine's cores)", "pinning-1p − pinning", diff("pinning-1p/json", "pinning/json")},
