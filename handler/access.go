@@ -284,8 +284,8 @@ func decoyID() string {
 	return "mcp-relay-decoy-" + hex.EncodeToString(b[:])
 }
 
-// lookup asks the store first without waiting, so a wait (the Log-phase race)
-// is visible in the metrics. Stores bound their own calls (the wait, each
+// lookup asks the store first without waiting, so a wait (a record learned
+// in a Log phase, after its answer) is visible in the metrics. Stores bound their own calls (the wait, each
 // Redis command's timeout): a deadline here would only cost allocations.
 func (p *Plugin) lookup(id string, wait time.Duration) (rec session.Record, found, waited bool, err error) {
 	ctx := context.Background()
