@@ -67,6 +67,7 @@ func learnNodes(t *testing.T, n int, deckYAML []byte, targets []string, logPhase
 // other node the instant the initialize answer arrives. Each finds its
 // session pinned: the record was written before the answer left the first
 // node (learned in the Log phase, after the answer, some would not be).
+// Likewise a session's DELETE ends it everywhere before its answer.
 func TestSessionRecordedBeforeItsAnswer(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := startLegacyReplicas(t, 3)
@@ -96,6 +97,13 @@ func TestSessionRecordedBeforeItsAnswer(t *testing.T) {
 				mu.Lock()
 				who[c.session] = name
 				mu.Unlock()
+				// Its DELETE ends it on both nodes before the answer (the
+				// Response phase reads the note Access left).
+				if r := c.delete(t, nodes[i%2].url); r.Status != http.StatusOK {
+					t.Errorf("session %d: DELETE %d %s", i, r.Status, r.Body)
+				} else if r := c.request(t, nodes[(i+1)%2].url, "tools/list", ""); !pluginNotFound(r) {
+					t.Errorf("session %d: the request after DELETE, through the other node: %d %s, want the plugin's 404", i, r.Status, r.Body)
+				}
 			}
 		}()
 	}
