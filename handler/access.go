@@ -17,6 +17,11 @@ import (
 // unknown session), pin it to its session's replica, and whether Kong may
 // buffer the upstream answer (only when the Response phase may rewrite it).
 func (p *Plugin) access(k kong.PDK) {
+	if !p.logState().events() {
+		w := flushAtEnd(k)
+		defer w.done()
+		k = w
+	}
 	var r request // what was read so far, for the envelope of a panic
 	defer p.catchPanic(k, "access", &r)
 	defer p.countRequest(&r)
@@ -88,6 +93,7 @@ func (p *Plugin) access(k kong.PDK) {
 		return
 	}
 
+	var n note // what the Response phase must do
 	if r.modern {
 		// Kong routes and ACLs may match on these headers: they must not lie.
 		if p.cfg.Upstream.CheckMethodHeaders && r.rpc.Kind == envelope.Single &&
@@ -99,14 +105,24 @@ func (p *Plugin) access(k kong.PDK) {
 		if exited := p.pin(k, &r); exited {
 			return
 		}
-	} else if p.store != nil && p.cfg.Session.Recover && r.rpc.Kind == envelope.Single && r.rpc.Method == "initialize" {
-		inits.put(headers, paramsOf(r.rpc.Body), time.Now()) // for recovery: see initParams
+		if r.method == "DELETE" {
+			n = note{kind: noteEnd, consumer: first(headers, hConsumerID), session: headers[hSessionID][0]}
+		}
+	} else if p.store != nil && r.rpc.Kind == envelope.Single && r.rpc.Method == "initialize" {
+		n = note{kind: noteLearn, consumer: first(headers, hConsumerID)}
+		if p.cfg.Session.Recover {
+			n.initKey = inits.put(headers, paramsOf(r.rpc.Body), time.Now()) // for recovery: see initParams
+		}
 	}
 
 	p.setMethodHeaders(k, &r)
 	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {
 		p.stream(k)
+	} else if n.kind != 0 {
+		if err := k.SetRequestNote(noteKey, n.encode()); err != nil {
+			logger.Error("leaving the Response phase its note", "err", err)
+		}
 	}
 }
 
@@ -178,7 +194,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		return true
 	}
 	id := ids[0]
-	wait := p.settings.learnWait
+	wait := p.learnWait()
 	start := time.Now()
 
 	rec, found, waited, err := p.lookup(id, wait)
@@ -253,6 +269,19 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	return false
 }
 
+// learnWait is how long a request naming an unknown session waits for its
+// record (session.learn_wait_ms): only while records may be written after
+// their initialize's answer, in a Log phase (this process's, with
+// -log-phase, or another node's through Redis, whose plugin may run with
+// -log-phase or be an older version). A record learned in the Response
+// phase exists before the client can name its session.
+func (p *Plugin) learnWait() time.Duration {
+	if p.settings.redisStore || p.logState().events() {
+		return p.settings.learnWait
+	}
+	return 0
+}
+
 // decoyID is a valid session id no one has: 32 random bytes, hex.
 func decoyID() string {
 	var b [32]byte
@@ -260,8 +289,8 @@ func decoyID() string {
 	return "mcp-relay-decoy-" + hex.EncodeToString(b[:])
 }
 
-// lookup asks the store first without waiting, so a wait (the Log-phase race)
-// is visible in the metrics. Stores bound their own calls (the wait, each
+// lookup asks the store first without waiting, so a wait (a record learned
+// in a Log phase, after its answer) is visible in the metrics. Stores bound their own calls (the wait, each
 // Redis command's timeout): a deadline here would only cost allocations.
 func (p *Plugin) lookup(id string, wait time.Duration) (rec session.Record, found, waited bool, err error) {
 	ctx := context.Background()

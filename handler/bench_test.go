@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -32,6 +33,9 @@ func (b *benchKong) ResponseStatus() (int, error)                 { return b.sta
 func (b *benchKong) ResponseHeader(string) (string, error)        { return "", nil }
 func (b *benchKong) UpstreamBody() ([]byte, error)                { return nil, nil }
 func (b *benchKong) Serialize() ([]byte, error)                   { return b.log, nil }
+func (b *benchKong) SetRequestNote(string, string) error          { return nil }
+func (b *benchKong) RequestNote(string) (string, error)           { return "", nil }
+func (b *benchKong) Route() (kong.Route, error)                   { return kong.Route{}, nil }
 
 func BenchmarkAccess(b *testing.B) {
 	mem := session.NewMemory(session.MemoryOptions{TTL: time.Hour, MaxSessions: 1000})

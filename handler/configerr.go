@@ -25,8 +25,8 @@ type invalidConfig struct {
 
 // startInvalid records err as the instance's configuration problem and
 // logs it once (the log line reaches Kong's log at error through the next
-// request's Log phase; its kind holds the error, so a different problem is
-// never held back by this one).
+// request, before its answer; its kind holds the error, so a different
+// problem is never held back by this one).
 func (p *Plugin) startInvalid(err error) error {
 	var paths []string
 	var fe *schema.FieldError

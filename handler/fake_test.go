@@ -2,7 +2,7 @@ package handler
 
 import (
 	"encoding/json"
-	"fmt"
+	"net"
 	"strconv"
 	"testing"
 
@@ -23,6 +23,8 @@ type fakeKong struct {
 	upstreamBody []byte
 	panicOn      string
 	vars         map[string]string
+	notes        map[string]string // ngx.ctx strings: what Access left for Response
+	route        kong.Route
 	optional     fakeOptional // access rules, metadata, log fields (optional_fake_test.go)
 
 	calls       []string
@@ -72,7 +74,7 @@ func (f *fakeKong) RequestBody() ([]byte, error) { f.call("request.get_raw_body"
 func (f *fakeKong) ClearBuffering() error        { f.call("nginx.set_ctx"); f.cleared = true; return nil }
 func (f *fakeKong) SetTarget(host string, port int) error {
 	f.call("service.set_target")
-	f.target = fmt.Sprintf("%s:%d", host, port)
+	f.target = net.JoinHostPort(host, strconv.Itoa(port))
 	return nil
 }
 func (f *fakeKong) SetUpstreamHeader(name, value string) error {
@@ -91,6 +93,19 @@ func (f *fakeKong) NginxVar(name string) (string, error) {
 	f.call("nginx.get_var")
 	return f.vars[name], nil
 }
+func (f *fakeKong) SetRequestNote(key, value string) error {
+	f.call("nginx.set_ctx")
+	if f.notes == nil {
+		f.notes = map[string]string{}
+	}
+	f.notes[key] = value
+	return nil
+}
+func (f *fakeKong) RequestNote(key string) (string, error) {
+	f.call("nginx.get_ctx")
+	return f.notes[key], nil
+}
+func (f *fakeKong) Route() (kong.Route, error)   { f.call("router.get_route"); return f.route, nil }
 func (f *fakeKong) ResponseStatus() (int, error) { f.call("response.get_status"); return f.status, nil }
 func (f *fakeKong) ResponseHeader(name string) (string, error) {
 	f.call("response.get_header")
@@ -125,5 +140,24 @@ func newPlugin(t testing.TB, configJSON string) *Plugin {
 	if err != nil {
 		t.Fatalf("instance: %v", err)
 	}
+	p.logs = &logPhaseState{} // no Log events unless a test says so
 	return p
+}
+
+// responseAfter runs Access with req, then returns the Response phase's
+// fake for the same request: its headers, what Access left in ngx.ctx, and
+// the upstream's answer (status, headers).
+func responseAfter(t testing.TB, p *Plugin, req *fakeKong, status int, respHeaders map[string]string) *fakeKong {
+	t.Helper()
+	p.access(req)
+	if req.exited {
+		t.Fatalf("Access answered %d %s", req.exitStatus, req.exitBody)
+	}
+	headers := req.headers
+	if len(req.body) > 0 && headers["content-length"] == nil && headers["transfer-encoding"] == nil {
+		headers, _ = req.RequestHeaders() // with the Content-Length Access saw
+		req.calls = req.calls[:len(req.calls)-1]
+	}
+	return &fakeKong{method: req.method, headers: headers, body: req.body, status: status, respHeaders: respHeaders,
+		notes: req.notes, route: req.route, vars: req.vars}
 }

@@ -35,8 +35,10 @@ const hHost = "host"
 // It must be set_header: set_headers stores go-pdk's array value in the
 // nginx variable as it is, which tostring()s it, and the replica gets
 // "Host: table: 0x..." (test/realkong pins this on Kong 3.9.1).
-// The route facts (preserve_host, the service's protocol) come free with
-// the kong.log.serialize() the Log phase reads when it learns a session.
+// The route facts (preserve_host, the service's protocol) come with the
+// learning of a session: from the route and the Host Kong sent, read in the
+// initialize's Response phase (balanced.go), or from the kong.log.serialize()
+// the Log phase reads when it learns there.
 //
 // Not known to the plugin: an upstream's host_header and targets given by
 // name (Kong sends that name); upstream.host_header covers both.
@@ -61,6 +63,20 @@ func (h *hostRule) learn(data []byte) {
 	}
 	if res[1].Str == "https" {
 		bits |= hostRuleHTTPS
+	}
+	h.bits.Store(bits)
+}
+
+// learnBalanced records what a session learned in the Response phase tells:
+// the route does not preserve Host (such sessions are not learned there),
+// and the scheme, when the Host Kong sent told it.
+func (h *hostRule) learnBalanced(scheme uint8) {
+	bits := (h.bits.Load() | hostRuleKnown) &^ hostRulePreserve
+	switch scheme {
+	case schemeHTTPS:
+		bits |= hostRuleHTTPS
+	case schemeHTTP:
+		bits &^= hostRuleHTTPS
 	}
 	h.bits.Store(bits)
 }

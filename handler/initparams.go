@@ -13,9 +13,9 @@ import (
 
 // initParams carries the params of an initialize request from Access (which
 // read its body) to Response (which sees the new session id in the answer),
-// without a PDK call: Kong gives the two phases nothing in common but the
-// request headers, which Response reads anyway. Requests are matched by a
-// hash of all their headers (Content-Length included), first in first out.
+// in the process: only their key travels in the request's note (note.go).
+// The key is a hash of all the request's headers (Content-Length included);
+// params under one key are taken first in first out.
 // Two initializes in flight at once with identical headers (same client
 // software, same credentials, same body length) may swap params; such
 // clients send the same params in practice.
@@ -58,25 +58,29 @@ func paramsOf(body []byte) string {
 	return p.Raw
 }
 
-// put remembers the params of an initialize about to be proxied.
-func (q *initParams) put(headers map[string][]string, init string, now time.Time) {
+// put remembers the params of an initialize about to be proxied, and
+// returns the key its Response phase takes them with (0: none kept).
+func (q *initParams) put(headers map[string][]string, init string, now time.Time) uint64 {
 	if init == "" {
-		return
+		return 0
 	}
-	h := q.hash(headers)
+	h := q.hash(headers) | 1 // never 0
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expire(now)
 	if len(q.pending) >= maxPendingInits {
-		return
+		return 0
 	}
 	// Copy: init points into the request body.
 	q.pending[h] = append(q.pending[h], pendingInit{init: string([]byte(init)), at: now})
+	return h
 }
 
-// take returns the params remembered for a request with these headers.
-func (q *initParams) take(headers map[string][]string, now time.Time) string {
-	h := q.hash(headers)
+// take returns the params put returned key h for.
+func (q *initParams) take(h uint64, now time.Time) string {
+	if h == 0 {
+		return ""
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	list := q.pending[h]

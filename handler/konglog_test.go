@@ -3,6 +3,7 @@ package handler
 import (
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,7 @@ func (l loggingKong) KongLog(level slog.Level, line string) error {
 func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
 	logging.Take() // what earlier tests left
 	p := New()
+	p.(*Plugin).logs = &logPhaseState{}
 	// Kong's schema rejects this (a conditional entity check); a
 	// configuration stored before that rule existed reaches the plugin.
 	if err := json.Unmarshal([]byte(`{"envelope":{"modern_auth_code":-32001}}`), p); err != nil {
@@ -42,7 +44,7 @@ func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
 	for i, id := range []string{"1", `"two"`, "3"} {
 		f := &fakeKong{method: "POST", headers: hdr("content-type", "application/json"),
 			body: []byte(`{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list"}`)}
-		p.(*Plugin).access(f)
+		p.(*Plugin).access(loggingKong{f, &lines}) // no Log events: Access writes it, before its answer
 		if f.exitStatus != 500 {
 			t.Fatalf("request %d: status %d", i, f.exitStatus)
 		}
@@ -53,7 +55,6 @@ func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
 			!strings.Contains(e["message"].(string), "config.envelope.modern_auth_code") {
 			t.Errorf("request %d: %s", i, f.exitBody)
 		}
-		p.(*Plugin).log(loggingKong{&fakeKong{}, &lines})
 	}
 	if len(lines) != 1 || lines[0].level != slog.LevelError ||
 		!strings.Contains(lines[0].text, "config.envelope.modern_auth_code") {
@@ -82,5 +83,58 @@ func TestLogPhaseFlushesOnlyPendingEvents(t *testing.T) {
 	p.log(loggingKong{f, &lines})
 	if len(f.calls) != 1 || len(lines) != 1 || lines[0].level != slog.LevelWarn {
 		t.Fatalf("calls %v, lines %+v", f.calls, lines)
+	}
+}
+
+// Without Log events, Access and Response write the waiting events as they
+// end: before an answer (no call may follow kong.response.exit), else after
+// their own work. With Log events (-log-phase), Log writes them.
+func TestAccessFlushesWithoutLogEvents(t *testing.T) {
+	logging.Take()
+	p := newPlugin(t, `{"auth":{"anonymous":"anonymous"}}`)
+	var lines []kongLine
+	plain := &fakeKong{method: "GET", headers: map[string][]string{"accept": {"text/html"}}}
+	p.access(loggingKong{plain, &lines})
+	if want := []string{"request.get_headers", "nginx.set_ctx"}; !slices.Equal(plain.calls, want) {
+		t.Fatalf("nothing pending: calls %v, want %v", plain.calls, want)
+	}
+
+	logger.Warn("session presented by another consumer", "kind", t.Name()+"-1")
+	streamed := &fakeKong{method: "GET", headers: map[string][]string{"accept": {"text/html"}}}
+	p.access(loggingKong{streamed, &lines})
+	if want := []string{"request.get_headers", "nginx.set_ctx", "log.warn"}; !slices.Equal(streamed.calls, want) || len(lines) != 1 {
+		t.Fatalf("a streamed request: calls %v, lines %+v, want %v", streamed.calls, lines, want)
+	}
+
+	logger.Warn("session presented by another consumer", "kind", t.Name()+"-2")
+	anon := &fakeKong{method: "POST", headers: hdr("x-anonymous-consumer", "true"), body: []byte(callBody)}
+	p.access(loggingKong{anon, &lines})
+	if n := len(anon.calls); n < 2 || anon.calls[n-2] != "log.warn" || anon.calls[n-1] != "response.exit" || len(lines) != 2 {
+		t.Fatalf("an answered request: calls %v, want the line before the answer", anon.calls)
+	}
+
+	p.logs.declared.Store(true)
+	logger.Warn("session presented by another consumer", "kind", t.Name()+"-3")
+	later := &fakeKong{method: "GET", headers: map[string][]string{"accept": {"text/html"}}}
+	p.access(loggingKong{later, &lines})
+	if len(later.calls) != 2 || len(lines) != 2 {
+		t.Fatalf("with Log events Access wrote %v", later.calls)
+	}
+	logFake := &fakeKong{}
+	p.log(loggingKong{logFake, &lines})
+	if len(logFake.calls) != 1 || len(lines) != 3 {
+		t.Fatalf("Log wrote %v", logFake.calls)
+	}
+}
+
+func TestPhasesFollowTheFlag(t *testing.T) {
+	defer DeclareLogPhase(logPhase.declared.Load())
+	DeclareLogPhase(false)
+	if got := Phases(); !slices.Equal(got, []string{"access", "response"}) {
+		t.Errorf("without -log-phase: %v", got)
+	}
+	DeclareLogPhase(true)
+	if got := Phases(); !slices.Equal(got, []string{"access", "response", "log"}) {
+		t.Errorf("with -log-phase: %v", got)
 	}
 }

@@ -7,12 +7,13 @@ import (
 )
 
 // learnHints carries "this answer created a session" from the Response
-// phase to the Log phase. Only Log can learn which replica Kong chose
-// (kong.log.serialize's balancer tries), but Kong gives Log no way to tell
-// one request from another without a PDK call; with the hints, Log makes
-// that call only while a new session's answer is in flight, not for every
-// request. A hint names the session id, so Log learns exactly the sessions
-// Response saw, whatever else runs concurrently.
+// phase to the Log phase, for the sessions Response cannot learn itself
+// (newsession.go): only Kong's balancer tries, in kong.log.serialize(), name
+// their replica. Kong gives Log no way to tell one request from another
+// without a PDK call; with the hints, Log makes that call only while such
+// an answer is in flight, not for every request. A hint names the session
+// id, so Log learns exactly the sessions Response saw, whatever else runs
+// concurrently.
 type learnHints struct {
 	mu       sync.Mutex
 	ids      map[string]hint // session id -> its hint
@@ -43,19 +44,21 @@ type hint struct {
 func newLearnHints() *learnHints { return &learnHints{ids: map[string]hint{}} }
 
 // add records that the answer for session id is on its way to Log.
-func (h *learnHints) add(id string, now time.Time) { h.addInit(id, now, "") }
+func (h *learnHints) add(id string, now time.Time) { _ = h.addInit(id, now, "") }
 
 // addInit is add with the params of the initialize that opened the session.
-func (h *learnHints) addInit(id string, now time.Time, init string) {
+// It returns how many hints it found expired untaken: their Log never came.
+func (h *learnHints) addInit(id string, now time.Time, init string) (expired int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.expire(now)
+	expired = h.expire(now)
 	if len(h.ids) >= maxHints {
 		h.overflow = now.Add(hintTTL)
 	} else {
 		h.ids[id] = hint{until: now.Add(hintTTL), init: init}
 	}
 	h.waiting.Store(true)
+	return expired
 }
 
 // pending tells Log, without a lock or a PDK call, whether any request may
@@ -78,15 +81,18 @@ func (h *learnHints) takeInit(id string, now time.Time) (bool, string) {
 	return ok || now.Before(h.overflow), x.init
 }
 
-// expire drops stale hints, at most once a second unless the map is full.
-func (h *learnHints) expire(now time.Time) {
+// expire drops stale hints, at most once a second unless the map is full,
+// and returns how many it dropped.
+func (h *learnHints) expire(now time.Time) (dropped int) {
 	if len(h.ids) > 0 && (now.Sub(h.lastGC) >= time.Second || len(h.ids) >= maxHints) {
 		h.lastGC = now
 		for id, x := range h.ids {
 			if now.After(x.until) {
 				delete(h.ids, id)
+				dropped++
 			}
 		}
 	}
 	h.waiting.Store(len(h.ids) > 0 || now.Before(h.overflow))
+	return dropped
 }

@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"context"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -13,17 +12,19 @@ import (
 
 // logger is the process's one logger (package logging): every line goes to
 // stderr, which Kong copies into its error log at info; lines at notice and
-// above also reach Kong's log at their level, through the Log phase
-// (flushKongLog). Values are quoted, so header values cannot forge lines.
+// above also reach Kong's log at their level (flushKongLog). Values are
+// quoted, so header values cannot forge lines.
 var logger = logging.Logger.With("plugin", "mcp-relay")
 
-// log learns new sessions from what Kong saved of the finished request
-// (kong.log.serialize(): the only place Kong tells which replica it chose).
-// Kong runs it in a timer after the client has the answer, for every
-// request; it makes no PDK call unless the Response phase saw an answer
-// create a session (learnHints). Access covers the race with the learn wait.
+// log runs only when Kong sends Log events (-log-phase: logphase.go). It
+// learns the new sessions the Response phase could not (learnHints) from
+// what Kong saved of the finished request: kong.log.serialize()'s balancer
+// tries name the replica Kong chose. Kong runs it in a timer after the
+// client has the answer, for every request; it makes no PDK call unless
+// such an answer is in flight. Access covers the race with the learn wait.
 func (p *Plugin) log(k kong.PDK) {
 	defer p.catchPanic(k, "log", nil)
+	p.logState().saw()
 	flushKongLog(k)
 	if p.store == nil || (!p.hints.pending() && !panicTest) {
 		return
@@ -49,18 +50,5 @@ func (p *Plugin) log(k kong.PDK) {
 		!validSessionID(f.responseSession, p.cfg.Session.MaxIDLength) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
-	defer cancel()
-	start := time.Now()
-	err = p.store.Learn(ctx, f.responseSession, session.Record{
-		Target: f.target, Consumer: f.consumer, Created: start, State: session.Active, Init: init, Service: f.service,
-	})
-	fleet.Learned(f.service, f.target, start)
-	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
-	if err != nil {
-		storeErrors.Inc()
-		logger.Warn("could not record session", "err", err)
-		return
-	}
-	sessionsLearned.Inc()
+	p.recordSession(f.responseSession, session.Record{Target: f.target, Consumer: f.consumer, Init: init, Service: f.service})
 }

@@ -21,7 +21,7 @@ var (
 	// Sessions and pinning.
 	sessionsLearned = counter("sessions_learned_total", "Sessions recorded after a replica answered initialize with Mcp-Session-Id.")
 	pinsHit         = counter("pins_total", "Requests sent to the replica that owns their session.")
-	pinsAfterWait   = counter("pins_after_wait_total", "Pinned requests whose session record arrived while they waited (the Log-phase race).")
+	pinsAfterWait   = counter("pins_after_wait_total", "Pinned requests whose session record arrived while they waited (learned in Kong's Log phase, on this node or another).")
 	sessionsUnknown = counter("sessions_unknown_total", "Requests with a session id no store knows (after the learn wait), answered 404 or passed.")
 	sessionsLost    = counter("sessions_lost_total", "Sessions marked lost because their replica failed (unreachable to the probes, or an upstream 502/504).")
 	sessionsEnded   = counter("sessions_ended_total", "Sessions ended by a DELETE the replica accepted.")
@@ -30,6 +30,10 @@ var (
 		Namespace: "mcp_relay", Name: "replicas_down",
 		Help: "Pinned replicas the plugin's probes cannot connect to (counted once per route watching them).",
 	})
+	sessionsUnlearned = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "sessions_unlearned_total",
+		Help: "New sessions the initialize's Response phase could not pin (its answer names no replica) while Kong sends the plugin no Log event (start it with -log-phase), by reason.",
+	}, []string{"reason"})
 
 	// Session recovery (recovery.go).
 	sessionsRecovered = counter("sessions_recovered_total",
@@ -117,12 +121,15 @@ func sessionsFileMetrics() []prometheus.Collector {
 }
 
 func init() {
-	registry.MustRegister(replicasDown, recoveryFailures, recoveryLatency, storeLatency, storeUp,
+	registry.MustRegister(replicasDown, sessionsUnlearned, recoveryFailures, recoveryLatency, storeLatency, storeUp,
 		envelopes, requestsByMethod, hiddenEntries, toolChanges)
 	registry.MustRegister(sessionsFileMetrics()...)
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range recoveryFailureReasons {
 		recoveryFailures.WithLabelValues(r)
+	}
+	for _, r := range unnamedReasons {
+		sessionsUnlearned.WithLabelValues(r)
 	}
 }
 

@@ -30,6 +30,7 @@ type Plugin struct {
 	bufferMethods []string  // sorted, for binary search
 	store         session.Store
 	hints         *learnHints    // the process's; tests may give an instance its own
+	logs          *logPhaseState // the process's; tests may give an instance its own
 	replicas      *replica.Watch // nil: no probes
 
 	rules    *rules.Set        // nil: no access rules (authz.go)
@@ -107,6 +108,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	p.store = store
 	p.initPins(&cfg)
 	p.hints = hints
+	p.logs = logPhase
 	if store != nil && p.settings.replicaProbe > 0 {
 		p.replicas = replica.NewWatch(replica.WatchOptions{
 			Interval: p.settings.replicaProbe, Fleet: fleet, Changed: replicaChanged,

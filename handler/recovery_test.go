@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mcp-relay/mcp-relay/handler/replica"
+	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -221,8 +222,8 @@ func TestDeleteEndsBothIDs(t *testing.T) {
 			_ = mem.Learn(ctx, "c", session.Record{Target: "10.0.0.1:1", Consumer: "alice", Upstream: "u", Init: testInit})
 			_ = mem.Learn(ctx, "u", session.Record{Target: "10.0.0.1:1", Consumer: "alice", Alias: "c", Init: testInit})
 			id := map[string]string{"client": "c", "upstream": "u"}[via]
-			f := &fakeKong{status: 200, method: "DELETE", headers: map[string][]string{"mcp-session-id": {id}, "x-consumer-id": {"alice"}}}
-			p.response(f)
+			req := &fakeKong{method: "DELETE", headers: map[string][]string{"mcp-session-id": {id}, "x-consumer-id": {"alice"}}}
+			p.response(responseAfter(t, p, req, 200, nil))
 			for _, x := range []string{"c", "u"} {
 				if rec := lookup(t, mem, x); rec.State != session.Ended {
 					t.Errorf("after DELETE of %s: %s is %v, want ended", id, x, rec.State)
@@ -328,14 +329,17 @@ func TestInitParams(t *testing.T) {
 	now := time.Now()
 	h1 := map[string][]string{"content-length": {"10"}, "apikey": {"a"}}
 	h2 := map[string][]string{"content-length": {"11"}, "apikey": {"a"}}
-	q.put(h1, "one", now)
+	k1 := q.put(h1, "one", now)
 	q.put(h1, "two", now)
-	q.put(h2, "three", now)
-	if a, b, c := q.take(h1, now), q.take(h2, now), q.take(h1, now); a != "one" || b != "three" || c != "two" {
+	k2 := q.put(h2, "three", now)
+	if a, b, c := q.take(k1, now), q.take(k2, now), q.take(k1, now); a != "one" || b != "three" || c != "two" || k1 == k2 {
 		t.Errorf("take = %q %q %q, want first in first out per headers", a, b, c)
 	}
-	q.put(h1, "stale", now)
-	if got := q.take(h1, now.Add(initTTL+time.Second)); got != "" {
+	if q.put(h1, "", now) != 0 || q.take(0, now) != "" {
+		t.Errorf("no params: want key 0, taking nothing")
+	}
+	k1 = q.put(h1, "stale", now)
+	if got := q.take(k1, now.Add(initTTL+time.Second)); got != "" {
 		t.Errorf("stale params taken: %q", got)
 	}
 }
@@ -345,16 +349,23 @@ func TestLearnKeepsInitParams(t *testing.T) {
 	p, mem := pinned(t, `{}`)
 	p.hints = newLearnHints()
 	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":` + testInit + `}`
-	headers := hdr("x-consumer-id", "alice")
-	a := &fakeKong{method: "POST", headers: headers, body: []byte(body)}
-	p.access(a)
-	reqHeaders, _ := a.RequestHeaders() // what Response reads again
-	r := &fakeKong{status: 200, method: "POST", headers: reqHeaders, respHeaders: map[string]string{"Mcp-Session-Id": "new-1"}}
-	p.response(r)
-	log := strings.Replace(serialized("POST", 200, "", "new-1", "alice", "10.0.0.3", 8080), `"tries"`, `"service":{"id":"svc-1"},"tries"`, 1)
-	p.log(&fakeKong{serialized: log})
+	a := &fakeKong{method: "POST", headers: hdr("x-consumer-id", "alice"), body: []byte(body),
+		vars: map[string]string{"upstream_host": "10.0.0.3:8080"}, route: kong.Route{ServiceID: "svc-1"}}
+	p.response(responseAfter(t, p, a, 200, map[string]string{"Mcp-Session-Id": "new-1"}))
 	if rec := lookup(t, mem, "new-1"); rec.Init != testInit || rec.Target != "10.0.0.3:8080" || rec.Service != "svc-1" {
-		t.Errorf("learned record = %+v, want the initialize params and the service", rec)
+		t.Errorf("learned in Response: %+v, want the initialize params and the service", rec)
+	}
+
+	// Learned in Log (a preserve_host route, -log-phase): the params travel
+	// with the hint.
+	p.logs.declared.Store(true)
+	b := &fakeKong{method: "POST", headers: hdr("x-consumer-id", "alice"), body: []byte(body),
+		route: kong.Route{ServiceID: "svc-1", PreserveHost: true}}
+	p.response(responseAfter(t, p, b, 200, map[string]string{"Mcp-Session-Id": "new-2"}))
+	log := strings.Replace(serialized("POST", 200, "", "new-2", "alice", "10.0.0.3", 8080), `"tries"`, `"service":{"id":"svc-1"},"tries"`, 1)
+	p.log(&fakeKong{serialized: log})
+	if rec := lookup(t, mem, "new-2"); rec.Init != testInit || rec.Target != "10.0.0.3:8080" || rec.Service != "svc-1" {
+		t.Errorf("learned in Log: %+v, want the initialize params and the service", rec)
 	}
 }
 

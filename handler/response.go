@@ -2,17 +2,24 @@ package handler
 
 import (
 	"context"
-	"time"
 
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
 // response runs only for requests Access left buffered (initialize, lists,
-// DELETE ...), before the client sees the answer. It ends sessions whose
-// DELETE the replica accepted, and rewrites upstream.rewrite_statuses into
-// envelopes echoing the request's id; everything else passes as sent.
+// DELETE ...), before the client sees the answer. It learns the session an
+// initialize answer created, ends sessions whose DELETE the replica
+// accepted, and rewrites upstream.rewrite_statuses into envelopes echoing
+// the request's id; everything else passes as sent. A buffered answer that
+// needs none of it costs two PDK calls: its status and the request's note
+// (note.go).
 func (p *Plugin) response(k kong.PDK) {
+	if !p.logState().events() {
+		w := flushAtEnd(k)
+		defer w.done()
+		k = w
+	}
 	defer p.catchPanic(k, "response", nil)
 
 	status, err := k.ResponseStatus()
@@ -30,34 +37,50 @@ func (p *Plugin) response(k kong.PDK) {
 		return
 	}
 
-	// Read the request again rather than pay for carrying it from Access on
-	// every request.
-	headers, err := read.headers(k)
-	if err != nil {
-		logger.Error("reading request headers", "err", err)
-		return
-	}
-	r := newRequest(headers)
-	if settles && !r.modern {
-		if len(headers[hSessionID]) == 0 {
-			if status/100 == 2 {
-				p.hintLearn(k, headers)
+	var headers map[string][]string
+	var r request
+	// Access rules read the headers of a list answer: a list request has
+	// nothing to settle.
+	if settles && read == nil {
+		raw, err := k.RequestNote(noteKey)
+		if err != nil {
+			logger.Error("reading the request's note", "err", err)
+			return
+		}
+		switch n := decodeNote(raw); {
+		case n.kind == noteLearn && status/100 == 2:
+			p.learnSession(k, n)
+		case n.kind == noteEnd:
+			// Here, not in Log: Log runs after the client has the answer,
+			// and its next request must already find the session ended.
+			p.settle(n.session, n.consumer, session.Ended)
+		case n.kind == 0 && status == 404:
+			// A pinned request's replica may have forgotten its session.
+			if headers, err = read.headers(k); err != nil {
+				logger.Error("reading request headers", "err", err)
+				return
 			}
-		} else if !r.mayHaveBody() { // a DELETE has no body: skip the call for POSTs
-			if r.method, err = k.RequestMethod(); err == nil && r.method == "DELETE" {
-				// Here, not in Log: Log runs after the client has the answer,
-				// and its next request must already find the session ended.
-				p.settle(headers, session.Ended)
+			r = newRequest(headers)
+			if !r.modern && len(headers[hSessionID]) > 0 && r.mayHaveBody() && p.resendAfter404(k, headers, &r) {
+				return // recovered: the client has the new session's answer
 			}
-		} else if status == 404 && p.resendAfter404(k, headers, &r) {
-			return // recovered: the client has the new session's answer
 		}
 	}
-	if !rewrite || len(headers[hPreflight]) > 0 { // a CORS preflight is never rewritten
+	if !rewrite {
 		return
 	}
-	if p.store != nil && (status == 502 || status == 504) {
-		p.settle(headers, session.Lost)
+	if headers == nil {
+		if headers, err = read.headers(k); err != nil {
+			logger.Error("reading request headers", "err", err)
+			return
+		}
+		r = newRequest(headers)
+	}
+	if len(headers[hPreflight]) > 0 { // a CORS preflight is never rewritten
+		return
+	}
+	if ids := headers[hSessionID]; p.store != nil && (status == 502 || status == 504) && len(ids) == 1 {
+		p.settle(ids[0], first(headers, hConsumerID), session.Lost)
 	}
 
 	if r.mayHaveBody() {
@@ -78,36 +101,20 @@ func (p *Plugin) response(k kong.PDK) {
 	p.replyDetail(k, &r, why, wwwAuth, detail)
 }
 
-// hintLearn tells Log that this answer created a session, when it did.
-func (p *Plugin) hintLearn(k kong.PDK, headers map[string][]string) {
-	id, err := k.ResponseHeader("Mcp-Session-Id")
-	if err != nil {
-		logger.Error("reading response Mcp-Session-Id", "err", err)
-		return
-	}
-	if id != "" && validSessionID(id, p.cfg.Session.MaxIDLength) {
-		var init string
-		if p.cfg.Session.Recover {
-			init = inits.take(headers, time.Now())
-		}
-		p.hints.addInit(id, time.Now(), init)
-	}
-}
-
-// settle ends or loses the session a request named, when it is its
-// consumer's: Access has then sent the request to the session's replica.
-func (p *Plugin) settle(headers map[string][]string, state session.State) {
-	ids := headers[hSessionID]
-	if len(ids) != 1 {
+// settle ends or loses session id, named by a request of consumer, when it
+// is that consumer's: Access has then sent the request to the session's
+// replica.
+func (p *Plugin) settle(id, consumer string, state session.State) {
+	if id == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 	defer cancel()
-	if rec, own := p.ownRecord(ctx, ids[0], first(headers, hConsumerID)); own {
-		p.setState(ctx, ids[0], state)
+	if rec, own := p.ownRecord(ctx, id, consumer); own {
+		p.setState(ctx, id, state)
 		if state == session.Ended { // a recovered session's other ids end with it
 			for _, other := range []string{rec.Upstream, rec.Alias} {
-				if other != "" && other != ids[0] {
+				if other != "" && other != id {
 					p.setState(ctx, other, state)
 				}
 			}

@@ -3,10 +3,12 @@ package handler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -61,6 +63,7 @@ func TestPinHostHeader(t *testing.T) {
 
 func TestPinRecordArrivingDuringWait(t *testing.T) {
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":2000}}`)
+	p.logs.declared.Store(true) // records may come from Log, after their answer
 	go func() {
 		time.Sleep(20 * time.Millisecond) // the Log phase of initialize, late
 		learn(t, mem, "late", "10.0.0.8:8080", "")
@@ -167,61 +170,156 @@ func serialized(method string, status int, reqSession, respSession, consumer, ip
 		method, reqSession, consumer, status, respSession, tries)
 }
 
-// TestLearnFromResponseHint: Response hints the session an initialize
-// answer created; Log asks Kong (serialize) only while a hint is pending
-// and learns exactly the hinted sessions.
-func TestLearnFromResponseHint(t *testing.T) {
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`
+
+// balancedTo is the Response phase's view of a request Kong balanced to
+// upstreamHost (its upstream_host) on a route of service svc-1.
+func balancedTo(upstreamHost string) (map[string]string, kong.Route) {
+	return map[string]string{"upstream_host": upstreamHost, "upstream_scheme": "http"}, kong.Route{ServiceID: "svc-1"}
+}
+
+// TestLearnInResponse: an initialize's Response phase records its session
+// before the client has the answer: status, the note Access left, the
+// answer's Mcp-Session-Id, the route and upstream_host; the Log phase, which
+// Kong does not run, is not needed.
+func TestLearnInResponse(t *testing.T) {
 	ctx := context.Background()
 	p, mem := pinned(t, `{}`)
-	p.hints = newLearnHints()
-
-	// No hint: Log makes no PDK call at all.
-	idle := &fakeKong{serialized: serialized("POST", 200, "", "unhinted", "alice", "127.0.0.1", 9101)}
-	p.log(idle)
-	if len(idle.calls) != 0 {
-		t.Fatalf("Log without a pending hint made PDK calls %v", idle.calls)
+	req := &fakeKong{method: "POST", headers: hdr("x-consumer-id", "alice"), body: []byte(initBody)}
+	req.vars, req.route = balancedTo("10.0.0.7:8080")
+	f := responseAfter(t, p, req, 200, map[string]string{"Mcp-Session-Id": "new-sess"})
+	// Access: headers, body, the note (buffered: no set_ctx to stream).
+	if want := []string{"request.get_headers", "request.get_raw_body", "nginx.set_ctx"}; !slices.Equal(req.calls, want) || req.cleared {
+		t.Fatalf("Access calls %v (cleared %v), want %v", req.calls, req.cleared, want)
 	}
-
-	// A 2026-07-28 answer never creates a session: no hint, no third call.
-	modern := &fakeKong{status: 200, headers: hdr("mcp-protocol-version", "2026-07-28"),
-		respHeaders: map[string]string{"Mcp-Session-Id": "modern-sess"}}
-	p.response(modern)
-	if p.hints.pending() || len(modern.calls) != 2 {
-		t.Fatalf("2026-07-28 answer hinted (%v) or calls %v", p.hints.pending(), modern.calls)
+	p.response(f)
+	want := []string{"response.get_status", "nginx.get_ctx", "response.get_header", "router.get_route", "nginx.get_var"}
+	if !slices.Equal(f.calls, want) || f.exited {
+		t.Fatalf("Response calls %v (exited %v), want %v", f.calls, f.exited, want)
 	}
-
-	// The initialize answer passes Response: status, request headers, the
-	// answer's Mcp-Session-Id.
-	init := &fakeKong{status: 200, headers: hdr("x-consumer-id", "alice"), body: []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize"}`),
-		respHeaders: map[string]string{"Mcp-Session-Id": "new-sess"}}
-	p.response(init)
-	if len(init.calls) != 3 || init.exited {
-		t.Fatalf("Response calls %v (exited %v), want 3", init.calls, init.exited)
-	}
-
-	// Another request's Log while the hint is pending: one serialize, nothing learned.
-	other := &fakeKong{serialized: serialized("POST", 200, "", "not-hinted", "bob", "127.0.0.1", 9102)}
-	p.log(other)
-	if _, found, _ := mem.Lookup(ctx, "not-hinted", 0); found || len(other.calls) != 1 {
-		t.Fatalf("unhinted session learned (%v) or calls %v", found, other.calls)
-	}
-
-	f := &fakeKong{serialized: serialized("POST", 200, "", "new-sess", "alice", "127.0.0.1", 9101)}
-	p.log(f)
 	rec, found, _ := mem.Lookup(ctx, "new-sess", 0)
-	if !found || rec.Target != "127.0.0.1:9101" || rec.Consumer != "alice" || rec.State != session.Active {
+	if !found || rec.Target != "10.0.0.7:8080" || rec.Consumer != "alice" || rec.Service != "svc-1" || rec.State != session.Active {
 		t.Fatalf("initialize not learned: %+v found=%v", rec, found)
 	}
-	if len(f.calls) != 1 {
-		t.Errorf("Log PDK calls = %v, want one serialize", f.calls)
-	}
 	if p.hints.pending() {
-		t.Errorf("hint still pending after its Log")
+		t.Error("a session learned in Response left a hint for Log")
 	}
-	after := &fakeKong{}
-	p.log(after)
-	if len(after.calls) != 0 {
-		t.Errorf("Log after the hint was taken made calls %v", after.calls)
+	if p.learnWait() != 0 {
+		t.Errorf("memory store without Log events: learn wait %v, want none", p.learnWait())
+	}
+
+	// A 2026-07-28 answer never creates a session: no note, nothing read.
+	modern := &fakeKong{method: "POST", headers: hdr("mcp-protocol-version", "2026-07-28", "mcp-method", "initialize"), body: []byte(initBody)}
+	g := responseAfter(t, p, modern, 200, map[string]string{"Mcp-Session-Id": "modern-sess"})
+	p.response(g)
+	if _, found, _ := mem.Lookup(ctx, "modern-sess", 0); found || len(g.calls) != 2 {
+		t.Fatalf("2026-07-28 answer learned (%v) or calls %v", found, g.calls)
+	}
+	// An error answer creates nothing.
+	failed := &fakeKong{method: "POST", headers: hdr(), body: []byte(initBody)}
+	failed.vars, failed.route = balancedTo("10.0.0.7:8080")
+	h := responseAfter(t, p, failed, 500, map[string]string{"Mcp-Session-Id": "err-sess"})
+	p.response(h)
+	if _, found, _ := mem.Lookup(ctx, "err-sess", 0); found {
+		t.Fatal("a 500 answer's session was learned")
+	}
+}
+
+// TestLearnedTargetAndHost: what the Response phase makes of upstream_host,
+// and the Host pinned requests of the session then send.
+func TestLearnedTargetAndHost(t *testing.T) {
+	tests := []struct {
+		upstreamHost, scheme string
+		wantTarget, wantHost string // wantHost "": set_target's bare host, no set_header
+	}{
+		{"10.0.0.7:8080", "http", "10.0.0.7:8080", "10.0.0.7:8080"},
+		{"10.0.0.7", "http", "10.0.0.7:80", ""},
+		{"10.0.0.7", "https", "10.0.0.7:443", ""},
+		{"10.0.0.7:80", "https", "10.0.0.7:80", "10.0.0.7:80"},
+		{"10.0.0.7:443", "http", "10.0.0.7:443", "10.0.0.7:443"},
+		{"[fd00::7]:8080", "http", "[fd00::7]:8080", "[fd00::7]:8080"},
+		{"[fd00::7]", "http", "[fd00::7]:80", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.upstreamHost+" "+tt.scheme, func(t *testing.T) {
+			p, mem := pinned(t, `{}`)
+			req := &fakeKong{method: "POST", headers: hdr(), body: []byte(initBody)}
+			req.vars, req.route = balancedTo(tt.upstreamHost)
+			req.vars["upstream_scheme"] = tt.scheme
+			f := responseAfter(t, p, req, 200, map[string]string{"Mcp-Session-Id": "s"})
+			p.response(f)
+			rec, found, _ := mem.Lookup(context.Background(), "s", 0)
+			if !found || rec.Target != tt.wantTarget {
+				t.Fatalf("learned %+v (found %v), want target %s", rec, found, tt.wantTarget)
+			}
+			pin := &fakeKong{method: "POST", headers: hdr("mcp-session-id", "s"), body: []byte(callBody)}
+			p.access(pin)
+			if pin.target != tt.wantTarget || pin.upstreamSet["Host"] != tt.wantHost {
+				t.Errorf("pinned to %q with Host %q, want %q with %q", pin.target, pin.upstreamSet["Host"], tt.wantTarget, tt.wantHost)
+			}
+		})
+	}
+}
+
+// TestUnnamedReplicaNeedsLogPhase: on a preserve_host route, or when Kong
+// balanced to a name, the answer does not name the replica. Without Log
+// events the session is not pinned, counted and logged; with them the Log
+// phase learns it from serialize's tries, making no call for other requests.
+func TestUnnamedReplicaNeedsLogPhase(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		why   string
+		route kong.Route
+		host  string
+	}{
+		{unnamedPreserveHost, kong.Route{ServiceID: "svc-1", PreserveHost: true}, "gateway.example:8000"},
+		{unnamedName, kong.Route{ServiceID: "svc-1"}, "mcp-1.internal:8080"},
+	} {
+		t.Run(tt.why, func(t *testing.T) {
+			p, mem := pinned(t, `{}`)
+			p.hints = newLearnHints()
+			before := counterValue(sessionsUnlearned.WithLabelValues(tt.why))
+			req := &fakeKong{method: "POST", headers: hdr("x-consumer-id", "alice"), body: []byte(initBody),
+				vars: map[string]string{"upstream_host": tt.host}, route: tt.route}
+			f := responseAfter(t, p, req, 200, map[string]string{"Mcp-Session-Id": "lost-" + tt.why})
+			p.response(f)
+			if _, found, _ := mem.Lookup(ctx, "lost-"+tt.why, 0); found {
+				t.Fatal("a session whose replica is unnamed was learned")
+			}
+			if got := counterValue(sessionsUnlearned.WithLabelValues(tt.why)) - before; got != 1 {
+				t.Errorf("sessions_unlearned_total{reason=%s} grew by %v, want 1", tt.why, got)
+			}
+
+			// With -log-phase: Log learns it from Kong's balancer tries.
+			p.hints = newLearnHints()
+			p.logs.declared.Store(true)
+			if p.learnWait() != p.settings.learnWait {
+				t.Errorf("with Log events the learn wait is %v, want %v", p.learnWait(), p.settings.learnWait)
+			}
+			before = counterValue(sessionsUnlearned.WithLabelValues(tt.why))
+			id := "later-" + tt.why
+			g := responseAfter(t, p, req, 200, map[string]string{"Mcp-Session-Id": id})
+			p.response(g)
+			if counterValue(sessionsUnlearned.WithLabelValues(tt.why)) != before || !p.hints.pending() {
+				t.Fatalf("with Log events: counted as unlearned, or no hint for Log (pending %v)", p.hints.pending())
+			}
+			other := &fakeKong{serialized: serialized("POST", 200, "", "not-hinted", "bob", "127.0.0.1", 9102)}
+			p.log(other)
+			if _, found, _ := mem.Lookup(ctx, "not-hinted", 0); found || len(other.calls) != 1 {
+				t.Fatalf("unhinted session learned (%v) or calls %v", found, other.calls)
+			}
+			l := &fakeKong{serialized: serialized("POST", 200, "", id, "alice", "127.0.0.1", 9101)}
+			p.log(l)
+			rec, found, _ := mem.Lookup(ctx, id, 0)
+			if !found || rec.Target != "127.0.0.1:9101" || rec.Consumer != "alice" || len(l.calls) != 1 {
+				t.Fatalf("Log learned %+v (found %v) with calls %v, want 127.0.0.1:9101 with one serialize", rec, found, l.calls)
+			}
+			idle := &fakeKong{}
+			p.log(idle)
+			if p.hints.pending() || len(idle.calls) != 0 {
+				t.Errorf("after the hint was taken: pending %v, Log calls %v", p.hints.pending(), idle.calls)
+			}
+		})
 	}
 }
 
@@ -260,22 +358,20 @@ func TestResponseEndsDeletedSessions(t *testing.T) {
 		wantState session.State
 		wantCalls int
 	}{
-		{"owner's DELETE accepted", "DELETE", 200, "alice", session.Ended, 3},
-		{"owner's DELETE answered 405", "DELETE", 405, "alice", session.Ended, 3},
+		{"owner's DELETE accepted", "DELETE", 200, "alice", session.Ended, 2},
+		{"owner's DELETE answered 405", "DELETE", 405, "alice", session.Ended, 2},
 		{"owner's DELETE refused", "DELETE", 400, "alice", session.Active, 1},
-		{"another consumer's DELETE", "DELETE", 200, "mallory", session.Active, 3},
 		{"a buffered POST", "POST", 200, "alice", session.Active, 2},
-		{"a session's bodyless GET", "GET", 200, "alice", session.Active, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, mem := pinned(t, `{}`)
 			learn(t, mem, "s2", "127.0.0.1:9102", "alice")
-			f := &fakeKong{method: tt.method, status: tt.status,
-				headers: map[string][]string{"mcp-session-id": {"s2"}, "x-consumer-id": {tt.consumer}}}
-			if tt.method == "POST" { // a body: Response knows it is no DELETE without asking
-				f.body = []byte(callBody)
+			req := &fakeKong{method: tt.method, headers: map[string][]string{"mcp-session-id": {"s2"}, "x-consumer-id": {tt.consumer}}}
+			if tt.method == "POST" {
+				req.body = []byte(`{"jsonrpc":"2.0","id":42,"method":"tools/list"}`)
 			}
+			f := responseAfter(t, p, req, tt.status, nil)
 			p.response(f)
 			if rec, _, _ := mem.Lookup(ctx, "s2", 0); rec.State != tt.wantState {
 				t.Errorf("state %v, want %v", rec.State, tt.wantState)
@@ -284,6 +380,15 @@ func TestResponseEndsDeletedSessions(t *testing.T) {
 				t.Errorf("calls %v (exited %v), want %d", f.calls, f.exited, tt.wantCalls)
 			}
 		})
+	}
+	// The note names the consumer Access saw: another consumer's DELETE
+	// (bind_consumer keeps it from the replica anyway) ends nothing.
+	p, mem := pinned(t, `{}`)
+	learn(t, mem, "s3", "127.0.0.1:9102", "alice")
+	f := &fakeKong{status: 200, notes: map[string]string{noteKey: note{kind: noteEnd, consumer: "mallory", session: "s3"}.encode()}}
+	p.response(f)
+	if rec, _, _ := mem.Lookup(ctx, "s3", 0); rec.State != session.Active {
+		t.Errorf("another consumer's DELETE: state %v, want active", rec.State)
 	}
 }
 

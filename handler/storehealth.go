@@ -71,7 +71,7 @@ func (p *Plugin) watchStore(redis session.RedisConfig) {
 	if first {
 		// The first instance of a store checks it before it starts serving,
 		// briefly (a refused connection fails in microseconds), so that
-		// the first request's Log phase already reports a dead Redis.
+		// the first request already reports a dead Redis.
 		h.mu.Lock()
 		h.checking = true
 		h.mu.Unlock()

@@ -41,6 +41,15 @@ func (a Adapter) Exit(status int, body []byte, headers map[string][]string) {
 
 func (a Adapter) NginxVar(name string) (string, error) { return a.k.Nginx.GetVar(name) }
 
+func (a Adapter) SetRequestNote(key, value string) error { return a.k.Nginx.SetCtx(key, value) }
+
+func (a Adapter) RequestNote(key string) (string, error) { return a.k.Nginx.GetCtxString(key) }
+
+func (a Adapter) Route() (Route, error) {
+	r, err := a.k.Router.GetRoute()
+	return Route{ServiceID: r.Service.Id, PreserveHost: r.PreserveHost}, err
+}
+
 func (a Adapter) ResponseStatus() (int, error) { return a.k.Response.GetStatus() }
 
 func (a Adapter) ResponseHeader(name string) (string, error) { return a.k.Response.GetHeader(name) }

@@ -21,8 +21,17 @@ type PDK interface {
 	// values as arrays) would make it "table: 0x...".
 	SetUpstreamHeader(name, value string) error
 	// NginxVar reads an nginx variable (kong.nginx.get_var), e.g. the
-	// upstream_scheme and upstream_uri Kong sets before plugins run.
+	// upstream_scheme and upstream_uri Kong sets before plugins run, or
+	// upstream_host, which names the target Kong balanced to once it has.
 	NginxVar(name string) (string, error)
+	// SetRequestNote and RequestNote write and read one string in ngx.ctx
+	// (kong.nginx.set_ctx, get_ctx): what Access leaves for the same
+	// request's Response phase. A key never set reads as "".
+	SetRequestNote(key, value string) error
+	RequestNote(key string) (string, error)
+	// Route is the matched route (kong.router.get_route): the facts of it
+	// the plugin needs.
+	Route() (Route, error)
 	// Exit ends the request with the given answer (Access or Response phase).
 	Exit(status int, body []byte, headers map[string][]string)
 
@@ -38,4 +47,12 @@ type PDK interface {
 	// Used only when their features are configured (access rules,
 	// resource metadata, log fields): see optional.go.
 	OptionalPDK
+}
+
+// Route is what the plugin reads of Kong's route entity.
+type Route struct {
+	// ServiceID is the id of the route's service ("" for a route without one).
+	ServiceID string
+	// PreserveHost: Kong sends the client's Host upstream, not the target's.
+	PreserveHost bool
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,12 +37,30 @@ const MetricsAddrEnv = "MCP_RELAY_METRICS_ADDR"
 var metricsAddr = flag.String("metrics-addr", os.Getenv(MetricsAddrEnv),
 	"address to serve Prometheus metrics on, e.g. 127.0.0.1:9542 (default $"+MetricsAddrEnv+"; empty: off)")
 
+// LogPhaseEnv names the environment variable that turns -log-phase on ("on",
+// "true" or "1") when the flag is not given.
+const LogPhaseEnv = "MCP_RELAY_LOG_PHASE"
+
+var logPhase = flag.Bool("log-phase", envOn(LogPhaseEnv),
+	"declare Kong's Log phase and learn there the new sessions whose initialize answer does not name the replica "+
+		"(routes with preserve_host, targets given by name, an upstream host_header); costs every request Kong's Log event. "+
+		"Give it to both pluginserver_mcp_relay_start_cmd and query_cmd (default $"+LogPhaseEnv+")")
+
+func envOn(name string) bool {
+	switch strings.ToLower(os.Getenv(name)) {
+	case "on", "true", "1", "yes":
+		return true
+	}
+	return false
+}
+
 func main() {
 	// go-pdk registered -dump, -kong-prefix and -help on the default flag set.
 	flag.Parse()
 	// One logger for the process: go-pdk's standard-log lines go through it
 	// too, without its benign closed-socket line.
 	logging.Install()
+	handler.DeclareLogPhase(*logPhase)
 	if *toolDigests {
 		runToolDigests()
 	}
@@ -74,8 +93,7 @@ func dump() error {
 	}
 	name := filepath.Base(exe)
 	prefix := flag.Lookup("kong-prefix").Value.String()
-	out, err := schema.DumpInfo(name, Version, Priority, []string{"access", "response", "log"},
-		filepath.Join(prefix, name+".socket"))
+	out, err := schema.DumpInfo(name, Version, Priority, handler.Phases(), filepath.Join(prefix, name+".socket"))
 	if err != nil {
 		return err
 	}

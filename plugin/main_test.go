@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -39,5 +40,42 @@ func TestDumpIsWhatKongReads(t *testing.T) {
 	if err := json.Unmarshal(out, &info); err != nil || info.Protocol != "ProtoBuf:1" || len(info.Plugins) != 1 ||
 		info.Plugins[0].Name != "mcp-relay" || info.Plugins[0].Priority != Priority {
 		t.Errorf("dump: %v %+v", err, info)
+	}
+}
+
+// TestDumpLogPhase: Kong sends Log events only to a plugin whose -dump lists
+// the phase: -log-phase (or MCP_RELAY_LOG_PHASE=on) adds it.
+func TestDumpLogPhase(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "mcp-relay")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	phases := func(env []string, args ...string) []string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-dump"}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("-dump %v: %v", args, err)
+		}
+		var info struct{ Plugins []struct{ Phases []string } }
+		if err := json.Unmarshal(out, &info); err != nil || len(info.Plugins) != 1 {
+			t.Fatalf("dump: %v %s", err, out)
+		}
+		return info.Plugins[0].Phases
+	}
+	for _, tt := range []struct {
+		env  []string
+		args []string
+		want []string
+	}{
+		{[]string{LogPhaseEnv + "="}, nil, []string{"access", "response"}},
+		{[]string{LogPhaseEnv + "="}, []string{"-log-phase"}, []string{"access", "response", "log"}},
+		{[]string{LogPhaseEnv + "=on"}, nil, []string{"access", "response", "log"}},
+		{[]string{LogPhaseEnv + "=on"}, []string{"-log-phase=false"}, []string{"access", "response"}},
+	} {
+		if got := phases(tt.env, tt.args...); !slices.Equal(got, tt.want) {
+			t.Errorf("%v -dump %v: phases %v, want %v", tt.env, tt.args, got, tt.want)
+		}
 	}
 }

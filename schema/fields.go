@@ -229,8 +229,10 @@ var root = &field{
 				},
 				{
 					name: "learn_wait_ms", typ: kInteger, required: true, def: 250, between: rng(0, 5000),
-					doc: "Milliseconds a request naming a not-yet-known session waits for its record " +
-						"(Kong records a new session only after the client already has the initialize answer).",
+					doc: "Milliseconds a request naming a not-yet-known session waits for its record, where a record may be " +
+						"written after the client has its initialize answer: with the `redis` store (another node may learn its " +
+						"sessions in Kong's Log phase) or when mcp-relay runs with -log-phase. Otherwise sessions are recorded " +
+						"before the answer leaves Kong, and no request waits.",
 				},
 				{
 					name: "unknown", typ: kString, required: true, def: "reject",

@@ -36,7 +36,7 @@ func golden(t *testing.T, name string, got []byte) {
 
 // TestDumpGolden pins the exact bytes `mcp-relay -dump` prints.
 func TestDumpGolden(t *testing.T) {
-	out, err := DumpInfo("mcp-relay", "0.1.0", 1000, []string{"access", "response", "log"}, "/usr/local/kong/mcp-relay.socket")
+	out, err := DumpInfo("mcp-relay", "0.1.0", 1000, []string{"access", "response"}, "/usr/local/kong/mcp-relay.socket")
 	if err != nil {
 		t.Fatal(err)
 	}

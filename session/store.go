@@ -65,8 +65,9 @@ var ErrUnavailable = errors.New("session store unavailable")
 // All methods are safe for concurrent use.
 type Store interface {
 	// Lookup returns the record of id. When no record exists yet it waits up
-	// to wait for one to be learned (the Log phase runs after the client got
-	// the initialize answer) and returns found=false if none arrives. Lookups
+	// to wait for one to be learned (a record learned in Kong's Log phase
+	// lands after the client got the initialize answer) and returns
+	// found=false if none arrives. Lookups
 	// of known records slide their expiry without writing on every call.
 	// Tombstones (Lost, Ended) are returned as records, without waiting. If
 	// ctx ends first, err satisfies errors.Is(err, ctx.Err()).

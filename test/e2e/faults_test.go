@@ -21,12 +21,12 @@ import (
 )
 
 // TestPanicRecovered: a panic in Access answers that request with a 500
-// envelope, a panic in Log is invisible to the client; neither restarts the
-// plugin process.
+// envelope, a panic in Log (-log-phase) is invisible to the client; neither
+// restarts the plugin process.
 func TestPanicRecovered(t *testing.T) {
 	r1 := peers.StartLegacy(t, "replica-1")
 	m := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withPlugin(panicBin(t)), withMetrics(m), quietLog(t))
+	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withPlugin(panicBin(t)), withMetrics(m), quietLog(t), withLogPhase)
 	pid := node.PluginPID()
 
 	c := newRaw(demoKey)

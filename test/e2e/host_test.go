@@ -49,13 +49,14 @@ func TestPinnedRequestsKeepTheBalancedHost(t *testing.T) {
 
 // TestPinnedRequestsKeepThePreservedHost: with the route's preserve_host,
 // Kong sends the client's Host when it balances; pinned requests keep it
-// too (the plugin learns preserve_host from the Log phase's serialize).
+// too. Such sessions are learned in the Log phase (-log-phase), from
+// serialize's balancer tries, with the route's preserve_host.
 func TestPinnedRequestsKeepThePreservedHost(t *testing.T) {
 	addr := freeAddr(t) // the gateway's address: the client's Host
 	a := peers.StartLegacyHostChecked(t, "preserve-a", addr)
 	b := peers.StartLegacyHostChecked(t, "preserve-b", addr)
 	node := startNode(t, withRouteField(t, deck(t, deckOptions{}), "preserve_host", true), addrs(a, b),
-		func(o *standin.Options) { o.Listen = addr })
+		func(o *standin.Options) { o.Listen = addr }, withLogPhase)
 
 	for i := range 3 {
 		c := newRaw(demoKey)

@@ -43,7 +43,7 @@ func waitMetric(t *testing.T, addr, name string, want float64) {
 }
 
 // Redis down when Kong starts the instance: an error in Kong's own log at
-// its default level (through kong.log.err, in a request's Log phase), the
+// its default level (through kong.log.err, written by the next request), the
 // store_up gauge at 0, and a notice when Redis is back, with store_up 1.
 func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 	rs := redistest.StartServer(t)
@@ -59,12 +59,11 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 		})
 
 	// The first request starts the instance, whose store check fails (a
-	// refused connection); that request's Log phase writes the error.
+	// refused connection); that request writes the error.
 	c := newRaw(demoKey)
 	rec := recs.of(t, c.request(t, node.URL(), "ping", ""))
-	if rec.InstanceStarts != 1 || rec.Calls["log"]["kong.log.err"] != 1 {
-		t.Errorf("first request: %d instance starts, Log phase calls %v, want one kong.log.err",
-			rec.InstanceStarts, rec.Calls["log"])
+	if rec.InstanceStarts != 1 || callsOf(rec, "kong.log.err") != 1 {
+		t.Errorf("first request: %d instance starts, calls %v, want one kong.log.err", rec.InstanceStarts, rec.Calls)
 	}
 	waitMetric(t, metricsAddr, "mcp_relay_store_up", 0)
 	c.request(t, node.URL(), "ping", "")
@@ -77,7 +76,7 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 
 	rs.Start()
 	// The watcher retries with backoff (at most 5 s apart); then the next
-	// request's Log phase writes the notice.
+	// request writes the notice.
 	deadline := time.Now().Add(30 * time.Second)
 	for metrics(t, metricsAddr)["mcp_relay_store_up"] != 1 {
 		if time.Now().After(deadline) {
@@ -96,8 +95,8 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 }
 
 // An anonymous request ends with kong.response.exit, after which go-pdk
-// logs its write on the socket Kong closed: that line is gone, and the
-// Log phase of such requests makes no call.
+// logs its write on the socket Kong closed: that line is gone, and such
+// requests get no Log event.
 func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 	replica := peers.StartLegacy(t, "noise-replica")
 	var kongLog, pluginOut standin.LogBuffer
@@ -113,8 +112,8 @@ func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 	}
 	recs.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool { return len(all) >= 100 })
 	for _, rec := range recs.all() {
-		if n := rec.PhaseCalls("log"); n != 0 {
-			t.Fatalf("an anonymous request's Log phase made %d calls: %v", n, rec.Calls["log"])
+		if rec.HasEvent("log") {
+			t.Fatalf("an anonymous request got a Log event: %s", rec)
 		}
 	}
 	all := kongLog.String() + pluginOut.String()
@@ -127,8 +126,8 @@ func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 }
 
 // An event inside a request (another consumer presenting a session id)
-// reaches Kong's log at warn through that request's own Log phase; more of
-// the same kind within 10 s stay on stderr only.
+// reaches Kong's log at warn through that request itself, before its
+// answer; more of the same kind within 10 s stay on stderr only.
 func TestWarnEventReachesKongLog(t *testing.T) {
 	replica := peers.StartLegacy(t, "warn-replica")
 	var kongLog, pluginOut standin.LogBuffer
@@ -150,8 +149,8 @@ func TestWarnEventReachesKongLog(t *testing.T) {
 			t.Fatalf("another consumer's request %d: %d %s", i, r.Status, r.Body)
 		}
 		rec := recs.of(t, r)
-		if want := map[bool]int{true: 1, false: 0}[i == 0]; rec.Calls["log"]["kong.log.warn"] != want {
-			t.Errorf("request %d: Log phase calls %v, want %d kong.log.warn", i, rec.Calls["log"], want)
+		if want := map[bool]int{true: 1, false: 0}[i == 0]; callsOf(rec, "kong.log.warn") != want {
+			t.Errorf("request %d: calls %v, want %d kong.log.warn", i, rec.Calls, want)
 		}
 	}
 	if got := kongLines(&kongLog, "[warn]", "[mcp-relay]", "session presented by another consumer"); len(got) != 1 {

@@ -468,8 +468,9 @@ func TestModernTrafficNeverWaits(t *testing.T) {
 	modern := startModernServer(t)
 
 	var log recordLog
+	// -log-phase: records may come after their answer, so legacy requests wait.
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 2000}}}),
-		[]string{modern}, log.option(), quietLog(t))
+		[]string{modern}, log.option(), quietLog(t), withLogPhase)
 
 	const requests = 20
 	var each durations

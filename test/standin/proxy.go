@@ -875,6 +875,12 @@ func (n *Node) logPhase(r *reqCtx) {
 		}
 	}
 	if len(logs) == 0 {
+		if n.opts.OnRecord != nil {
+			// What Kong's logging plugins (http-log ...) send: Kong runs
+			// kong.log.serialize() for them whether or not a Go plugin
+			// has a Log phase.
+			r.rec.Serialized = string(encodeCJSON(r.serialize()))
+		}
 		n.deliver(copyRecord(r.rec))
 		return
 	}

@@ -35,7 +35,8 @@ type RequestRecord struct {
 	Target string
 	Tries  []Try
 	// Serialized is cjson.encode(kong.log.serialize()) as the Log phase saw
-	// it (what Kong's logging plugins send); "" when no Log phase ran.
+	// it: what Kong's logging plugins send. Without a Log event it is
+	// computed at the end of the request for nodes with OnRecord, else "".
 	Serialized string
 	// Errors are the Lua and plugin-server errors Kong logged for it.
 	Errors []string

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +24,13 @@ import (
 // benchPlugins are the minimal Go plugins (test/cmd/bench/plugins), one
 // plugin server each, as Kong runs every Go plugin. bench-access-1p is
 // bench-access under another name, run with GOMAXPROCS=1: does the Go
-// runtime's scheduling weigh on a PDK round trip?
-var benchPlugins = []string{"bench-access", "bench-access-log", "bench-access-response", "bench-access-1p"}
+// runtime's scheduling weigh on a PDK round trip? bench-access-coalesced is
+// bench-access on a plugin-server loop that sends each call's frames in one
+// write (pdkcalls.ServeCoalesced).
+var benchPlugins = []string{"bench-access", "bench-access-log", "bench-access-response", "bench-access-1p", "bench-access-coalesced"}
+
+// baselineName is the plugin name of -kong-baseline's build of mcp-relay.
+const baselineName = "mcp-relay-base"
 
 // pluginEnv is the environment a bench plugin starts with.
 var pluginEnv = map[string]string{"bench-access-1p": "GOMAXPROCS=1"}
@@ -116,6 +122,11 @@ var (
 			}
 			return expect(r.Status == 200 && r.Session != "", "200 with a session id", r)
 		}}
+	kindListPlain = &kongKind{name: "pinned tools/list (buffered), no access rules",
+		req: func(s string) wrkRequest { return mcpPost(rpcList, sessionHeaders(s)...) },
+		check: func(r result, _ bool) error {
+			return expect(r.Status == 200 && strings.Contains(string(r.Body), `"sleep"`), "200 with sleep", r)
+		}}
 	kindList = &kongKind{name: "pinned tools/list",
 		req: func(s string) wrkRequest { return mcpPost(rpcList, sessionHeaders(s)...) },
 		check: func(r result, relay bool) error {
@@ -129,7 +140,7 @@ var (
 // kongRoutes are the node's routes: see kongDeck. Upstream "legacy" is the
 // legacy replica of the pinned kinds, "init" another one that takes the
 // sessions initialize creates, "modern" the 2026-07-28 server.
-func kongRoutes(legacyTarget string) []kongRoute {
+func kongRoutes(legacyTarget string, baseline bool) []kongRoute {
 	access := func(name string, calls ...string) kongRoute {
 		return kongRoute{name: name, service: "legacy", plugin: "bench-access", config: map[string]any{"access": calls, "target": legacyTarget}}
 	}
@@ -142,6 +153,9 @@ func kongRoutes(legacyTarget string) []kongRoute {
 	}
 	response := func(name string, calls ...string) kongRoute {
 		return kongRoute{name: name, service: "legacy", plugin: "bench-access-response", config: map[string]any{"response": calls}}
+	}
+	coalesced := func(name string, calls ...string) kongRoute {
+		return kongRoute{name: name, service: "legacy", plugin: "bench-access-coalesced", config: map[string]any{"access": calls, "target": legacyTarget}}
 	}
 	padding := make([]string, 400)
 	for i := range padding {
@@ -167,17 +181,36 @@ func kongRoutes(legacyTarget string) []kongRoute {
 		access("buffered", "buffering_on"),
 		response("response"),
 		response("response-get_var", "get_var:upstream_host"),
+		response("response-get_headers", "get_headers"),
+		response("response-get_ctx", "get_ctx:mcp_relay"),
 		{name: "log-serialize", service: "legacy", plugin: "bench-access-log", config: map[string]any{"log": []string{"serialize"}}},
 		{name: "access-bigconfig", service: "legacy", plugin: "bench-access", config: map[string]any{"padding": padding}},
 		{name: "none-init", service: "init"},
 		{name: "relay-init", service: "init", plugin: "mcp-relay"},
 		{name: "none-modern", service: "modern"},
 		{name: "relay-modern", service: "modern", plugin: "mcp-relay"},
+		coalesced("access-co"),
+		coalesced("get_method-5-co", repeat("get_method", 5)...),
+		coalesced("pinning-co", "get_headers", "set_target", "set_host"),
+		access("pinning-body", "get_headers", "get_raw_body", "set_target", "set_host"),
+		// mcp-relay's calls on a pinned tools/call, from a plugin with a
+		// Response phase and no Log phase, as mcp-relay declares.
+		{name: "relay-calls", service: "legacy", plugin: "bench-access-response", config: map[string]any{
+			"access": []string{"get_headers", "get_raw_body", "set_target", "set_host", "buffering_off"}, "target": legacyTarget}},
+	}
+	if baseline {
+		routes = append(routes,
+			kongRoute{name: "base", service: "legacy", plugin: baselineName},
+			kongRoute{name: "base-rules", service: "legacy", plugin: baselineName, config: authzRelayConfig},
+			kongRoute{name: "base-init", service: "init", plugin: baselineName},
+			kongRoute{name: "base-modern", service: "modern", plugin: baselineName})
 	}
 	return append(routes, probeRoutes()...)
 }
 
-func kongVariants() []kongVariant {
+// kongVariants are the timed runs. With baseline, each mcp-relay run has a
+// twin through -kong-baseline's build (route base*), right after it.
+func kongVariants(baseline bool) []kongVariant {
 	v := func(route string, k *kongKind, short bool) kongVariant {
 		return kongVariant{id: route + "/" + kindID(k), route: route, kind: k, short: short}
 	}
@@ -185,18 +218,26 @@ func kongVariants() []kongVariant {
 		v("none", kindJSON, true), v("access", kindJSON, true), v("access-log", kindJSON, true),
 		v("pinning", kindJSON, true), v("relay", kindJSON, true),
 	}
+	if baseline {
+		vs = append(vs, v("base", kindJSON, true))
+	}
 	for _, p := range []struct {
 		k           *kongKind
 		none, relay string
 	}{
 		{kindSSE, "none", "relay"}, {kindInit, "none-init", "relay-init"}, {kindModern, "none-modern", "relay-modern"},
-		{kindNonMCP, "none", "relay"}, {kindAnon, "none-init", "relay-init"}, {kindList, "none", "relay-rules"},
+		{kindNonMCP, "none", "relay"}, {kindAnon, "none-init", "relay-init"}, {kindListPlain, "none", "relay"},
+		{kindList, "none", "relay-rules"},
 	} {
 		vs = append(vs, v(p.none, p.k, false), v(p.relay, p.k, false))
+		if baseline {
+			vs = append(vs, v(strings.Replace(p.relay, "relay", "base", 1), p.k, false))
+		}
 	}
 	for _, r := range []string{"pinning-1p", "get_method-1", "get_method-3", "get_method-5", "get_headers-5", "get_raw_body-5",
-		"set_ctx-5", "get_route-5", "get_service-5", "buffered", "response", "response-get_var", "log-serialize",
-		"access-bigconfig"} {
+		"set_ctx-5", "get_route-5", "get_service-5", "buffered", "response", "response-get_var", "response-get_headers",
+		"response-get_ctx", "log-serialize",
+		"access-bigconfig", "access-co", "get_method-5-co", "pinning-co", "pinning-body", "relay-calls"} {
 		vs = append(vs, v(r, kindJSON, r == "response"))
 	}
 	return append(vs, v("none", kindJSONBig, false), v("access", kindJSONBig, false), v("get_headers-5", kindJSONBig, false))
@@ -220,6 +261,8 @@ func kindID(k *kongKind) string {
 		return "anonymous"
 	case kindList:
 		return "tools-list"
+	case kindListPlain:
+		return "tools-list-plain"
 	}
 	panic("kindID: unknown kind " + k.name)
 }
@@ -342,7 +385,7 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 	deck, err := kongDeck(c.deck, map[string][]string{
 		"legacy": {e.legacyA}, "init": {e.legacyB}, "modern": {e.modern},
 		"probe-ip": n.probe.ipTargets(), "probe-name": n.probe.nameTargets(), "probe-retry": n.probe.retryTargets(),
-	}, map[string]bool{"probe-retry": true}, kongRoutes(e.legacyA))
+	}, map[string]bool{"probe-retry": true}, kongRoutes(e.legacyA, c.kongBaseline != ""))
 	if err != nil {
 		return nil, err
 	}
@@ -351,15 +394,31 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 		return nil, err
 	}
 	relayName := filepath.Base(c.plugin)
-	conf := []string{
-		"plugins = " + bundled + "," + relayName + "," + strings.Join(benchPlugins, ","),
-		"pluginserver_names = " + relayName + "," + strings.Join(benchPlugins, ","),
+	servers := benchPlugins
+	if c.kongBaseline != "" {
+		// The baseline build under its own name: its own plugin server.
+		raw, err := os.ReadFile(c.kongBaseline)
+		if err != nil {
+			return nil, fmt.Errorf("-kong-baseline: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, baselineName), raw, 0o755); err != nil {
+			return nil, err
+		}
+		servers = append(slices.Clone(benchPlugins), baselineName)
 	}
-	for _, p := range benchPlugins {
+	conf := []string{
+		"plugins = " + bundled + "," + relayName + "," + strings.Join(servers, ","),
+		"pluginserver_names = " + relayName + "," + strings.Join(servers, ","),
+	}
+	for _, p := range servers {
 		k := "pluginserver_" + strings.ReplaceAll(p, "-", "_")
 		exe := filepath.Join(bin, p)
+		args := ""
+		if p == baselineName && c.kongBaselineArgs != "" {
+			args = " " + c.kongBaselineArgs
+		}
 		conf = append(conf, k+"_socket = "+filepath.Join(n.prefix, p+".socket"),
-			k+"_start_cmd = "+envPrefix(pluginEnv[p])+exe+" -kong-prefix "+n.prefix, k+"_query_cmd = "+exe+" -dump")
+			k+"_start_cmd = "+envPrefix(pluginEnv[p])+exe+" -kong-prefix "+n.prefix+args, k+"_query_cmd = "+exe+" -dump"+args)
 	}
 	o := realkong.Options{Plugin: c.plugin, DeckYAML: deck, Prefix: n.prefix, Conf: conf}
 	if _, err := os.Stat(c.errTemplate); err == nil {
@@ -370,7 +429,7 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 	}
 	// The harness waits for mcp-relay's socket; Kong starts the others alongside.
 	deadline := time.Now().Add(20 * time.Second)
-	for _, p := range benchPlugins {
+	for _, p := range servers {
 		for {
 			if _, err := os.Stat(filepath.Join(n.prefix, p+".socket")); err == nil {
 				break
@@ -385,7 +444,11 @@ func startKongNode(ctx context.Context, c config, e *env) (*kongNode, error) {
 	// it); the replica knows it, so the routes without mcp-relay use it too.
 	// The SSE kind has its own: mcp-go hands a notification left on a
 	// session's channel to the session's next POST, which then answers SSE.
-	for _, r := range []string{"relay", "relay-rules", "relay#sse"} {
+	pinning := []string{"relay", "relay-rules", "relay#sse"}
+	if c.kongBaseline != "" {
+		pinning = append(pinning, "base", "base-rules", "base#sse")
+	}
+	for _, r := range pinning {
 		s, err := openSession(e.client, n.url(strings.TrimSuffix(r, "#sse")))
 		if err != nil {
 			return nil, fmt.Errorf("opening a session through route %s: %w\n%s", r, err, n.errors())
@@ -406,6 +469,9 @@ func envPrefix(env string) string {
 
 func (n *kongNode) session(v kongVariant) string {
 	if v.kind == kindSSE {
+		if strings.HasPrefix(v.route, "base") {
+			return n.sessions["base#sse"]
+		}
 		return n.sessions["relay#sse"]
 	}
 	if s, ok := n.sessions[v.route]; ok {
@@ -471,7 +537,7 @@ func (r wrkRequest) httpRequest(base string) *http.Request {
 // that fail the check.
 func (n *kongNode) warm(client *http.Client, v kongVariant, requests int) error {
 	req := v.kind.req(n.session(v))
-	relay := strings.HasPrefix(v.route, "relay")
+	relay := strings.HasPrefix(v.route, "relay") || strings.HasPrefix(v.route, "base")
 	r, err := do(client, req.httpRequest(n.url(v.route)))
 	if err != nil {
 		return err
@@ -557,16 +623,23 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 	}
 	defer n.close()
 
-	probes, refused := runProbes(e.client, n)
-	dropped := dropPluginsProbe(e.client, n)
+	var probes []probeResult
+	var refused int
+	dropped := "not tried (-kong-variants)"
+	if c.kongVariants == nil {
+		probes, refused = runProbes(e.client, n)
+		dropped = dropPluginsProbe(e.client, n)
+	}
 
-	k := &kongRuns{variants: kongVariants(), rounds: c.kongRounds, errs: map[string]error{}}
+	k := &kongRuns{variants: kongVariants(c.kongBaseline != ""), rounds: c.kongRounds, errs: map[string]error{}}
 	k.runs = make([][]wrkResult, len(k.variants))
-	k.timed = make([]bool, len(k.variants))
+	k.timed = selectVariants(k.variants, c)
 	client := newClient(8)
 	defer client.CloseIdleConnections()
 	for i, v := range k.variants {
-		k.timed[i] = !c.short || v.short
+		if !k.timed[i] {
+			continue
+		}
 		warmup := 400
 		if c.short {
 			warmup = 40
@@ -625,6 +698,35 @@ func kongSection(ctx context.Context, b *strings.Builder, c config, e *env) {
 		}
 	}
 	kongReport(b, c, n, k, probes, refused, dropped, load0, loadAverageAll(), time.Since(started))
+}
+
+// selectVariants says which variants are timed: in a -short run the short
+// ones; with -kong-variants those matching it, the runs without a plugin
+// of their request kinds, and the Access and pinning plugins (the
+// multiples divide by them).
+func selectVariants(vs []kongVariant, c config) []bool {
+	timed := make([]bool, len(vs))
+	kinds := map[*kongKind]bool{}
+	for i, v := range vs {
+		timed[i] = !c.short || v.short
+		if c.kongVariants != nil {
+			timed[i] = c.kongVariants.MatchString(v.id)
+		}
+		if timed[i] {
+			kinds[v.kind] = true
+		}
+	}
+	if c.kongVariants != nil {
+		for i, v := range vs {
+			switch {
+			case strings.HasPrefix(v.route, "none") && kinds[v.kind]:
+				timed[i] = true
+			case v.id == "none/json" || v.id == "access/json" || v.id == "pinning/json":
+				timed[i] = true
+			}
+		}
+	}
+	return timed
 }
 
 // loadAverageAll is /proc/loadavg's three figures.

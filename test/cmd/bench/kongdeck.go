@@ -15,7 +15,7 @@ import (
 type kongRoute struct {
 	name         string
 	service      string         // a key of the node's upstreams
-	plugin       string         // "", "mcp-relay" or a bench plugin's name
+	plugin       string         // "", "mcp-relay", baselineName or a bench plugin's name
 	config       map[string]any // the plugin's configuration (mcp-relay: merged into the deck file's)
 	preserveHost bool
 }
@@ -74,8 +74,8 @@ func kongDeck(path string, upstreams map[string][]string, unchecked map[string]b
 		plugins := []any{map[string]any{"name": "key-auth", "config": keyAuth}}
 		switch r.plugin {
 		case "":
-		case "mcp-relay":
-			plugins = append(plugins, map[string]any{"name": "mcp-relay", "config": mergeConfig(relay, r.config)})
+		case "mcp-relay", baselineName:
+			plugins = append(plugins, map[string]any{"name": r.plugin, "config": mergeConfig(relay, r.config)})
 		default:
 			cfg := r.config
 			if cfg == nil {

@@ -21,6 +21,10 @@ var routeLabels = map[string]string{
 	"relay-init":   "**mcp-relay**",
 	"relay-modern": "**mcp-relay**",
 	"relay-rules":  "**mcp-relay** with access rules",
+	"base":         "mcp-relay, baseline build",
+	"base-init":    "mcp-relay, baseline build",
+	"base-modern":  "mcp-relay, baseline build",
+	"base-rules":   "mcp-relay, baseline build, with access rules",
 }
 
 // costRow is one line of "where the time goes": a figure derived, per
@@ -69,12 +73,23 @@ var costRows = []costRow{
 	}},
 	{"a Response phase doing nothing, all (buffering + Response event)", "response − access", diff("response/json", "access/json")},
 	{"`kong.nginx.get_var(\"upstream_host\")` in Response", "response-get_var − response", diff("response-get_var/json", "response/json")},
+	{"`kong.request.get_headers` in Response", "response-get_headers − response", diff("response-get_headers/json", "response/json")},
+	{"`kong.nginx.get_ctx` of a key Access did not set, in Response", "response-get_ctx − response", diff("response-get_ctx/json", "response/json")},
 	{"`kong.log.serialize()` in Log (Response: not allowed, see 6c)", "log-serialize − access-log", diff("log-serialize/json", "access-log/json")},
 	{"pinning's calls (get_headers, set_target, set_header Host)", "pinning − access", diff("pinning/json", "access/json")},
 	{"the pinning plugin run with GOMAXPROCS=1 instead of the default (the machine's cores)", "pinning-1p − pinning", diff("pinning-1p/json", "pinning/json")},
 	{"Access event, request with 4 KiB more headers", "access − none, both with the headers", diff("access/json-big", "none/json-big")},
 	{"one `get_headers` call, request with 4 KiB more headers", "(5 calls − access) / 5, with the headers", perCall("get_headers-5/json-big", "access/json-big", 5)},
 	{"Access event, plugin configuration 100 KiB bigger", "access-bigconfig − none", diff("access-bigconfig/json", "none/json")},
+	{"`kong.request.get_raw_body` on the pinning path (111-byte body)", "pinning-body − pinning", diff("pinning-body/json", "pinning/json")},
+	{"mcp-relay's calls on a pinned tools/call (get_headers, get_raw_body, set_target, set_header Host, set_ctx; Response phase declared)",
+		"relay-calls − access", diff("relay-calls/json", "access/json")},
+	{"mcp-relay's own work on a pinned tools/call beyond its calls (Go code, store lookup)", "relay − relay-calls", diff("relay/json", "relay-calls/json")},
+	{"coalescing plugin server: Access event", "access-co − none", diff("access-co/json", "none/json")},
+	{"coalescing plugin server: one `kong.request.get_method`", "(get_method-5-co − access-co) / 5", perCall("get_method-5-co/json", "access-co/json", 5)},
+	{"go-pdk's server: one `kong.request.get_method`, same rounds", "(get_method-5 − access) / 5", perCall("get_method-5/json", "access/json", 5)},
+	{"coalescing plugin server: pinning's calls", "pinning-co − access-co", diff("pinning-co/json", "access-co/json")},
+	{"coalescing plugin server: pinning plugin, all (event and calls)", "pinning-co − pinning", diff("pinning-co/json", "pinning/json")},
 }
 
 func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes []probeResult, refused int, dropped, load0, load1 string, took time.Duration) {
@@ -92,6 +107,12 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 	mode := fmt.Sprintf("%d interleaved round(s), each timing every variant once, order reversed every other round", k.rounds)
 	if c.short {
 		mode += "; short run: only the first rows were timed"
+	}
+	if c.kongVariants != nil {
+		mode += fmt.Sprintf("; only the runs matching `%s` were timed (with the runs they are compared to), no probes", c.kongVariants)
+	}
+	if c.kongBaseline != "" {
+		mode += fmt.Sprintf("; every mcp-relay run also through a baseline build (%s, plugin %s, arguments `%s`)", c.kongBaseline, baselineName, c.kongBaselineArgs)
 	}
 	fmt.Fprintf(b, "One real Kong node (%s; one worker; DB-less, from a deck built out of %s: its upstream, service, "+
 		"key-auth (`anonymous`) and mcp-relay entries, one service per replica), with mcp-relay and three minimal go-pdk "+
@@ -132,6 +153,9 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 		i := k.index(id)
 		v := k.variants[i]
 		rps, ok := k.medianOf(i, wrkResult.rps)
+		if !ok && c.kongVariants != nil {
+			return // not selected
+		}
 		if !ok {
 			fmt.Fprintf(b, "| %s | %s | %s |%s\n", v.kind.name, routeLabels[v.route], k.notTimed(i), strings.Repeat(" |", 10))
 			return
@@ -152,16 +176,31 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f | %.0f | %.0f | %s |\n",
 			v.kind.name, routeLabels[v.route], rps, p50, p99, wcpu, pcpu, strings.Join(cells, " | "))
 	}
-	for _, id := range []string{"none/json", "access/json", "access-log/json", "pinning/json", "relay/json"} {
+	for _, id := range []string{"none/json", "access/json", "access-log/json", "pinning/json", "relay/json", "base/json"} {
+		if k.index(id) < 0 {
+			continue
+		}
 		base := "none/json"
 		if id == base {
 			base = ""
 		}
 		row(id, base)
 	}
-	for i := 5; i+1 < len(k.variants) && strings.HasPrefix(k.variants[i].route, "none"); i += 2 {
-		row(k.variants[i].id, "")
-		row(k.variants[i+1].id, k.variants[i].id)
+	none := ""
+	for _, v := range k.variants[k.index("relay/json")+1:] {
+		switch {
+		case v.id == "base/json":
+		case strings.HasPrefix(v.route, "none"):
+			none = v.id
+			row(v.id, "")
+		case strings.HasPrefix(v.route, "relay") || strings.HasPrefix(v.route, "base"):
+			row(v.id, none)
+		default:
+			none = "stop"
+		}
+		if none == "stop" {
+			break
+		}
 	}
 	b.WriteString("\n")
 
@@ -176,6 +215,9 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 	}
 	for _, cr := range costRows {
 		v := k.perRound(usPerReq, cr.fn)
+		if len(v) == 0 && c.kongVariants != nil {
+			continue
+		}
 		if len(v) == 0 {
 			fmt.Fprintf(b, "| %s | %s | not timed | | | | | |\n", cr.what, cr.from)
 			continue
@@ -189,8 +231,10 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 	}
 	b.WriteString("\n")
 
-	probeReport(b, n, probes, refused)
-	logEventReport(b, n.build, dropped)
+	if len(probes) > 0 {
+		probeReport(b, n, probes, refused)
+		logEventReport(b, n.build, dropped)
+	}
 
 	fmt.Fprintf(b, "### 6e. Every run\n\n| variant (route/request) | req/s per round | Kong CPU µs/req per round | p99 ms (median) | worker CPU µs/req (median) | plugin CPU µs/req (median) | worker busy (median) | errors |\n|---|---|---|---|---|---|---|---|\n")
 	for i, v := range k.variants {
@@ -206,6 +250,9 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 		errs := "0"
 		if err, ok := k.errs[v.id]; ok {
 			errs = strings.ReplaceAll(tailString(err.Error(), 3), "\n", " ")
+		}
+		if len(rates) == 0 && c.kongVariants != nil && errs == "0" {
+			continue
 		}
 		if len(rates) == 0 {
 			fmt.Fprintf(b, "| %s | %s | | | | | | %s |\n", v.id, k.notTimed(i), errs)

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -49,6 +50,11 @@ type config struct {
 	// The real-Kong section: rounds, duration and connections of each wrk run.
 	kongRounds, kongConns int
 	kongDuration          time.Duration
+	// kongBaseline is another mcp-relay build timed beside -plugin, with
+	// kongBaselineArgs on its start and query commands; kongVariants
+	// selects the timed runs (nil: all).
+	kongBaseline, kongBaselineArgs string
+	kongVariants                   *regexp.Regexp
 }
 
 func main() {
@@ -67,7 +73,19 @@ func main() {
 	flag.DurationVar(&c.kongDuration, "kong-duration", time.Second, "real Kong: length of each wrk run (whole seconds)")
 	flag.IntVar(&c.kongConns, "kong-conns", 8, "real Kong: wrk connections (one wrk thread)")
 	kongOnly := flag.Bool("kong-only", false, "measure only the real-Kong section (section 6)")
+	flag.StringVar(&c.kongBaseline, "kong-baseline", "", "real Kong: another mcp-relay executable timed beside -plugin on the same node "+
+		"(as plugin "+baselineName+"), every mcp-relay run twice: compares two builds in the same rounds")
+	flag.StringVar(&c.kongBaselineArgs, "kong-baseline-args", "", "real Kong: arguments added to the baseline's start and query (-dump) commands, e.g. -log-phase")
+	variants := flag.String("kong-variants", "", "real Kong: time only the runs whose id (route/kind, see 6e) matches this regexp, "+
+		"with the runs without a plugin they are compared to; no probes")
 	flag.Parse()
+	if *variants != "" {
+		re, err := regexp.Compile(*variants)
+		if err != nil {
+			log.Fatalf("-kong-variants: %v", err)
+		}
+		c.kongVariants = re
+	}
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	if c.short {

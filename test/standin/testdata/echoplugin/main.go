@@ -67,6 +67,21 @@ func dumpSchema(name string) map[string]any {
 	}
 }
 
+// phases are the phases -dump declares: access, response and log, unless
+// ECHO_PHASES or the argument -phases=a,b says otherwise.
+func phases() []string {
+	list := os.Getenv("ECHO_PHASES")
+	for _, a := range os.Args[1:] {
+		if v, ok := strings.CutPrefix(a, "-phases="); ok {
+			list = v
+		}
+	}
+	if list == "" {
+		return []string{"access", "response", "log"}
+	}
+	return strings.Split(list, ",")
+}
+
 func main() {
 	for _, a := range os.Args[1:] {
 		if a == "-dump" || a == "--dump" {
@@ -74,13 +89,20 @@ func main() {
 			name := filepath.Base(exe)
 			out, _ := json.Marshal(map[string]any{
 				"Protocol": "ProtoBuf:1", "SocketPath": "/usr/local/kong/" + name + ".socket",
-				"Plugins": []any{map[string]any{"Name": name, "Phases": []string{"access", "response", "log"},
+				"Plugins": []any{map[string]any{"Name": name, "Phases": phases(),
 					"Version": "0.1.0", "Priority": priority, "Schema": dumpSchema(name)}},
 			})
 			fmt.Println(string(out))
 			return
 		}
 	}
+	var args []string // go-pdk parses the command line: -phases is ours
+	for _, a := range os.Args {
+		if !strings.HasPrefix(a, "-phases=") {
+			args = append(args, a)
+		}
+	}
+	os.Args = args
 	if err := server.StartServer(New, "0.1.0", priority); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -174,6 +196,15 @@ func (c *Config) Response(kong *pdk.PDK) {
 		_ = kong.Response.SetStatus(201)
 	case "resp-violation":
 		_ = kong.Service.SetTarget("127.0.0.1", 1)
+	case "resp-facts": // what a buffered Response phase reads of Access and of Kong's balancing
+		ctxv, err := kong.Nginx.GetCtxString("my-ctx")
+		_ = kong.Response.SetHeader("X-Resp-Ctx", fmt.Sprintf("%s/%v", ctxv, err))
+		host, _ := kong.Nginx.GetVar("upstream_host")
+		_ = kong.Response.SetHeader("X-Resp-Upstream-Host", host)
+		scheme, _ := kong.Nginx.GetVar("upstream_scheme")
+		_ = kong.Response.SetHeader("X-Resp-Upstream-Scheme", scheme)
+		route, err := kong.Router.GetRoute()
+		_ = kong.Response.SetHeader("X-Resp-Route", fmt.Sprintf("preserve_host=%v service=%s err=%v", route.PreserveHost, route.Service.Id, err))
 	case "resp-headers":
 		h, _ := kong.ServiceResponse.GetHeaders(-1)
 		_ = kong.Response.SetHeader("X-Svc-Headers", strconv.Itoa(len(h)))
@@ -185,11 +216,14 @@ func (c *Config) Response(kong *pdk.PDK) {
 }
 
 func (c *Config) Log(kong *pdk.PDK) {
+	m, _ := kong.Request.GetHeader("X-Test-Mode")
+	if m == "log-mark" {
+		fmt.Fprintf(os.Stderr, "echoplugin: Log event\n")
+	}
 	dir := os.Getenv("ECHO_OUT")
 	if dir == "" {
 		return
 	}
-	m, _ := kong.Request.GetHeader("X-Test-Mode")
 	if m == "slow-log" {
 		time.Sleep(300 * time.Millisecond)
 	}
