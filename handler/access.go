@@ -115,6 +115,10 @@ func (p *Plugin) access(k kong.PDK) {
 		}
 	}
 
+	if n.kind == 0 && p.judgesList(&r) {
+		n = note{kind: noteList, consumer: first(headers, hConsumerID), username: first(headers, hConsumerName)}
+	}
+
 	p.setMethodHeaders(k, &r)
 	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {

@@ -35,39 +35,25 @@ func (p *Plugin) authzAccess(k kong.PDK, r *request) (exited bool) {
 	return (p.rules != nil && p.denyCall(k, r)) || p.refuseUnapproved(k, r)
 }
 
-// authzResponse is Response's hook: list answers are filtered (access
-// rules, tool pinning) before any other Response work, and it reports
-// whether it answered. The request headers it had to read are handed on,
-// so Response does not ask twice.
-func (p *Plugin) authzResponse(k kong.PDK, status int) (read readHeaders, exited bool) {
-	if (p.rules == nil && p.pins == nil) || status/100 != 2 {
-		return nil, false
+// judgesList tells whether the answer to r is a list that access rules or
+// tool pinning judge in the Response phase (Access then leaves a note
+// naming the caller, so Response needs neither the request headers nor a
+// guess from the answer).
+func (p *Plugin) judgesList(r *request) bool {
+	if p.rules == nil && p.pins == nil {
+		return false
 	}
-	if p.store != nil {
-		// Response reads the request headers anyway while a store is on:
-		// read them first, and skip the answer's body for a request without
-		// one (a DELETE), whose answer is no list.
-		headers, err := k.RequestHeaders()
-		if err != nil {
-			logger.Error("reading request headers", "err", err)
-			return nil, false
-		}
-		read = headers
-		if r := newRequest(headers); !r.mayHaveBody() {
-			return read, false
-		}
+	method := r.rpc.Method
+	switch {
+	case r.bodyUnread:
+		method = first(r.headers, hMethod)
+	case r.rpc.Kind == envelope.Batch:
+		return p.batchHasFilteredList(r)
+	case r.rpc.Kind != envelope.Single:
+		return false
 	}
-	return p.filterList(k, status, read)
-}
-
-// readHeaders are request headers a hook already read (nil: not read).
-type readHeaders map[string][]string
-
-func (h readHeaders) headers(k kong.PDK) (map[string][]string, error) {
-	if h != nil {
-		return h, nil
-	}
-	return k.RequestHeaders()
+	return (p.pins != nil && method == "tools/list") ||
+		(p.rules != nil && slices.Contains(p.rules.ListMethods(), method))
 }
 
 // batchHasFilteredList: a batch holding a list method whose answers are

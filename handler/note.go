@@ -16,8 +16,9 @@ const noteKey = "mcp_relay"
 
 // note is what Access tells Response.
 type note struct {
-	kind     byte   // noteLearn, noteEnd; 0: nothing to do
+	kind     byte   // noteLearn, noteEnd, noteList; 0: nothing to do
 	consumer string // the consumer id Access saw (X-Consumer-ID)
+	username string // noteList: the consumer's username (X-Consumer-Username), for access rules
 	session  string // noteEnd: the session to end
 	initKey  uint64 // noteLearn: the initialize params' key in inits, 0: none kept
 }
@@ -25,14 +26,15 @@ type note struct {
 const (
 	noteLearn = 'l' // a legacy initialize: learn the session its answer creates
 	noteEnd   = 'e' // a session's DELETE: end the session if the replica accepts
+	noteList  = 'f' // a list request whose answer access rules or tool pinning judge
 )
 
-// encode is the note as stored: kind, then consumer, session and the
-// params' key on lines of their own. Header values and session ids never
-// hold a newline (validSessionID, HTTP's own rules).
+// encode is the note as stored: kind, then consumer, session, the params'
+// key and the username on lines of their own. Header values and session
+// ids never hold a newline (validSessionID, HTTP's own rules).
 func (n note) encode() string {
 	var b strings.Builder
-	b.Grow(24 + len(n.consumer) + len(n.session))
+	b.Grow(24 + len(n.consumer) + len(n.session) + len(n.username))
 	b.WriteByte(n.kind)
 	b.WriteByte('\n')
 	b.WriteString(n.consumer)
@@ -40,21 +42,23 @@ func (n note) encode() string {
 	b.WriteString(n.session)
 	b.WriteByte('\n')
 	b.WriteString(strconv.FormatUint(n.initKey, 36))
+	b.WriteByte('\n')
+	b.WriteString(n.username)
 	return b.String()
 }
 
 // decodeNote reads encode's output; anything else is no note.
 func decodeNote(s string) note {
-	if len(s) < 2 || s[1] != '\n' || (s[0] != noteLearn && s[0] != noteEnd) {
+	if len(s) < 2 || s[1] != '\n' || (s[0] != noteLearn && s[0] != noteEnd && s[0] != noteList) {
 		return note{}
 	}
-	parts := strings.SplitN(s[2:], "\n", 3)
-	if len(parts) != 3 {
+	parts := strings.SplitN(s[2:], "\n", 4)
+	if len(parts) != 4 {
 		return note{}
 	}
 	key, err := strconv.ParseUint(parts[2], 36, 64)
 	if err != nil {
 		return note{}
 	}
-	return note{kind: s[0], consumer: parts[0], session: parts[1], initKey: key}
+	return note{kind: s[0], consumer: parts[0], session: parts[1], initKey: key, username: parts[3]}
 }

@@ -27,27 +27,27 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
-	read, exited := p.authzResponse(k, status)
-	if exited {
-		return
-	}
 	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
+	judges := (p.rules != nil || p.pins != nil) && status/100 == 2
 	rewrite := p.rewrites(status)
-	if !settles && !rewrite {
+	if !settles && !judges && !rewrite {
 		return
 	}
 
 	var headers map[string][]string
 	var r request
-	// Access rules read the headers of a list answer: a list request has
-	// nothing to settle.
-	if settles && read == nil {
+	if settles || judges {
 		raw, err := k.RequestNote(noteKey)
 		if err != nil {
 			logger.Error("reading the request's note", "err", err)
 			return
 		}
 		switch n := decodeNote(raw); {
+		case n.kind == noteList && judges:
+			if p.filterList(k, status, n) {
+				return
+			}
+		case !settles:
 		case n.kind == noteLearn && status/100 == 2:
 			p.learnSession(k, n)
 		case n.kind == noteEnd:
@@ -56,7 +56,7 @@ func (p *Plugin) response(k kong.PDK) {
 			p.settle(n.session, n.consumer, session.Ended)
 		case n.kind == 0 && status == 404:
 			// A pinned request's replica may have forgotten its session.
-			if headers, err = read.headers(k); err != nil {
+			if headers, err = k.RequestHeaders(); err != nil {
 				logger.Error("reading request headers", "err", err)
 				return
 			}
@@ -70,7 +70,7 @@ func (p *Plugin) response(k kong.PDK) {
 		return
 	}
 	if headers == nil {
-		if headers, err = read.headers(k); err != nil {
+		if headers, err = k.RequestHeaders(); err != nil {
 			logger.Error("reading request headers", "err", err)
 			return
 		}

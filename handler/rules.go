@@ -138,32 +138,22 @@ func (p *Plugin) replyBatch(k kong.PDK, r *request, refused func(e envelope.Requ
 // filterList removes what the caller may not use from a buffered 2xx
 // answer (Response phase) and reports whether it answered. The answer may
 // be JSON (one message or a batch) or an SSE stream Kong buffered (see
-// rules.Filter).
-// Cost: one call for the body; the request headers when a rule depends on
-// the caller and an entry may be denied; the exit when something is removed.
-func (p *Plugin) filterList(k kong.PDK, status int, read readHeaders) (readHeaders, bool) {
+// rules.Filter). The caller is the one Access named in the request's note.
+// Cost: one call for the body, the exit when something is removed.
+func (p *Plugin) filterList(k kong.PDK, status int, n note) bool {
 	body, err := k.ServiceResponseBody()
 	if err != nil {
 		logger.Error("reading the upstream answer", "err", err)
-		return read, false
+		return false
 	}
 	f := rules.Filter{Rules: p.rules, Hidden: countHidden, Caller: func() *rules.Caller {
-		if read != nil {
-			return callerOf(k, read)
-		}
-		headers, err := read.headers(k)
-		if err != nil {
-			logger.Error("reading request headers", "err", err)
-		} else {
-			read = headers
-		}
-		return callerOf(k, headers)
+		return callerOf(k, map[string][]string{hConsumerID: {n.consumer}, hConsumerName: {n.username}})
 	}}
 	if p.pins != nil {
 		hide, reject := p.judgeList(body)
 		if reject {
-			p.replyRequest(k, read, reasonStore)
-			return nil, true
+			p.replyRequest(k, reasonStore)
+			return true
 		}
 		f.HideTool = hide
 	}
@@ -172,12 +162,12 @@ func (p *Plugin) filterList(k kong.PDK, status int, read readHeaders) (readHeade
 		logger.Warn("list answer not readable as JSON or SSE: passed unfiltered (calls are still checked)")
 	}
 	if !changed {
-		return read, false
+		return false
 	}
 	// The upstream's headers stay (Content-Type, Mcp-Session-Id ...); Kong
 	// sets Content-Length for the new body.
 	k.Exit(status, out, nil)
-	return nil, true
+	return true
 }
 
 // countHidden counts the entries access rules removed from a list answer.

@@ -162,15 +162,15 @@ func TestFilterList(t *testing.T) {
 		sse       bool
 	}{
 		{name: "demo", consumer: "demo", body: list, wantNames: []string{"echo"},
-			wantCalls: []string{"response.get_status", "service.response.get_raw_body", "request.get_headers", "response.exit"}},
+			wantCalls: []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body", "response.exit"}},
 		{name: "other sees only its allow list", consumer: "other", body: list, wantNames: []string{"echo"}},
 		{name: "someone else: the global deny only", consumer: "x", body: list, wantNames: []string{"echo", "delete_repo"}},
 		{name: "nothing hidden for this caller", consumer: "demo",
 			body:      `{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`,
-			wantCalls: []string{"response.get_status", "service.response.get_raw_body", "request.get_headers"}},
-		{name: "nothing to hide: no header read, no exit", consumer: "demo",
+			wantCalls: []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body"}},
+		{name: "nothing to hide: no exit", consumer: "demo",
 			body:      `{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"}]}}`,
-			wantCalls: []string{"response.get_status", "service.response.get_raw_body"}},
+			wantCalls: []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body"}},
 		{name: "not a list", consumer: "demo", body: `{"jsonrpc":"2.0","id":7,"result":{}}`},
 		{name: "SSE", consumer: "demo", sse: true, wantNames: []string{"echo"},
 			body: "event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n" +
@@ -180,7 +180,7 @@ func TestFilterList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPlugin(t, rulesConfig)
-			f := &fakeKong{status: 200, headers: hdr("x-consumer-username", tt.consumer)}
+			f := &fakeKong{status: 200, headers: hdr("x-consumer-username", tt.consumer), notes: listNote("", tt.consumer)}
 			f.optional.serviceBody = []byte(tt.body)
 			p.response(f)
 			if tt.wantCalls != nil && !slices.Equal(f.calls, tt.wantCalls) {
@@ -241,19 +241,34 @@ func TestBatchWithFilteredListIsBuffered(t *testing.T) {
 	}
 }
 
-func TestFilterListHandsHeadersOn(t *testing.T) {
+// A list request's note names the caller: its Response reads neither the
+// request headers nor, for other buffered answers, the answer body.
+func TestFilterListReadsTheNote(t *testing.T) {
 	p := newPlugin(t, strings.Replace(rulesConfig, `"store":"off"`, `"store":"memory"`, 1))
-	f := &fakeKong{status: 200, headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-1")}
+	a := &fakeKong{method: "POST", headers: hdr("x-consumer-username", "demo", "x-consumer-id", "id-demo"),
+		body: []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)}
+	p.access(a)
+	if n := decodeNote(a.notes[noteKey]); n.kind != noteList || n.username != "demo" || n.consumer != "id-demo" {
+		t.Fatalf("Access left note %+v (%q)", n, a.notes[noteKey])
+	}
+	f := &fakeKong{status: 200, headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-1"), notes: a.notes}
 	f.optional.serviceBody = []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}}`)
 	p.response(f)
-	if want := []string{"response.get_status", "request.get_headers", "service.response.get_raw_body"}; !slices.Equal(f.calls, want) || f.exited {
+	if want := []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body"}; !slices.Equal(f.calls, want) || f.exited {
 		t.Fatalf("calls %v, want %v (exited %v)", f.calls, want, f.exited)
 	}
-	// The answer to a request without a body (a DELETE) is no list: its
-	// body is not read.
-	d := &fakeKong{status: 200, method: "DELETE", headers: map[string][]string{"x-consumer-username": {"demo"}, "mcp-session-id": {"s-unknown"}}}
-	p.response(d)
-	if slices.Contains(d.calls, "service.response.get_raw_body") || d.exited {
-		t.Fatalf("DELETE answer: calls %v (exited %v)", d.calls, d.exited)
+	// Other buffered answers (a ping, a DELETE) are no list: their body is
+	// not read.
+	for _, body := range []string{`{"jsonrpc":"2.0","id":8,"method":"ping"}`, ""} {
+		a := &fakeKong{method: "POST", headers: hdr("x-consumer-username", "demo", "mcp-session-id", "s-unknown"), body: []byte(body)}
+		if body == "" {
+			a.method = "DELETE"
+		}
+		p.access(a)
+		d := &fakeKong{status: 200, method: a.method, headers: a.headers, notes: a.notes}
+		p.response(d)
+		if slices.Contains(d.calls, "service.response.get_raw_body") || d.exited {
+			t.Fatalf("%s answer: calls %v (exited %v)", a.method, d.calls, d.exited)
+		}
 	}
 }

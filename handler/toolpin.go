@@ -261,8 +261,8 @@ func approvalSnippet(c toolpin.Change) string {
 
 // replyRequest answers a buffered request from the Response phase with
 // why's envelope, reading the request again for its id.
-func (p *Plugin) replyRequest(k kong.PDK, read readHeaders, why reason) {
-	headers, err := read.headers(k)
+func (p *Plugin) replyRequest(k kong.PDK, why reason) {
+	headers, err := k.RequestHeaders()
 	if err != nil {
 		logger.Error("reading request headers", "err", err)
 	}

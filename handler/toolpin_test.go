@@ -43,10 +43,16 @@ func pinPlugin(t *testing.T, mode string, extra string) *Plugin {
 // listAnswer runs the Response phase of a tools/list answer.
 func listAnswer(t *testing.T, p *Plugin, body string) *fakeKong {
 	t.Helper()
-	f := &fakeKong{status: 200, headers: hdr()}
+	f := &fakeKong{status: 200, headers: hdr(), notes: listNote("", "")}
 	f.optional.serviceBody = []byte(body)
 	p.response(f)
 	return f
+}
+
+// listNote is the note Access leaves for a list request whose answer is
+// judged (note.go).
+func listNote(consumer, username string) map[string]string {
+	return map[string]string{noteKey: note{kind: noteList, consumer: consumer, username: username}.encode()}
 }
 
 func listedNames(t *testing.T, f *fakeKong) []string {
@@ -84,7 +90,7 @@ func TestPinningEnforce(t *testing.T) {
 	// The first list is trusted: passed as it came, for the cost of the
 	// body alone.
 	f := listAnswer(t, p, listV1)
-	if f.exited || !slices.Equal(f.calls, []string{"response.get_status", "service.response.get_raw_body"}) {
+	if f.exited || !slices.Equal(f.calls, []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body"}) {
 		t.Fatalf("first list: exited %v, calls %v", f.exited, f.calls)
 	}
 	// A changed description: echo is withheld, whoami stays.
@@ -92,7 +98,7 @@ func TestPinningEnforce(t *testing.T) {
 	if names := listedNames(t, f); !slices.Equal(names, []string{"whoami"}) || f.exitStatus != 200 {
 		t.Fatalf("changed list: %d %v", f.exitStatus, names)
 	}
-	if !slices.Equal(f.calls, []string{"response.get_status", "service.response.get_raw_body", "response.exit"}) {
+	if !slices.Equal(f.calls, []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body", "response.exit"}) {
 		t.Errorf("changed list calls %v", f.calls)
 	}
 	// ... also in an answer still showing the approved definition (a
@@ -210,7 +216,7 @@ func TestPinningWithAccessRules(t *testing.T) {
 	if names := listedNames(t, f); len(names) != 0 {
 		t.Errorf("listed %v: whoami is denied, echo held", names)
 	}
-	if !slices.Equal(f.calls, []string{"response.get_status", "service.response.get_raw_body", "response.exit"}) {
+	if !slices.Equal(f.calls, []string{"response.get_status", "nginx.get_ctx", "service.response.get_raw_body", "response.exit"}) {
 		t.Errorf("calls %v: one body read and one exit for both", f.calls)
 	}
 }
@@ -235,7 +241,7 @@ func TestPinningStoreDown(t *testing.T) {
 			p.pins.book = failingPins{}
 			a := &fakeKong{method: "POST", headers: hdr(), body: []byte(call)}
 			p.access(a)
-			f := &fakeKong{status: 200, headers: hdr(), body: []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)}
+			f := &fakeKong{status: 200, headers: hdr(), body: []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`), notes: listNote("", "")}
 			f.optional.serviceBody = []byte(listV1)
 			p.response(f)
 			if storeError == "pass" {
