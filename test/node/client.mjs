@@ -65,7 +65,7 @@
 //             McpError -32001 "Request timed out", data {timeout}
 //   other     anything else (connection refused, bad content type...)
 
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
@@ -76,6 +76,18 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 
 const SCENARIOS = new Set(["initialize", "tools-list", "call", "progress", "elicitation", "sampling", "full", "wait-file", "touch-file"]);
+
+// help prints the comment at the top of this file: the usage.
+function help() {
+  const lines = readFileSync(new URL(import.meta.url), "utf8").split("\n");
+  const text = [];
+  for (const line of lines.slice(1)) {
+    if (!line.startsWith("//")) break;
+    text.push(line.replace(/^\/\/ ?/, ""));
+  }
+  process.stdout.write(text.join("\n") + "\n");
+  process.exit(0);
+}
 
 function usage(msg) {
   process.stdout.write(JSON.stringify({ ok: false, usageError: msg }) + "\n");
@@ -112,6 +124,8 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     switch (a) {
+      case "-h":
+      case "--help": help(); break;
       case "--url": o.url = need(++i, a); break;
       case "-H":
       case "--header": {

@@ -3,6 +3,8 @@ package peers_test
 import (
 	"encoding/json"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -175,5 +177,23 @@ func TestNodeClientErrors(t *testing.T) {
 	res, err = peers.RunNodeClient(t, u.URL(), nil, "no-such-scenario")
 	if err == nil || res.ExitCode != 2 || res.UsageError == "" {
 		t.Errorf("usage error: %v %s", err, res.Raw)
+	}
+}
+
+// TestNodeClientHelp: --help prints the usage (the comment that opens the
+// script) and exits 0.
+func TestNodeClientHelp(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("node", filepath.Join("..", "node", "client.mjs"), "--help").Output()
+	if err != nil {
+		t.Fatalf("client.mjs --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Usage:", "node client.mjs [options] <scenario>...", "--url URL", "wait-file <path>"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "//") || strings.Contains(string(out), "import ") {
+		t.Errorf("--help prints more than the usage:\n%s", out)
 	}
 }
