@@ -81,7 +81,7 @@ func (p *Plugin) recordSession(id string, rec session.Record) {
 	start := time.Now()
 	rec.Created, rec.State = start, session.Active
 	err := p.store.Learn(ctx, id, rec)
-	fleet.Learned(rec.Service, rec.Target, start)
+	replicaSeen(rec.Service, rec.Target)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()

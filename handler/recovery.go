@@ -7,8 +7,7 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/kong"
-	"github.com/mcp-relay/mcp-relay/logging"
-	"github.com/mcp-relay/mcp-relay/session"
+		"github.com/mcp-relay/mcp-relay/session"
 )
 
 // Transparent recovery (config.session.recover): a legacy session whose
@@ -65,17 +64,6 @@ type flightKey struct {
 type recovered struct {
 	rec    session.Record
 	reason string
-}
-
-// replicaChanged logs and counts what an instance's probes find.
-func replicaChanged(target string, down bool, err error) {
-	if down {
-		replicasDown.Inc()
-		logger.Warn("replica unreachable: its sessions are lost when next used", "replica", target, "err", err)
-		return
-	}
-	replicasDown.Dec()
-	logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", target)
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -252,7 +240,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			continue
 		}
 		now := time.Now()
-		fleet.Learned(service, c.Target, now)
+		replicaSeen(service, c.Target)
 		consumer := seen.Consumer
 		// The upstream id first: root's record (whose event wakes the other
 		// nodes) must not name an id the store does not know yet.

@@ -98,7 +98,16 @@ func ownFleet(t testing.TB) {
 	t.Helper()
 	saved := fleet
 	fleet = replica.NewFleet()
-	t.Cleanup(func() { fleet = saved })
+	watches.mu.Lock()
+	savedWatches := watches.m
+	watches.m = map[watchKey]*replica.Watch{} // the process's watches tell the fleet
+	watches.mu.Unlock()
+	t.Cleanup(func() {
+		fleet = saved
+		watches.mu.Lock()
+		watches.m = savedWatches
+		watches.mu.Unlock()
+	})
 }
 
 // markDown makes the instance's probes report target down.
