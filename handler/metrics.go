@@ -42,6 +42,10 @@ var (
 	// Session recovery (recovery.go).
 	sessionsRecovered = counter("sessions_recovered_total",
 		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
+	reroutesStarted = counter("recoveries_via_balancer_started_total",
+		"Recoveries sent through Kong's balancer (no known replica opened a session): the request went upstream as the session's initialize.")
+	reroutesDone = counter("recoveries_via_balancer_total",
+		"Sessions recovered on the replica Kong's balancer chose (counted in sessions_recovered_total too).")
 	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "recovery_failures_total",
 		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",

@@ -242,12 +242,15 @@ func TestDeleteEndsBothIDs(t *testing.T) {
 	}
 }
 
+// Without a live replica known, and where Kong's balancer cannot help (the
+// replica it chose could not be told with an upstream host_header), the
+// session is lost.
 func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 	ownFleet(t)
 	dead := deadAddr(t)
 	otherDead := deadAddr(t)
 	fleet.Learned("svc", otherDead, time.Now()) // known, but refuses: tried, then 404
-	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000},"upstream":{"host_header":"mcp.internal"}}`)
 	markDown(p, dead)
 	recoverable(t, mem, "c", dead)
 	before := counterValue(recoveryFailures.WithLabelValues(failNoReplica))
