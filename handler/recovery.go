@@ -200,7 +200,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		return recovered{rec: base}
 	}
 	var release func()
-	if fl, ok := p.store.(session.Flight); ok {
+	if fl, ok := session.FlightOf(p.store); ok {
 		rel, claimed, err := fl.Claim(ctx, root, recoverWait)
 		if err != nil {
 			logger.Warn("session store failed", "op", "claim", "err", err)

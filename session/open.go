@@ -273,6 +273,13 @@ func (h *handle) Close() error {
 	return nil
 }
 
+// FlightOf returns s's Flight, when its store (behind a handle from Open)
+// has one.
+func FlightOf(s Store) (Flight, bool) {
+	fl, ok := Unwrap(s).(Flight)
+	return fl, ok
+}
+
 // Unwrap returns the shared store behind a handle from Open (for stats and
 // tests); other stores are returned as they are.
 func Unwrap(s Store) Store {

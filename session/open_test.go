@@ -153,3 +153,27 @@ func TestSettingsKeyHidesPassword(t *testing.T) {
 		t.Fatalf("key %q", key)
 	}
 }
+
+// TestOpenHandleFlight: a handle from Open is no Flight itself; FlightOf
+// finds its store's, which a Redis store has and a memory store has not.
+func TestOpenHandleFlight(t *testing.T) {
+	srv := redistest.StartServer(t)
+	r, err := Open(Options{Store: StoreRedis, Redis: RedisConfig{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "cap:"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(Options{Store: StoreMemory, MaxSessions: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(); _ = m.Close() })
+	if _, ok := r.(Flight); ok {
+		t.Error("the handle itself is a Flight: FlightOf would be unneeded")
+	}
+	if _, ok := FlightOf(r); !ok {
+		t.Error("FlightOf(redis handle): none")
+	}
+	if _, ok := FlightOf(m); ok {
+		t.Error("FlightOf(memory handle): a Flight")
+	}
+}
