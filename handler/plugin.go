@@ -102,6 +102,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	slices.Sort(p.bufferMethods)
 	sessionOpts := sessionOptions(cfg.Session)
 	sessionOpts.TargetSeen = replicaSeen
+	sessionOpts.ReplicaGone = replicaGoneElsewhere
 	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)

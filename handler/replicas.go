@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/logging"
+	"github.com/mcp-relay/mcp-relay/session"
 )
 
 // The process's watches of replicas, one per probe interval and session
@@ -30,7 +31,8 @@ func watchFor(interval, idle time.Duration) *replica.Watch {
 	k := watchKey{interval, idle}
 	w := watches.m[k]
 	if w == nil {
-		w = replica.NewWatch(replica.WatchOptions{Interval: interval, Idle: idle, Fleet: fleet, Changed: replicaChanged})
+		w = replica.NewWatch(replica.WatchOptions{Interval: interval, Idle: idle, Fleet: fleet, Changed: replicaChanged,
+			LastGone: replicaLastGone})
 		watches.m[k] = w
 	}
 	return w
@@ -85,8 +87,65 @@ func replicaChanged(target string, down bool, err error) {
 		replicaChanges.WithLabelValues(changeGone).Inc()
 		logger.Warn("replica gone (its process exited): its sessions are recovered on their next request",
 			"replica", target)
+		go tellReplicaGone(target, time.Now())
 	default:
 		replicaChanges.WithLabelValues(changeUnreachable).Inc()
 		logger.Warn("replica unreachable: its sessions are recovered on their next request", "replica", target, "err", err)
 	}
 }
+
+// News of replicas between nodes, through the shared stores
+// (session.ReplicaNews): every node recovers the sessions of a replica any
+// node found gone, even one that was not watching it then.
+
+// sharedStores are the process's stores that carry replica news.
+func sharedStores() []session.ReplicaNews {
+	storeHealths.Lock()
+	defer storeHealths.Unlock()
+	var out []session.ReplicaNews
+	for _, h := range storeHealths.m {
+		if n, ok := session.ReplicaNewsOf(h.store); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// tellReplicaGone tells the other nodes that this one found target gone.
+func tellReplicaGone(target string, at time.Time) {
+	for _, s := range sharedStores() {
+		ctx, cancel := context.WithTimeout(context.Background(), newsTimeout)
+		if err := s.ReplicaGone(ctx, target, at); err != nil {
+			storeErrors.Inc()
+			logger.Warn("session store failed", "op", "replica gone", "err", err)
+		}
+		cancel()
+	}
+}
+
+// replicaLastGone is when a node last found target gone (the Watch's
+// LastGone).
+func replicaLastGone(target string) time.Time {
+	var last time.Time
+	for _, s := range sharedStores() {
+		ctx, cancel := context.WithTimeout(context.Background(), newsTimeout)
+		at, err := s.ReplicaGoneAt(ctx, target)
+		cancel()
+		if err == nil && at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// replicaGoneElsewhere is the stores' ReplicaGone: another node found
+// target gone.
+func replicaGoneElsewhere(target string, at time.Time) {
+	for _, w := range allWatches() {
+		w.Gone(target, at)
+	}
+	logger.Info("replica gone, as another node found", "replica", target)
+}
+
+// newsTimeout bounds one store call for replica news.
+const newsTimeout = time.Second

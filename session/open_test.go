@@ -154,9 +154,10 @@ func TestSettingsKeyHidesPassword(t *testing.T) {
 	}
 }
 
-// TestOpenHandleFlight: a handle from Open is no Flight itself; FlightOf
-// finds its store's, which a Redis store has and a memory store has not.
-func TestOpenHandleFlight(t *testing.T) {
+// TestOpenHandleCapabilities: a handle from Open is no Flight or
+// ReplicaNews itself; FlightOf and ReplicaNewsOf find its store's, which a
+// Redis store has and a memory store has not.
+func TestOpenHandleCapabilities(t *testing.T) {
 	srv := redistest.StartServer(t)
 	r, err := Open(Options{Store: StoreRedis, Redis: RedisConfig{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "cap:"}})
 	if err != nil {
@@ -173,7 +174,13 @@ func TestOpenHandleFlight(t *testing.T) {
 	if _, ok := FlightOf(r); !ok {
 		t.Error("FlightOf(redis handle): none")
 	}
+	if _, ok := ReplicaNewsOf(r); !ok {
+		t.Error("ReplicaNewsOf(redis handle): none")
+	}
 	if _, ok := FlightOf(m); ok {
 		t.Error("FlightOf(memory handle): a Flight")
+	}
+	if _, ok := ReplicaNewsOf(m); ok {
+		t.Error("ReplicaNewsOf(memory handle): news")
 	}
 }

@@ -45,6 +45,7 @@ type Watch struct {
 	dial     func(ctx context.Context, addr string, keepAlive time.Duration) (net.Conn, error)
 	fleet    *Fleet
 	changed  func(target string, down bool, err error)
+	lastGone func(target string) time.Time
 
 	replicas sync.Map // "ip:port" -> *replica
 }
@@ -92,6 +93,10 @@ type WatchOptions struct {
 	// Changed, when set, is told when a replica is found down (err says
 	// why) and when it is reachable again (down false).
 	Changed func(target string, down bool, err error)
+	// LastGone, when set, tells when another node last found target gone
+	// (zero: never); it is asked once, when the process starts watching
+	// target, so that a restart this process did not see still counts.
+	LastGone func(target string) time.Time
 }
 
 // NewWatch returns a watch; it watches replicas once they are pinned or
@@ -103,6 +108,7 @@ func NewWatch(opts WatchOptions) *Watch {
 		dial:     dialTCP,
 		fleet:    opts.Fleet,
 		changed:  opts.Changed,
+		lastGone: opts.LastGone,
 	}
 }
 
@@ -116,7 +122,7 @@ func dialTCP(ctx context.Context, addr string, keepAlive time.Duration) (net.Con
 // and when it was last found gone (unix nanoseconds, 0 never). A replica
 // first watched here joins the fleet recoveries choose from.
 func (w *Watch) Pinned(service, target string, now time.Time) (down bool, downAt int64) {
-	r, added := w.use(target, now)
+	r, added := w.use(target, now, true)
 	if added && service != "" && w.fleet != nil {
 		w.fleet.Known(service, target, now)
 	}
@@ -130,18 +136,27 @@ func (w *Watch) Pinned(service, target string, now time.Time) (down bool, downAt
 // through this one after its replica restarted.
 func (w *Watch) Track(target string, now time.Time) {
 	if target != "" {
-		w.use(target, now)
+		w.use(target, now, false)
 	}
 }
 
-// use marks target used at now, and starts watching it if it is new.
-func (w *Watch) use(target string, now time.Time) (r *replica, added bool) {
+// use marks target used at now, and starts watching it if it is new; the
+// news of other nodes is asked for then (at once when wait says so: a
+// request is about to be pinned to it).
+func (w *Watch) use(target string, now time.Time, wait bool) (r *replica, added bool) {
 	v, ok := w.replicas.Load(target)
 	if !ok {
 		fresh := &replica{}
 		fresh.lastUsed.Store(now.UnixNano())
 		if v, ok = w.replicas.LoadOrStore(target, fresh); !ok {
 			go w.run(target, fresh)
+			if w.lastGone != nil {
+				if wait {
+					fresh.gone(w.lastGone(target))
+				} else {
+					go func() { fresh.gone(w.lastGone(target)) }()
+				}
+			}
 			return fresh, true
 		}
 	}
@@ -171,7 +186,15 @@ func (w *Watch) DownAt(target string) time.Time {
 // Gone records that another node found target gone at at (the shared
 // store's news): its sessions created before are recovered here too.
 func (w *Watch) Gone(target string, at time.Time) {
-	r, _ := w.use(target, time.Now())
+	r, _ := w.use(target, time.Now(), false)
+	r.gone(at)
+}
+
+// gone moves DownAt forward to at.
+func (r *replica) gone(at time.Time) {
+	if at.IsZero() {
+		return
+	}
 	for {
 		old := r.downAt.Load()
 		if at.UnixNano() <= old || r.downAt.CompareAndSwap(old, at.UnixNano()) {

@@ -216,3 +216,28 @@ func TestIsTimeout(t *testing.T) {
 		t.Error("isTimeout")
 	}
 }
+
+// TestWatchAsksLastGone: a replica first pinned here takes what other
+// nodes found (LastGone) before the request is pinned: a restart this
+// process did not watch still makes older sessions recover.
+func TestWatchAsksLastGone(t *testing.T) {
+	elsewhere := time.Now().Add(-time.Second)
+	var asked atomic.Int64
+	w := NewWatch(WatchOptions{Interval: time.Hour, LastGone: func(target string) time.Time {
+		asked.Add(1)
+		if target == "10.0.0.3:80" {
+			return elsewhere
+		}
+		return time.Time{}
+	}})
+	if _, at := w.Pinned("svc", "10.0.0.3:80", time.Now()); at != elsewhere.UnixNano() {
+		t.Errorf("downAt %v, want what another node found, %v", time.Unix(0, at), elsewhere)
+	}
+	w.Pinned("svc", "10.0.0.3:80", time.Now())
+	if _, at := w.Pinned("svc", "10.0.0.4:80", time.Now()); at != 0 {
+		t.Errorf("downAt %v for a replica never gone", time.Unix(0, at))
+	}
+	if n := asked.Load(); n != 2 {
+		t.Errorf("LastGone asked %d times, want once per replica", n)
+	}
+}

@@ -13,6 +13,7 @@ package e2e
 //     with 0 requests reaching a replica that did not mint their session id.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcp-relay/mcp-relay/session"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
@@ -51,6 +53,35 @@ func (n *recoveryNode) setTargets(targets []string) error {
 		return n.kong.SetTargets(upstream, targets)
 	}
 	return n.standin.SetTargets(upstream, targets)
+}
+
+// killPlugin kills the node's plugin process and waits (bounded) until
+// Kong's next one serves.
+func (n *recoveryNode) killPlugin(t *testing.T) {
+	t.Helper()
+	if n.kong != nil {
+		old := n.kong.PluginPID()
+		if err := n.kong.KillPlugin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.kong.WaitPlugin(old, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	pid, starts := n.standin.PluginPID(), n.standin.PluginStarts()
+	if err := n.standin.KillPlugin(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if p := n.standin.PluginPID(); p != 0 && p != pid && n.standin.PluginStarts() > starts {
+			return
+		}
+		if i == 400 {
+			t.Fatal("no new plugin process within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startGateways starts n nodes in front of targets, each serving its plugin
@@ -114,7 +145,8 @@ type userRig struct {
 	url      string // the MCP endpoint clients use
 	replicas []*peers.Replica
 	targets  []string
-	goneMis  int // misroutes counted by replica processes that are gone
+	goneMis  int               // misroutes counted by replica processes that are gone
+	redis    *redistest.Server // with the redis store
 }
 
 func newUserRig(t *testing.T, store string, replicas int) *userRig {
@@ -124,8 +156,8 @@ func newUserRig(t *testing.T, store string, replicas int) *userRig {
 	relay := map[string]any{}
 	n := 1
 	if store == "redis" {
-		rd := redistest.StartServer(t)
-		relay, n = redisSession(rd.Host(), rd.Port(), nil), 2
+		g.redis = redistest.StartServer(t)
+		relay, n = redisSession(g.redis.Host(), g.redis.Port(), nil), 2
 	}
 	g.nodes = startGateways(t, n, deck(t, deckOptions{relay: relay}), g.targets)
 	if dir := os.Getenv("MCP_RELAY_DUMP_DIR"); dir != "" {
@@ -495,6 +527,59 @@ func TestRecoveryRestartInPlace(t *testing.T) {
 				store, len(gaps), gaps, goOwner, names, g.metric("mcp_relay_sessions_recovered_total"))
 		})
 	}
+}
+
+// TestRecoveryRestartSeenByAnotherNode: node B's plugin process starts
+// after a session's replica was last seen by it (a crash, a reload), and
+// the replica restarts in place: node A, which watches it, finds it gone
+// and tells the others through Redis. The session's next request, through
+// B, is recovered instead of reaching the new process with an id it never
+// minted.
+func TestRecoveryRestartSeenByAnotherNode(t *testing.T) {
+	g := newUserRig(t, "redis", 2)
+	a, b := g.nodes[0], g.nodes[1]
+	c := newPinRaw(demoKey, 10*time.Second)
+	c.initialize(t, a.url)
+	c.initialized(t, a.url)
+	owner, r := c.whoami(t, a.url)
+	if owner == "" {
+		t.Fatalf("whoami through A: %d %s", r.Status, r.Body)
+	}
+	b.killPlugin(t) // B's new process has not seen the replica
+	gap := g.restartInPlace(g.byName(owner))
+	// A's news in Redis (the key prefix is the default).
+	news, err := session.NewRedis(session.RedisConfig{Host: g.redis.Host(), Port: g.redis.Port(), KeyPrefix: "mcp-relay:"}, session.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer news.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if at, err := news.ReplicaGoneAt(context.Background(), g.byName(owner).Addr()); err == nil && !at.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node A told no one that the replica was gone within 10s")
+		}
+	}
+	kong500s := 0
+	for i := 0; i < 3; i++ {
+		name, r := c.whoami(t, b.url)
+		if r.Status == 500 && reasonOf(r) == "gateway_error" && kong500s < 3 {
+			// Kong's plain 500 for a pooled connection to the killed
+			// plugin process's socket (1-2 after a plugin restart).
+			kong500s++
+			i--
+			continue
+		}
+		if name == "" || r.Status != 200 {
+			t.Fatalf("call %d through B after the restart: %d %s", i, r.Status, r.Body)
+		}
+	}
+	if mis := g.misroutes(); mis != 0 {
+		t.Errorf("%d requests reached a replica that did not mint their session id", mis)
+	}
+	t.Logf("%s restarted in place in %v while B's plugin process was new; B recovered the session: %v recoveries (after %d Kong 500s for the killed plugin process)",
+		owner, gap, metrics(t, b.metrics)["mcp_relay_sessions_recovered_total"], kong500s)
 }
 
 // callLog records the outcome of a client's calls made in the background.
