@@ -773,3 +773,88 @@ func TestRecoveryAcceptance(t *testing.T) {
 		gaps, total, inKills, inReloads, len(failed), names, strings.Join(status, " "),
 		g.metric("mcp_relay_sessions_recovered_total"), g.metric("mcp_relay_recoveries_via_balancer_total"))
 }
+
+// TestPDKCallBudgetViaBalancer counts what a recovery through Kong's
+// balancer costs the request that runs it (the stand-in counts; real Kong
+// cannot), besides what it read as any request (headers, and the body or
+// the method: 2): Access reads upstream_scheme and upstream_uri (2), turns
+// the request into the initialize (3, a GET 4) and leaves the Response
+// phase its note (1): 8, a GET 9. Response reads the status and the note
+// (2; while a recovery is under way every buffered answer's Response reads
+// the note), the new session id, the initialize's answer, the route and
+// upstream_host, and answers (5; a streamed POST's 307 reads request_uri
+// too): 7, or 8. Kong's log lines a request flushes (kong.log.*) are not
+// counted: they are the watch's, written where the plugin already is.
+// Healthy requests pay nothing for it (TestPDKCallBudget).
+func TestPDKCallBudgetViaBalancer(t *testing.T) {
+	if os.Getenv("MCP_RELAY_GATEWAY") == "kong" {
+		t.Fatal("stand-in only: PDK calls are counted by the stand-in, real Kong does not count them (run without MCP_RELAY_GATEWAY=kong)")
+	}
+	for _, c := range []struct {
+		name           string
+		send           func(t *testing.T, c *rawMCP, base string) rpcResult
+		status         int
+		access, answer int // PDK calls in Access and Response
+	}{
+		{"streamed POST (tools/call), answered 307", func(t *testing.T, c *rawMCP, base string) rpcResult {
+			return c.request(t, base, "tools/call", `{"name":"whoami","arguments":{}}`)
+		}, http.StatusTemporaryRedirect, 2 + 2 + 3 + 1, 2 + 5 + 1},
+		{"buffered POST (tools/list), sent again", func(t *testing.T, c *rawMCP, base string) rpcResult {
+			return c.request(t, base, "tools/list", "")
+		}, http.StatusOK, 2 + 2 + 3 + 1, 2 + 5},
+		{"GET stream, answered retry", func(t *testing.T, c *rawMCP, base string) rpcResult {
+			req, _ := http.NewRequest(http.MethodGet, base+"/mcp", nil)
+			req.Header.Set("Accept", "text/event-stream")
+			c.headers(req)
+			return c.do(t, req)
+		}, http.StatusOK, 2 + 2 + 4 + 1, 2 + 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			seen, unseen := peers.StartLegacy(t, "seen"), peers.StartLegacy(t, "unseen")
+			var recs recordLog
+			m := freeAddr(t)
+			node := startNode(t, deck(t, deckOptions{}), addrs(seen), recs.option(), withMetrics(m), quietLog(t))
+			raw := newPinRaw(demoKey, 10*time.Second)
+			raw.client = &http.Client{Timeout: 10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			raw.initialize(t, node.URL())
+			raw.initialized(t, node.URL())
+			if err := node.SetTargets(upstream, addrs(seen, unseen)); err != nil {
+				t.Fatal(err)
+			}
+			seen.Kill()
+			for metrics(t, m)["mcp_relay_replicas_down"] < 1 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			r := c.send(t, raw, node.URL())
+			rec := recs.of(t, r)
+			if r.Status != c.status || metrics(t, m)["mcp_relay_recoveries_via_balancer_total"] != 1 {
+				t.Fatalf("status %d (want %d), recoveries through the balancer %v: %s", r.Status, c.status,
+					metrics(t, m)["mcp_relay_recoveries_via_balancer_total"], r.Body)
+			}
+			access, answer := rec.PhaseCalls("access")-kongLogCalls(rec, "access"), rec.PhaseCalls("response")-kongLogCalls(rec, "response")
+			t.Logf("%d PDK calls in Access %v, %d in Response %v", access, rec.Calls["access"], answer, rec.Calls["response"])
+			if access != c.access || answer != c.answer {
+				t.Errorf("PDK calls: Access %d (want %d), Response %d (want %d)", access, c.access, answer, c.answer)
+			}
+			// The recovered session's next request costs what any recovered
+			// session's does.
+			name, r := raw.whoami(t, node.URL())
+			if next := recs.of(t, r); name != "unseen" || pdkCalls(next) != 6 {
+				t.Errorf("next request: %q, %d PDK calls (want 6): %v", name, pdkCalls(next), next.Calls)
+			}
+		})
+	}
+}
+
+// kongLogCalls counts the kong.log.* calls a phase made: Kong's log lines
+// the plugin flushes where it already is.
+func kongLogCalls(rec standin.RequestRecord, phase string) int {
+	n := 0
+	for m, c := range rec.Calls[phase] {
+		if strings.HasPrefix(m, "kong.log.") {
+			n += c
+		}
+	}
+	return n
+}
