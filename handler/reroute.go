@@ -148,7 +148,9 @@ func (rr *reroute) finish(out recovered) bool {
 		rr.out = out
 		reroutes.remove(rr)
 		if rr.release != nil {
-			rr.release()
+			// The other nodes wait for the record's event, not the claim:
+			// the client's answer need not wait for its release either.
+			go rr.release()
 		}
 		close(rr.done)
 	})

@@ -273,17 +273,6 @@ func (g *userRig) setTargets(targets []string) {
 	}
 }
 
-// owner is the replica that minted session id (nil: none running).
-func (g *userRig) owner(id string) *peers.Replica {
-	g.t.Helper()
-	for _, r := range g.replicas {
-		if r.Running() && slices.Contains(r.MustStats(g.t).Sessions, id) {
-			return r
-		}
-	}
-	return nil
-}
-
 // tsRun is a TypeScript SDK client run in the background: its scenarios
 // pause at wait-file steps until the test calls next.
 type tsRun struct {
