@@ -122,7 +122,9 @@ func (p *Plugin) access(k kong.PDK) {
 		n = note{kind: noteList, consumer: first(headers, hConsumerID), username: first(headers, hConsumerName)}
 	}
 
-	p.setMethodHeaders(k, &r)
+	if r.reroute == nil { // else it goes upstream as an initialize: its method's headers would lie
+		p.setMethodHeaders(k, &r)
+	}
 	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {
 		p.stream(k)
