@@ -98,14 +98,24 @@ func ownFleet(t testing.TB) {
 	t.Helper()
 	saved := fleet
 	fleet = replica.NewFleet()
+	t.Cleanup(func() { fleet = saved })
+	ownWatches(t) // the process's watches tell the fleet
+}
+
+// ownWatches gives the instances the test builds watches of their own: the
+// process's remember replicas by address, and tests reuse freed ports.
+func ownWatches(t testing.TB) {
+	t.Helper()
 	watches.mu.Lock()
-	savedWatches := watches.m
-	watches.m = map[watchKey]*replica.Watch{} // the process's watches tell the fleet
+	saved := watches.m
+	watches.m = map[watchKey]*replica.Watch{}
 	watches.mu.Unlock()
 	t.Cleanup(func() {
-		fleet = saved
 		watches.mu.Lock()
-		watches.m = savedWatches
+		for _, w := range watches.m {
+			w.Close()
+		}
+		watches.m = saved
 		watches.mu.Unlock()
 	})
 }

@@ -48,6 +48,8 @@ type Watch struct {
 	lastGone func(target string) time.Time
 
 	replicas sync.Map // "ip:port" -> *replica
+	closed   chan struct{}
+	close    sync.Once
 }
 
 type replica struct {
@@ -109,6 +111,20 @@ func NewWatch(opts WatchOptions) *Watch {
 		fleet:    opts.Fleet,
 		changed:  opts.Changed,
 		lastGone: opts.LastGone,
+		closed:   make(chan struct{}),
+	}
+}
+
+// Close stops watching every replica (the process's watches live as long
+// as the process; tests close theirs).
+func (w *Watch) Close() { w.close.Do(func() { close(w.closed) }) }
+
+func (w *Watch) isClosed() bool {
+	select {
+	case <-w.closed:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -240,7 +256,10 @@ func (w *Watch) run(addr string, r *replica) {
 					wait = min(wait, fastRedial)
 				}
 			}
-			time.Sleep(wait)
+			select {
+			case <-time.After(wait):
+			case <-w.closed:
+			}
 			continue
 		}
 		downSince = time.Time{}
@@ -329,12 +348,15 @@ func (w *Watch) hold(conn net.Conn, r *replica) error {
 }
 
 func (w *Watch) idleNow(r *replica) bool {
-	return time.Since(time.Unix(0, r.lastUsed.Load())) > w.idle
+	return w.isClosed() || time.Since(time.Unix(0, r.lastUsed.Load())) > w.idle
 }
 
 // failed counts a failure; a refusal makes the replica down at once and
 // moves DownAt.
 func (w *Watch) failed(addr string, r *replica, err error) {
+	if w.isClosed() {
+		return
+	}
 	n := r.failed.Add(1)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		r.downAt.Store(time.Now().UnixNano())
