@@ -105,7 +105,10 @@ func (p *Plugin) access(k kong.PDK) {
 		if exited := p.pin(k, &r); exited {
 			return
 		}
-		if r.method == "DELETE" {
+		switch {
+		case r.reroute != nil:
+			n = note{kind: noteReroute, session: r.reroute.token}
+		case r.method == "DELETE":
 			n = note{kind: noteEnd, consumer: first(headers, hConsumerID), session: headers[hSessionID][0]}
 		}
 	} else if p.store != nil && r.rpc.Kind == envelope.Single && r.rpc.Method == "initialize" {
@@ -119,7 +122,9 @@ func (p *Plugin) access(k kong.PDK) {
 		n = note{kind: noteList, consumer: first(headers, hConsumerID), username: first(headers, hConsumerName)}
 	}
 
-	p.setMethodHeaders(k, &r)
+	if r.reroute == nil { // else it goes upstream as an initialize: its method's headers would lie
+		p.setMethodHeaders(k, &r)
+	}
 	p.serializeFields(k, &r, "")
 	if !p.buffered(&r) {
 		p.stream(k)
@@ -133,7 +138,7 @@ func (p *Plugin) access(k kong.PDK) {
 // buffered says whether the upstream answer may be held back for the
 // Response phase: never for a stream, only where a rewrite may be needed.
 func (p *Plugin) buffered(r *request) bool {
-	if r.method == "DELETE" {
+	if r.method == "DELETE" || r.reroute != nil {
 		return true
 	}
 	if r.bodyUnread {
@@ -226,12 +231,15 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		_, _, _, _ = p.lookup(decoyID(), wait)
 		found = false
 	}
+	// Kong's balancer may find a live replica for a recovery by sending
+	// this request upstream as the session's initialize (reroute.go).
+	r.mayReroute = r.method == "POST" || r.method == "GET"
 	if found && rec.State == session.Active && p.replicas != nil {
-		// A replica down, or refused since the session was created (it
+		// A replica down, or gone since the session was created (it
 		// restarted and forgot it): recover, or lose the session.
 		if down, downAt := p.replicas.Pinned(rec.Service, rec.Target, start); down || downAt > rec.Created.UnixNano() {
 			var vars upstreamVars
-			if !p.recoverSession(k, r, &vars, id, &rec, down) && down {
+			if !p.recoverSession(k, r, &vars, id, &rec, down) && r.reroute == nil && down {
 				ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 				p.setState(ctx, id, session.Lost)
 				cancel()
@@ -241,6 +249,9 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	} else if found && rec.State == session.Lost {
 		var vars upstreamVars
 		p.recoverSession(k, r, &vars, id, &rec, true)
+	}
+	if r.reroute != nil {
+		return p.reroute(k, r)
 	}
 	if !found || rec.State != session.Active {
 		if found && rec.State == session.Lost {

@@ -56,6 +56,11 @@ var (
 		message: "Upstream MCP server timed out", policy: true}
 	reasonStore = reason{name: "store_unavailable", status: 503, code: envelope.CodeGateway,
 		message: "Session store unavailable"}
+	// A recovery through Kong's balancer (reroute.go) that cannot answer
+	// the client's own request: the session stands, the request may be
+	// sent again.
+	reasonInterrupted = reason{name: "recovery_interrupted", status: 503, code: envelope.CodeGateway,
+		message: "Session recovery interrupted: send the request again"}
 	reasonInternal = reason{name: "internal_error", status: 500, code: envelope.CodeInternalError,
 		message: "Internal error"}
 	// The message names the refused fields (configerr.go).

@@ -31,10 +31,14 @@ type fakeKong struct {
 	cleared     bool
 	target      string
 	upstreamSet map[string]string
-	exited      bool
-	exitStatus  int
-	exitBody    []byte
-	exitHeaders map[string][]string
+	// a request turned into a recovery's initialize (kong.RecoveryPDK)
+	upstreamMethod  string
+	upstreamBodySet []byte
+	upstreamCleared []string
+	exited          bool
+	exitStatus      int
+	exitBody        []byte
+	exitHeaders     map[string][]string
 }
 
 var _ kong.PDK = (*fakeKong)(nil)

@@ -26,7 +26,7 @@ func (p *Plugin) log(k kong.PDK) {
 	defer p.catchPanic(k, "log", nil)
 	p.logState().saw()
 	flushKongLog(k)
-	if p.store == nil || (!p.hints.pending() && !panicTest) {
+	if p.store == nil || (!p.hints.pending() && !reroutes.any() && !panicTest) {
 		return
 	}
 	data, err := k.Serialize()
@@ -39,6 +39,10 @@ func (p *Plugin) log(k kong.PDK) {
 	if panicTest && gjson.GetBytes(data, "request.headers.x-mcp-relay-panic").Str == "log" {
 		panic("injected panic (panictest build)")
 	}
+	if f.recovery != "" { // a recovery's initialize (reroute.go)
+		rerouteLogged(f.recovery, f.status)
+		return
+	}
 	if f.modern || f.requestSession != "" || f.responseSession == "" {
 		return
 	}
@@ -50,5 +54,12 @@ func (p *Plugin) log(k kong.PDK) {
 		!validSessionID(f.responseSession, p.cfg.Session.MaxIDLength) {
 		return
 	}
-	p.recordSession(f.responseSession, session.Record{Target: f.target, Consumer: f.consumer, Init: init, Service: f.service})
+	// Created is when the initialize reached Kong: a replica found gone
+	// after that may have forgotten the session before this Log ran.
+	var created time.Time
+	if f.started > 0 {
+		created = time.UnixMilli(f.started)
+	}
+	p.recordSession(f.responseSession, session.Record{Target: f.target, Consumer: f.consumer, Init: init, Service: f.service,
+		Created: created})
 }

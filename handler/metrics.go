@@ -26,10 +26,14 @@ var (
 	sessionsLost    = counter("sessions_lost_total", "Sessions marked lost because their replica failed (unreachable to the probes, or an upstream 502/504).")
 	sessionsEnded   = counter("sessions_ended_total", "Sessions ended by a DELETE the replica accepted.")
 	bindRejections  = counter("binding_rejections_total", "Session ids presented by another consumer than the one that created them.")
-	replicasDown    = prometheus.NewGauge(prometheus.GaugeOpts{
+	replicasDown    = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "mcp_relay", Name: "replicas_down",
-		Help: "Pinned replicas the plugin's probes cannot connect to (counted once per route watching them).",
-	})
+		Help: "Watched replicas that are down: gone (connections refused) or unreachable.",
+	}, replicasDownNow)
+	replicaChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcp_relay", Name: "replica_changes_total",
+		Help: "What the watch connections found, by change: gone (its process exited: a crash, a stop or a restart in place), unreachable (timeouts), back (accepting again).",
+	}, []string{"change"})
 	sessionsUnlearned = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "sessions_unlearned_total",
 		Help: "New sessions the initialize's Response phase could not pin (its answer names no replica) while Kong sends the plugin no Log event (start it with -log-phase), by reason.",
@@ -38,6 +42,10 @@ var (
 	// Session recovery (recovery.go).
 	sessionsRecovered = counter("sessions_recovered_total",
 		"Sessions recovered: a new upstream session opened on a live replica for a session whose replica was down or forgot it.")
+	reroutesStarted = counter("recoveries_via_balancer_started_total",
+		"Recoveries sent through Kong's balancer (no known replica opened a session): the request went upstream as the session's initialize.")
+	reroutesDone = counter("recoveries_via_balancer_total",
+		"Sessions recovered on the replica Kong's balancer chose (counted in sessions_recovered_total too).")
 	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "recovery_failures_total",
 		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",
@@ -121,7 +129,7 @@ func sessionsFileMetrics() []prometheus.Collector {
 }
 
 func init() {
-	registry.MustRegister(replicasDown, sessionsUnlearned, recoveryFailures, recoveryLatency, storeLatency, storeUp,
+	registry.MustRegister(replicasDown, replicaChanges, sessionsUnlearned, recoveryFailures, recoveryLatency, storeLatency, storeUp,
 		envelopes, requestsByMethod, hiddenEntries, toolChanges)
 	registry.MustRegister(sessionsFileMetrics()...)
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -130,6 +138,9 @@ func init() {
 	}
 	for _, r := range unnamedReasons {
 		sessionsUnlearned.WithLabelValues(r)
+	}
+	for _, c := range []string{changeGone, changeUnreachable, changeBack} {
+		replicaChanges.WithLabelValues(c)
 	}
 }
 

@@ -74,14 +74,18 @@ func unnamedWhy(why string) string {
 }
 
 // recordSession writes a new session's record (learned in Response or in
-// Log) and tells the replica fleet its target answered.
+// Log) and tells the replica fleet its target answered. rec.Created, when
+// set and past, is kept: when the initialize reached Kong.
 func (p *Plugin) recordSession(id string, rec session.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 	defer cancel()
 	start := time.Now()
-	rec.Created, rec.State = start, session.Active
+	if rec.Created.IsZero() || rec.Created.After(start) {
+		rec.Created = start
+	}
+	rec.State = session.Active
 	err := p.store.Learn(ctx, id, rec)
-	fleet.Learned(rec.Service, rec.Target, start)
+	replicaSeen(rec.Service, rec.Target)
 	storeLatency.WithLabelValues("learn").Observe(time.Since(start).Seconds())
 	if err != nil {
 		storeErrors.Inc()

@@ -24,9 +24,10 @@ type note struct {
 }
 
 const (
-	noteLearn = 'l' // a legacy initialize: learn the session its answer creates
-	noteEnd   = 'e' // a session's DELETE: end the session if the replica accepts
-	noteList  = 'f' // a list request whose answer access rules or tool pinning judge
+	noteLearn   = 'l' // a legacy initialize: learn the session its answer creates
+	noteEnd     = 'e' // a session's DELETE: end the session if the replica accepts
+	noteList    = 'f' // a list request whose answer access rules or tool pinning judge
+	noteReroute = 'r' // a recovery's initialize sent by Kong's balancer; session: its token (reroute.go)
 )
 
 // encode is the note as stored: kind, then consumer, session, the params'
@@ -49,7 +50,7 @@ func (n note) encode() string {
 
 // decodeNote reads encode's output; anything else is no note.
 func decodeNote(s string) note {
-	if len(s) < 2 || s[1] != '\n' || (s[0] != noteLearn && s[0] != noteEnd && s[0] != noteList) {
+	if len(s) < 2 || s[1] != '\n' || (s[0] != noteLearn && s[0] != noteEnd && s[0] != noteList && s[0] != noteReroute) {
 		return note{}
 	}
 	parts := strings.SplitN(s[2:], "\n", 4)

@@ -39,6 +39,14 @@ func (f *fakeKong) SetSerializeValue(key string, v map[string]any) error {
 func (f *fakeKong) SetUpstreamHeaders(h map[string][]string) error {
 	f.call("service.request.set_headers")
 	f.optional.headersSet = h
+	if f.upstreamSet == nil {
+		f.upstreamSet = map[string]string{}
+	}
+	for k, v := range h {
+		if len(v) > 0 {
+			f.upstreamSet[k] = v[0]
+		}
+	}
 	return nil
 }
 
@@ -48,3 +56,23 @@ func (b *benchKong) RequestPath() (string, error)                   { return "/m
 func (b *benchKong) ForwardedScheme() (string, error)               { return "https", nil }
 func (b *benchKong) AuthenticatedGroups() ([]string, error)         { return nil, nil }
 func (b *benchKong) SetSerializeValue(string, map[string]any) error { return nil }
+
+// What the counting fake records of kong.RecoveryPDK.
+func (f *fakeKong) SetUpstreamMethod(method string) error {
+	f.call("service.request.set_method")
+	f.upstreamMethod = method
+	return nil
+}
+func (f *fakeKong) SetUpstreamBody(body []byte) error {
+	f.call("service.request.set_raw_body")
+	f.upstreamBodySet = body
+	return nil
+}
+func (f *fakeKong) ClearUpstreamHeader(name string) error {
+	f.call("service.request.clear_header")
+	f.upstreamCleared = append(f.upstreamCleared, name)
+	return nil
+}
+func (b *benchKong) SetUpstreamMethod(string) error   { return nil }
+func (b *benchKong) SetUpstreamBody([]byte) error     { return nil }
+func (b *benchKong) ClearUpstreamHeader(string) error { return nil }

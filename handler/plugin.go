@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/Kong/go-pdk"
 
@@ -31,7 +32,7 @@ type Plugin struct {
 	store         session.Store
 	hints         *learnHints    // the process's; tests may give an instance its own
 	logs          *logPhaseState // the process's; tests may give an instance its own
-	replicas      *replica.Watch // nil: no probes
+	replicas      *replica.Watch // the process's (replicas.go); nil: no probes
 
 	rules    *rules.Set        // nil: no access rules (authz.go)
 	pins     *pinning          // nil: tool definitions are not pinned (toolpin.go)
@@ -100,7 +101,8 @@ func (p *Plugin) init(cfg schema.Config) error {
 	warnAuthMessage(cfg.Envelope.AuthMessage)
 	slices.Sort(p.bufferMethods)
 	sessionOpts := sessionOptions(cfg.Session)
-	sessionOpts.TargetSeen = fleet.Seen
+	sessionOpts.TargetSeen = replicaSeen
+	sessionOpts.ReplicaGone = replicaGoneElsewhere
 	store, err := session.Open(sessionOpts)
 	if err != nil {
 		return fmt.Errorf("config.session: %w", err)
@@ -110,9 +112,7 @@ func (p *Plugin) init(cfg schema.Config) error {
 	p.hints = hints
 	p.logs = logPhase
 	if store != nil && p.settings.replicaProbe > 0 {
-		p.replicas = replica.NewWatch(replica.WatchOptions{
-			Interval: p.settings.replicaProbe, Fleet: fleet, Changed: replicaChanged,
-		})
+		p.replicas = watchFor(p.settings.replicaProbe, time.Duration(cfg.Session.TTL)*time.Second)
 	}
 	p.watchStore(sessionOpts.Redis)
 	return nil

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/handler/replica"
+	"github.com/mcp-relay/mcp-relay/handler/rules"
 	"github.com/mcp-relay/mcp-relay/kong"
-	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -32,11 +32,14 @@ const (
 	failEnded        = "ended"          // the client ended the session meanwhile
 	failKong         = "kong"           // a PDK call failed
 	failInternal     = "internal"       // a panic during the recovery
+	failBalancer     = "balancer"       // no replica Kong's balancer chose opened a session
+	failTarget       = "target_unknown" // the replica Kong's balancer chose cannot be told (preserve_host, host_header)
 )
 
 // recoveryFailureReasons are every failure reason, so that each label
 // shows from the start.
-var recoveryFailureReasons = []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong, failInternal}
+var recoveryFailureReasons = []string{failNoInit, failInitTooLarge, failNoReplica, failStore, failBusy, failEnded, failKong,
+	failInternal, failBalancer, failTarget}
 
 const (
 	// recoverWait bounds how long a request waits for a recovery of its
@@ -61,21 +64,12 @@ type flightKey struct {
 }
 
 // recovered is the outcome of one recovery: the record to pin with, or
-// why there is none.
+// why there is none, or the recovery Kong's balancer is running
+// (reroute.go) for the request that started it.
 type recovered struct {
 	rec    session.Record
 	reason string
-}
-
-// replicaChanged logs and counts what an instance's probes find.
-func replicaChanged(target string, down bool, err error) {
-	if down {
-		replicasDown.Inc()
-		logger.Warn("replica unreachable: its sessions are lost when next used", "replica", target, "err", err)
-		return
-	}
-	replicasDown.Dec()
-	logger.Log(context.Background(), logging.LevelNotice, "replica reachable again", "replica", target)
+	via    *reroute
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -104,7 +98,10 @@ func (u *upstreamVars) get(k kong.PDK) bool {
 
 // recoverSession recovers session id, whose record is rec, and on success
 // replaces rec with the record to pin the request with. dead says the
-// record's replica is down (it is then not chosen again).
+// record's replica is down (it is then not chosen again). When no known
+// replica opens a session and r may go upstream as the initialize
+// (r.mayReroute), the recovery goes through Kong's balancer: r.reroute is
+// set and false returned.
 func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id string, rec *session.Record, dead bool) bool {
 	if !p.cfg.Session.Recover {
 		return false
@@ -119,10 +116,18 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		return false
 	}
 	seen := *rec
+	led := false
 	res, err := recoveries.Do(flightKey{p.store, root}, func() recovered {
-		rec, reason := p.recoverRoot(k, r, vars, root, id, seen, dead)
-		return recovered{rec, reason}
+		led = true
+		return p.recoverRoot(k, r, vars, root, id, seen, dead)
 	})
+	if err == nil && res.via != nil {
+		if led { // this request goes upstream as the initialize
+			r.reroute = res.via
+			return false
+		}
+		res = res.via.wait()
+	}
 	out, reason := res.rec, res.reason
 	switch {
 	case errors.Is(err, replica.ErrBusy):
@@ -134,43 +139,56 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		p.recoveryFailed(root, reason, "")
 		return false
 	}
-	if id != root {
-		// The client uses an upstream id it adopted: route it like the
-		// client's id, and keep it recoverable under the same root.
-		alias := session.Record{Target: out.Target, Consumer: out.Consumer, Created: out.Created,
-			State: session.Active, Init: out.Init, Upstream: out.Upstream, Alias: root, Service: out.Service}
-		if id == out.Upstream {
-			alias.Upstream = ""
-		}
-		if seen.Target != out.Target || seen.Upstream != alias.Upstream {
-			ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
-			p.storeOp("recover", func() error { return p.store.Learn(ctx, id, alias) })
-			cancel()
-		}
-		out = alias
-	}
-	*rec = out
+	*rec = p.adopt(id, root, seen, out)
 	recoveryLatency.Observe(time.Since(start).Seconds())
 	return true
 }
 
+// adopt returns the record to pin id with, now that its family root was
+// recovered as out: id's own record when the client uses an upstream id it
+// adopted, written unless it already says so.
+func (p *Plugin) adopt(id, root string, seen, out session.Record) session.Record {
+	if id == root {
+		return out
+	}
+	// The client uses an upstream id it adopted: route it like the
+	// client's id, and keep it recoverable under the same root.
+	alias := session.Record{Target: out.Target, Consumer: out.Consumer, Created: out.Created,
+		State: session.Active, Init: out.Init, Upstream: out.Upstream, Alias: root, Service: out.Service}
+	if id == out.Upstream {
+		alias.Upstream = ""
+	}
+	if seen.Target != out.Target || seen.Upstream != alias.Upstream {
+		ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
+		p.storeOp("recover", func() error { return p.store.Learn(ctx, id, alias) })
+		cancel()
+	}
+	return alias
+}
+
 // recoverRoot runs one recovery of the session family root (the client's
-// original id) and returns root's new record.
-func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, id string, seen session.Record, dead bool) (session.Record, string) {
+// original id): root's new record, why there is none, or the recovery it
+// handed to Kong's balancer.
+func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, id string, seen session.Record, dead bool) recovered {
+	key := flightKey{p.store, root}
+	if rr := reroutes.forKey(key); rr != nil { // Kong's balancer is recovering it
+		return rr.wait()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), recoverWait)
 	defer cancel()
+	fail := func(reason string) recovered { return recovered{reason: reason} }
 	base := seen
 	if id != root {
 		rec, found, err := p.store.Lookup(ctx, root, 0)
 		if err != nil {
-			return session.Record{}, failStore
+			return fail(failStore)
 		}
 		if found {
 			base = rec
 		}
 	}
 	if base.State == session.Ended {
-		return session.Record{}, failEnded
+		return fail(failEnded)
 	}
 	// Another recovery may have finished since seen was read: a newer
 	// Active record on a live replica is the answer.
@@ -179,13 +197,14 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			(p.replicas == nil || !p.replicas.IsDown(rec.Target))
 	}
 	if base.State == session.Active && base.Created.After(seen.Created) && newer(base) {
-		return base, ""
+		return recovered{rec: base}
 	}
-	if fl, ok := p.store.(session.Flight); ok {
-		release, claimed, err := fl.Claim(ctx, root, recoverWait)
+	var release func()
+	if fl, ok := session.FlightOf(p.store); ok {
+		rel, claimed, err := fl.Claim(ctx, root, recoverWait)
 		if err != nil {
 			logger.Warn("session store failed", "op", "claim", "err", err)
-			return session.Record{}, failStore
+			return fail(failStore)
 		}
 		if !claimed {
 			rec, found, err := fl.AwaitWrite(ctx, root, recoverWait, func(rec session.Record) bool {
@@ -193,27 +212,34 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			})
 			switch {
 			case err != nil:
-				return session.Record{}, failStore
+				return fail(failStore)
 			case !found:
-				return session.Record{}, failBusy
+				return fail(failBusy)
 			case rec.State == session.Ended:
-				return session.Record{}, failEnded
+				return fail(failEnded)
 			}
-			return rec, ""
+			return recovered{rec: rec}
 		}
-		defer release()
+		release = rel
 		// The claim's holder before us may have finished just now.
 		if rec, found, err := p.store.Lookup(ctx, root, 0); err == nil && found && newer(rec) {
-			return rec, ""
+			release()
+			return recovered{rec: rec}
 		}
 	}
+	handed := false
+	defer func() {
+		if release != nil && !handed {
+			release()
+		}
+	}()
 
 	init := base.Init
 	if init == "" {
 		init = seen.Init
 	}
 	if !vars.get(k) {
-		return session.Record{}, failKong
+		return fail(failKong)
 	}
 	exclude := ""
 	if dead {
@@ -229,16 +255,12 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 		service = seen.Service
 	}
 	cands := fleet.Candidates(service, time.Now(), exclude, isDown, pins)
-	if len(cands) == 0 {
-		logger.Warn("session recovery: no live replica known (none answered an initialize lately)",
-			"session", fingerprint(root), "dead", seen.Target)
-		return session.Record{}, failNoReplica
-	}
 	for i, c := range cands {
 		if i == maxRecoverTries {
 			break
 		}
 		call := replica.NewCall(vars.scheme, c.Target, vars.uri, p.pinnedHost(r.headers, c.Target), r.headers)
+		opened := time.Now()
 		tctx, tcancel := context.WithTimeout(ctx, replica.AnswerTimeout)
 		upstreamID, err := call.OpenSession(tctx, init)
 		tcancel()
@@ -251,29 +273,51 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			logger.Warn("session recovery: replica minted an invalid session id", "replica", c.Target)
 			continue
 		}
-		now := time.Now()
-		fleet.Learned(service, c.Target, now)
-		consumer := seen.Consumer
-		// The upstream id first: root's record (whose event wakes the other
-		// nodes) must not name an id the store does not know yet.
-		err = p.store.Learn(ctx, upstreamID, session.Record{Target: c.Target, Consumer: consumer,
-			Created: now, State: session.Active, Init: init, Alias: root, Service: service})
-		if err == nil {
-			err = p.store.Learn(ctx, root, session.Record{Target: c.Target, Consumer: consumer,
-				Created: now, State: session.Active, Init: init, Upstream: upstreamID, Service: service})
+		rec, reason := p.recordRecovery(ctx, root, seen, service, init, c.Target, upstreamID, opened)
+		if reason == "" {
+			logger.Info("session recovered on a live replica", "session", fingerprint(root),
+				"from", seen.Target, "to", c.Target, "tries", i+1)
 		}
-		if err != nil {
-			storeErrors.Inc()
-			logger.Warn("session store failed", "op", "recover", "err", err)
-			return session.Record{}, failStore
-		}
-		sessionsRecovered.Inc()
-		logger.Info("session recovered on a live replica", "session", fingerprint(root),
-			"from", seen.Target, "to", c.Target, "tries", i+1)
-		return session.Record{Target: c.Target, Consumer: consumer, Created: now, State: session.Active,
-			Init: init, Upstream: upstreamID, Service: service}, ""
+		return recovered{rec: rec, reason: reason}
 	}
-	return session.Record{}, failNoReplica
+	if r.mayReroute && p.mayReroute() {
+		logger.Info("session recovery: no known replica opened a session, asking Kong's balancer",
+			"session", fingerprint(root), "dead", seen.Target, "known", len(cands))
+		handed = true
+		return recovered{via: newReroute(r, key, root, id, seen, service, init, dead, *vars, release)}
+	}
+	if len(cands) == 0 {
+		logger.Warn("session recovery: no live replica known (none answered an initialize lately)",
+			"session", fingerprint(root), "dead", seen.Target)
+	}
+	return fail(failNoReplica)
+}
+
+// recordRecovery records the family root's new upstream session upstreamID
+// on target, whose initialize was sent at opened, and returns root's new
+// record. The records are created at opened: a replica found gone after
+// that may have forgotten the new session already.
+func (p *Plugin) recordRecovery(ctx context.Context, root string, seen session.Record, service, init, target, upstreamID string,
+	opened time.Time) (session.Record, string) {
+	now := opened
+	replicaSeen(service, target)
+	consumer := seen.Consumer
+	// The upstream id first: root's record (whose event wakes the other
+	// nodes) must not name an id the store does not know yet.
+	err := p.store.Learn(ctx, upstreamID, session.Record{Target: target, Consumer: consumer,
+		Created: now, State: session.Active, Init: init, Alias: root, Service: service})
+	out := session.Record{Target: target, Consumer: consumer, Created: now, State: session.Active,
+		Init: init, Upstream: upstreamID, Service: service}
+	if err == nil {
+		err = p.store.Learn(ctx, root, out)
+	}
+	if err != nil {
+		storeErrors.Inc()
+		logger.Warn("session store failed", "op", "recover", "err", err)
+		return session.Record{}, failStore
+	}
+	sessionsRecovered.Inc()
+	return out, ""
 }
 
 func (p *Plugin) recoveryFailed(root, reason, detail string) {
@@ -313,17 +357,31 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	if sid == "" {
 		sid = id
 	}
-	call := replica.NewCall(vars.scheme, rec.Target, vars.uri, p.pinnedHost(headers, rec.Target), headers)
-	sctx, scancel := context.WithTimeout(context.Background(), replica.AnswerTimeout)
-	defer scancel()
-	resp, body, err := call.Resend(sctx, r.rpc.Body, sid, first(headers, hProtocolVersion))
+	return p.resend(k, headers, r, rec.Target, sid, vars)
+}
+
+// resend sends r (a buffered request of a recovered session) to target in
+// the upstream session sid, and answers the client with the replica's
+// answer, filtered by the access rules as any list answer. false: it could
+// not be sent, and nothing was answered.
+func (p *Plugin) resend(k kong.PDK, headers map[string][]string, r *request, target, sid string, vars upstreamVars) bool {
+	call := replica.NewCall(vars.scheme, target, vars.uri, p.pinnedHost(headers, target), headers)
+	ctx, cancel := context.WithTimeout(context.Background(), replica.AnswerTimeout)
+	defer cancel()
+	resp, body, err := call.Resend(ctx, r.rpc.Body, sid, first(headers, hProtocolVersion))
 	if err != nil {
-		logger.Warn("session recovered, but re-sending the request failed", "session", fingerprint(id), "err", err)
+		logger.Warn("session recovered, but re-sending the request failed", "session", fingerprint(sid), "err", err)
 		return false
 	}
 	out := map[string][]string{}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		out["Content-Type"] = []string{ct}
+	}
+	if p.rules != nil && resp.StatusCode/100 == 2 {
+		f := rules.Filter{Rules: p.rules, Hidden: countHidden, Caller: func() *rules.Caller { return callerOf(k, headers) }}
+		if filtered, changed := f.Body(body); changed {
+			body = filtered
+		}
 	}
 	k.Exit(resp.StatusCode, body, out)
 	return true

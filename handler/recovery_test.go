@@ -99,6 +99,25 @@ func ownFleet(t testing.TB) {
 	saved := fleet
 	fleet = replica.NewFleet()
 	t.Cleanup(func() { fleet = saved })
+	ownWatches(t) // the process's watches tell the fleet
+}
+
+// ownWatches gives the instances the test builds watches of their own: the
+// process's remember replicas by address, and tests reuse freed ports.
+func ownWatches(t testing.TB) {
+	t.Helper()
+	watches.mu.Lock()
+	saved := watches.m
+	watches.m = map[watchKey]*replica.Watch{}
+	watches.mu.Unlock()
+	t.Cleanup(func() {
+		watches.mu.Lock()
+		for _, w := range watches.m {
+			w.Close()
+		}
+		watches.m = saved
+		watches.mu.Unlock()
+	})
 }
 
 // markDown makes the instance's probes report target down.
@@ -233,12 +252,15 @@ func TestDeleteEndsBothIDs(t *testing.T) {
 	}
 }
 
+// Without a live replica known, and where Kong's balancer cannot help (the
+// replica it chose could not be told with an upstream host_header), the
+// session is lost.
 func TestRecoverFailsWithoutLiveReplica(t *testing.T) {
 	ownFleet(t)
 	dead := deadAddr(t)
 	otherDead := deadAddr(t)
 	fleet.Learned("svc", otherDead, time.Now()) // known, but refuses: tried, then 404
-	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
+	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000},"upstream":{"host_header":"mcp.internal"}}`)
 	markDown(p, dead)
 	recoverable(t, mem, "c", dead)
 	before := counterValue(recoveryFailures.WithLabelValues(failNoReplica))

@@ -38,6 +38,10 @@ type request struct {
 	mcp     bool
 	// bodyUnread: a body Access skipped (upstream.check_method_headers off).
 	bodyUnread bool
+	// mayReroute: a recovery may send this request upstream as the
+	// session's initialize; reroute is set when one does (reroute.go).
+	mayReroute bool
+	reroute    *reroute
 }
 
 func newRequest(headers map[string][]string) request {

@@ -27,6 +27,21 @@ func (p *Plugin) response(k kong.PDK) {
 		logger.Error("reading response status", "err", err)
 		return
 	}
+	// While a recovery through Kong's balancer is under way, whatever the
+	// status, this request may be its initialize (reroute.go).
+	var n note
+	noteRead := reroutes.any()
+	if noteRead {
+		raw, err := k.RequestNote(noteKey)
+		if err != nil {
+			logger.Error("reading the request's note", "err", err)
+			return
+		}
+		if n = decodeNote(raw); n.kind == noteReroute {
+			p.finishReroute(k, n.session, status)
+			return
+		}
+	}
 	settles := p.store != nil && (status/100 == 2 || status == 404 || status == 405)
 	judges := (p.rules != nil || p.pins != nil) && status/100 == 2
 	rewrite := p.rewrites(status)
@@ -37,12 +52,15 @@ func (p *Plugin) response(k kong.PDK) {
 	var headers map[string][]string
 	var r request
 	if settles || judges {
-		raw, err := k.RequestNote(noteKey)
-		if err != nil {
-			logger.Error("reading the request's note", "err", err)
-			return
+		if !noteRead {
+			raw, err := k.RequestNote(noteKey)
+			if err != nil {
+				logger.Error("reading the request's note", "err", err)
+				return
+			}
+			n = decodeNote(raw)
 		}
-		switch n := decodeNote(raw); {
+		switch {
 		case n.kind == noteList && judges:
 			if p.filterList(k, status, n) {
 				return

@@ -17,6 +17,8 @@ type served struct {
 	target          string // ip:port of the last balancer try
 	service         string // the Kong service's id
 	modern          bool
+	recovery        string // the request was a recovery's initialize (reroute.go)
+	started         int64  // when Kong received the request, unix milliseconds
 }
 
 func readServed(data []byte) served {
@@ -25,7 +27,8 @@ func readServed(data []byte) served {
 	res := gjson.GetMany(js,
 		"response.status",
 		"request.headers.mcp-session-id", "response.headers.mcp-session-id",
-		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries", "service.id")
+		"request.headers.x-consumer-id", "request.headers.mcp-protocol-version", "tries", "service.id",
+		"request.headers."+hRecovery, "started_at")
 	f := served{
 		status:          int(res[0].Int()),
 		requestSession:  headerValue(res[1]),
@@ -33,6 +36,8 @@ func readServed(data []byte) served {
 		consumer:        headerValue(res[3]),
 		modern:          isModern(headerValue(res[4])),
 		service:         res[6].Str,
+		recovery:        headerValue(res[7]),
+		started:         res[8].Int(),
 	}
 	if tries := res[5].Array(); len(tries) > 0 {
 		last := tries[len(tries)-1]

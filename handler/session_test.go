@@ -17,6 +17,7 @@ import (
 // unless the config sets them: the records name made-up replicas.
 func pinned(t *testing.T, config string) (*Plugin, *session.Memory) {
 	t.Helper()
+	ownWatches(t)
 	p := newPlugin(t, config)
 	if !strings.Contains(config, "replica_probe_ms") {
 		p.replicas = nil
@@ -423,23 +424,23 @@ func TestResponseLosesOnUpstream502(t *testing.T) {
 }
 
 // TestPinToDownReplicaLosesSession: Access answers 404 for a session whose
-// replica is down and marks it lost for every node.
+// replica is down and that cannot be recovered (its record keeps no
+// initialize to replay), and marks it lost for every node.
 func TestPinToDownReplicaLosesSession(t *testing.T) {
 	p, mem := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":10}}`)
 	addr := deadAddr(t) // nothing listens: connections are refused
 	learn(t, mem, "s-dead", addr, "alice")
 
-	f := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
-	p.access(f)
-	if f.exited || f.target != addr {
-		t.Fatalf("first request not pinned: exited=%v target=%q", f.exited, f.target)
-	}
-	// The probes find it down within a few intervals.
+	// The watch dials the replica as soon as a request is pinned to it,
+	// and finds it refusing: requests before that are pinned to it.
 	answered404 := false
 	for deadline := time.Now().Add(2 * time.Second); !answered404 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		g := &fakeKong{headers: hdr("mcp-session-id", "s-dead", "x-consumer-id", "alice"), body: []byte(callBody)}
 		p.access(g)
 		answered404 = g.exited && g.exitStatus == 404
+		if !g.exited && g.target != addr {
+			t.Fatalf("request pinned to %q, want %s", g.target, addr)
+		}
 	}
 	if !answered404 {
 		t.Fatal("session of a dead replica never answered 404")

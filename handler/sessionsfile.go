@@ -17,7 +17,7 @@ func PendingHints() []session.Hint {
 // ReplicaSeen tells the process that target, a replica of the Kong service
 // service, answered an initialize once: the sessions file's TargetSeen
 // (the sessions it restores are pinned to it).
-func ReplicaSeen(service, target string) { fleet.Seen(service, target) }
+func ReplicaSeen(service, target string) { replicaSeen(service, target) }
 
 // RestoreHints adds hints a previous plugin process left in its snapshot.
 func RestoreHints(hs []session.Hint) {

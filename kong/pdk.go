@@ -47,6 +47,8 @@ type PDK interface {
 	// Used only when their features are configured (access rules,
 	// resource metadata, log fields): see optional.go.
 	OptionalPDK
+	// Used only by a recovery through Kong's balancer: see recovery.go.
+	RecoveryPDK
 }
 
 // Route is what the plugin reads of Kong's route entity.

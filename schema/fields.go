@@ -261,16 +261,19 @@ var root = &field{
 				},
 				{
 					name: "replica_probe_ms", typ: kInteger, required: true, def: 500, between: rng(0, 60000),
-					doc: "Milliseconds between TCP connect probes of the replicas sessions were pinned to in the last " +
-						"30 seconds (each probe's timeout too). A replica that refuses a probe, or fails two in a row, is down: its sessions " +
-						"are lost, answered like unknown ones, so that clients initialize on a live replica. 0 turns probing off.",
+					doc: "Milliseconds: the plugin keeps one idle TCP connection to each replica sessions are pinned to, so " +
+						"that one whose process exits or restarts on its address is noticed at once; this is the timeout of its " +
+						"connects and keepalive probes, and how often a down replica is tried again. A replica that refuses a " +
+						"connection, or times out twice in a row, is down: older sessions are recovered (see recover) or lost. " +
+						"0 turns watching off.",
 				},
 				{
 					name: "recover", typ: kBoolean, required: true, def: true,
-					doc: "Whether a legacy session whose replica is down (the probes), or that its replica no longer knows " +
-						"(its 404 to a buffered request), is recovered: the plugin opens a new upstream session on a live replica " +
-						"by replaying the session's initialize, and keeps the client's session id working. false answers 404 " +
-						"(the client must initialize again).",
+					doc: "Whether a legacy session whose replica is down or restarted since (see replica_probe_ms), or that " +
+						"its replica no longer knows (its 404 to a buffered request), is recovered: the plugin opens a new " +
+						"upstream session by replaying the session's initialize, on a replica it knows to answer or, when it " +
+						"knows none, on the one Kong's balancer chooses, and keeps the client's session id working. false " +
+						"answers 404 (the client must initialize again).",
 				},
 				redisField,
 			},

@@ -76,7 +76,8 @@ func ttlOf(opts Options) time.Duration {
 
 func build(opts Options) (Store, error) {
 	if opts.Store == StoreRedis {
-		return NewRedis(opts.Redis, RedisOptions{TTL: ttlOf(opts), CacheSize: DefaultCacheSize, TargetSeen: opts.TargetSeen})
+		return NewRedis(opts.Redis, RedisOptions{TTL: ttlOf(opts), CacheSize: DefaultCacheSize, TargetSeen: opts.TargetSeen,
+			ReplicaGone: opts.ReplicaGone})
 	}
 	return NewMemory(MemoryOptions{TTL: ttlOf(opts), MaxSessions: opts.MaxSessions}), nil
 }
@@ -271,6 +272,20 @@ func (h *handle) Close() error {
 	release(h.key, h.cur.Load())
 	h.mu.Unlock()
 	return nil
+}
+
+// FlightOf returns s's Flight, when its store (behind a handle from Open)
+// has one.
+func FlightOf(s Store) (Flight, bool) {
+	fl, ok := Unwrap(s).(Flight)
+	return fl, ok
+}
+
+// ReplicaNewsOf returns s's ReplicaNews, when its store (behind a handle
+// from Open) has them.
+func ReplicaNewsOf(s Store) (ReplicaNews, bool) {
+	n, ok := Unwrap(s).(ReplicaNews)
+	return n, ok
 }
 
 // Unwrap returns the shared store behind a handle from Open (for stats and

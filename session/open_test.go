@@ -153,3 +153,34 @@ func TestSettingsKeyHidesPassword(t *testing.T) {
 		t.Fatalf("key %q", key)
 	}
 }
+
+// TestOpenHandleCapabilities: a handle from Open is no Flight or
+// ReplicaNews itself; FlightOf and ReplicaNewsOf find its store's, which a
+// Redis store has and a memory store has not.
+func TestOpenHandleCapabilities(t *testing.T) {
+	srv := redistest.StartServer(t)
+	r, err := Open(Options{Store: StoreRedis, Redis: RedisConfig{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "cap:"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(Options{Store: StoreMemory, MaxSessions: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(); _ = m.Close() })
+	if _, ok := r.(Flight); ok {
+		t.Error("the handle itself is a Flight: FlightOf would be unneeded")
+	}
+	if _, ok := FlightOf(r); !ok {
+		t.Error("FlightOf(redis handle): none")
+	}
+	if _, ok := ReplicaNewsOf(r); !ok {
+		t.Error("ReplicaNewsOf(redis handle): none")
+	}
+	if _, ok := FlightOf(m); ok {
+		t.Error("FlightOf(memory handle): a Flight")
+	}
+	if _, ok := ReplicaNewsOf(m); ok {
+		t.Error("ReplicaNewsOf(memory handle): news")
+	}
+}

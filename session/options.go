@@ -35,6 +35,9 @@ type Options struct {
 	// concurrent use. Opens with equal settings share one store, which
 	// keeps the TargetSeen of the Open that created it.
 	TargetSeen func(service, target string)
+	// ReplicaGone, when set, is told when another node found a replica's
+	// process gone (ReplicaNews). Same rules as TargetSeen.
+	ReplicaGone func(target string, at time.Time)
 }
 
 // RedisConfig is the Redis connection of a redis store: cluster_nodes picks

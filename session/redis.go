@@ -49,6 +49,9 @@ type RedisOptions struct {
 	// TargetSeen, when set, is told the service and target of every Active
 	// record written by another node (its events); see Options.TargetSeen.
 	TargetSeen func(service, target string)
+	// ReplicaGone, when set, is told of the replicas another node found
+	// gone; see Options.ReplicaGone.
+	ReplicaGone func(target string, at time.Time)
 }
 
 // Redis is the store shared by all Kong nodes. A record is one string key,
@@ -71,6 +74,7 @@ type Redis struct {
 	fullMS, refreshMS, tombMS int64
 	health                    time.Duration
 	targetSeen                func(service, target string) // nil: none
+	replicaGone               func(target string, at time.Time)
 
 	cache    *recCache
 	pinCache *pinCache // tool pins (redis_toolpins.go)
@@ -124,20 +128,21 @@ func NewRedis(cfg RedisConfig, opts RedisOptions) (*Redis, error) {
 	}
 	life := min(opts.CacheTTL, opts.TTL/10)
 	s := &Redis{
-		client:     redis.NewUniversalClient(uo),
-		timeout:    uo.ReadTimeout,
-		prefix:     cfg.KeyPrefix,
-		channel:    cfg.KeyPrefix + "events",
-		tag:        strconv.FormatUint(rand.Uint64(), 36),
-		desc:       fmt.Sprintf("session.Redis(%s %q)", strings.Join(uo.Addrs, ","), cfg.KeyPrefix),
-		fullMS:     max((opts.TTL + opts.TTL/10 + life).Milliseconds(), 1),
-		refreshMS:  max((opts.TTL + life).Milliseconds(), 1),
-		tombMS:     max(opts.TombstoneTTL.Milliseconds(), 1),
-		health:     opts.PingEvery,
-		targetSeen: opts.TargetSeen,
-		waits:      newWaitSet[string](),
-		pinCache:   newPinCache(opts.CacheTTL),
-		done:       make(chan struct{}),
+		client:      redis.NewUniversalClient(uo),
+		timeout:     uo.ReadTimeout,
+		prefix:      cfg.KeyPrefix,
+		channel:     cfg.KeyPrefix + "events",
+		tag:         strconv.FormatUint(rand.Uint64(), 36),
+		desc:        fmt.Sprintf("session.Redis(%s %q)", strings.Join(uo.Addrs, ","), cfg.KeyPrefix),
+		fullMS:      max((opts.TTL + opts.TTL/10 + life).Milliseconds(), 1),
+		refreshMS:   max((opts.TTL + life).Milliseconds(), 1),
+		tombMS:      max(opts.TombstoneTTL.Milliseconds(), 1),
+		health:      opts.PingEvery,
+		targetSeen:  opts.TargetSeen,
+		replicaGone: opts.ReplicaGone,
+		waits:       newWaitSet[string](),
+		pinCache:    newPinCache(opts.CacheTTL),
+		done:        make(chan struct{}),
 	}
 	if opts.CacheSize > 0 && life > 0 {
 		s.cache = newRecCache(opts.CacheSize, life)
@@ -520,6 +525,12 @@ func (s *Redis) onEvent(payload string) {
 	if !ok {
 		return
 	}
+	if len(val) > 0 && val[0] == goneLetter { // replica news: id is the target
+		if at, err := strconv.ParseInt(val[1:], 10, 64); err == nil && tag != s.tag && s.replicaGone != nil {
+			s.replicaGone(id, time.Unix(0, at))
+		}
+		return
+	}
 	if tag != s.tag {
 		if s.cache != nil {
 			s.cache.invalidate(id)
@@ -531,6 +542,57 @@ func (s *Redis) onEvent(payload string) {
 		}
 	}
 	s.waits.notify(id, val)
+}
+
+var _ ReplicaNews = (*Redis)(nil)
+
+// goneLetter starts the value of replica news, a letter no record state
+// uses: "<tag> <target> G<unix nanoseconds>".
+const goneLetter = 'G'
+
+// The replica news key: <prefix>g:{<target>}, holding unix nanoseconds.
+func (s *Redis) goneKey(target string) string { return s.prefix + "g:{" + target + "}" }
+
+// ARGV: unix nanoseconds, px, channel, event. Only a later time is kept.
+var scriptGone = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or tonumber(v) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1`)
+
+// ReplicaGone implements ReplicaNews: kept as long as an Active record.
+func (s *Redis) ReplicaGone(ctx context.Context, target string, at time.Time) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	ns := strconv.FormatInt(at.UnixNano(), 10)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := scriptGone.Run(cctx, s.client, []string{s.goneKey(target)}, ns, s.fullMS, s.channel,
+		s.tag+" "+target+" "+string(goneLetter)+ns).Err()
+	if err != nil {
+		return s.failed("replica gone", err)
+	}
+	return nil
+}
+
+// ReplicaGoneAt implements ReplicaNews.
+func (s *Redis) ReplicaGoneAt(ctx context.Context, target string) (time.Time, error) {
+	if s.closed.Load() {
+		return time.Time{}, errClosed
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ns, err := s.client.Get(cctx, s.goneKey(target)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, s.failed("replica gone at", err)
+	}
+	return time.Unix(0, ns), nil
 }
 
 var _ Flight = (*Redis)(nil)

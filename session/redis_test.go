@@ -215,6 +215,50 @@ func TestRedisTargetSeen(t *testing.T) {
 	}
 }
 
+// TestRedisReplicaNews: a replica one node found gone is told to the
+// others (not to itself), kept for a node that asks later, and never moved
+// back in time; the news is no session record.
+func TestRedisReplicaNews(t *testing.T) {
+	srv := redistest.StartServer(t)
+	var mu sync.Mutex
+	heard := map[string][]time.Time{}
+	listen := func(node string) func(string, time.Time) {
+		return func(target string, at time.Time) {
+			mu.Lock()
+			heard[node+" "+target] = append(heard[node+" "+target], at)
+			mu.Unlock()
+		}
+	}
+	a := newNode(t, singleCfg(srv, "n:"), RedisOptions{ReplicaGone: listen("a")})
+	b := newNode(t, singleCfg(srv, "n:"), RedisOptions{ReplicaGone: listen("b")})
+	at := time.Now().Add(-time.Second).Round(0)
+	if err := a.ReplicaGone(bg(), "10.0.0.7:9", at); err != nil {
+		t.Fatal(err)
+	}
+	told := func(k string) []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), heard[k]...) }
+	waitFor(t, "b told", 5*time.Second, func() bool { return len(told("b 10.0.0.7:9")) == 1 })
+	if got := told("b 10.0.0.7:9")[0]; !got.Equal(at) {
+		t.Errorf("b heard %v, want %v", got, at)
+	}
+	if err := a.ReplicaGone(bg(), "10.0.0.7:9", at.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	later := newNode(t, singleCfg(srv, "n:"), RedisOptions{})
+	if got, err := later.ReplicaGoneAt(bg(), "10.0.0.7:9"); err != nil || !got.Equal(at) {
+		t.Errorf("ReplicaGoneAt = %v %v, want %v (an earlier time does not replace it)", got, err, at)
+	}
+	if got, err := later.ReplicaGoneAt(bg(), "10.0.0.8:9"); err != nil || !got.IsZero() {
+		t.Errorf("ReplicaGoneAt of a replica never gone = %v %v", got, err)
+	}
+	if _, found, err := b.Lookup(bg(), "10.0.0.7:9", 0); found || err != nil {
+		t.Errorf("the news is a session record: found %v %v", found, err)
+	}
+	waitFor(t, "b told twice", 5*time.Second, func() bool { return len(told("b 10.0.0.7:9")) == 2 })
+	if n := len(told("a 10.0.0.7:9")); n != 0 {
+		t.Errorf("a heard its own news %d times", n)
+	}
+}
+
 func TestRedisSubscriptionLossFlushesCache(t *testing.T) {
 	srv := redistest.StartServer(t)
 	a := newNode(t, singleCfg(srv, "f:"), RedisOptions{CacheSize: 100})

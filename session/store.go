@@ -57,6 +57,21 @@ type Flight interface {
 	AwaitWrite(ctx context.Context, id string, wait time.Duration, done func(Record) bool) (rec Record, found bool, err error)
 }
 
+// ReplicaNews is implemented by stores shared between Kong nodes, so that
+// what one node finds of a replica reaches every node: a replica whose
+// process exited (and may be listening again with a new process) has
+// forgotten the sessions created before, whichever node they are sent
+// through, including a node that was not watching it then.
+type ReplicaNews interface {
+	// ReplicaGone tells every node that target's process was found gone at
+	// at (the others hear it through their Options.ReplicaGone), and keeps
+	// it for nodes that start watching target later.
+	ReplicaGone(ctx context.Context, target string, at time.Time) error
+	// ReplicaGoneAt is when any node last found target's process gone
+	// (zero: never, or before the store's TTL).
+	ReplicaGoneAt(ctx context.Context, target string) (time.Time, error)
+}
+
 // ErrUnavailable wraps every backend failure (Redis down, timeout). Callers
 // decide with session.store_error whether to pass or reject.
 var ErrUnavailable = errors.New("session store unavailable")

@@ -136,14 +136,19 @@ func (c Call) Resend(ctx context.Context, body []byte, sessionID, version string
 	return c.post(ctx, body, sessionID, version, maxResentAnswer)
 }
 
-// OpenSession replays an initialize with params init and sends
-// notifications/initialized: it returns the new upstream session id.
-func (c Call) OpenSession(ctx context.Context, init string) (string, error) {
+// InitializeBody is the initialize request a recovery replays: the
+// session's recorded params, under an id of the plugin's.
+func InitializeBody(init string) []byte {
 	body := make([]byte, 0, len(init)+80)
 	body = append(body, `{"jsonrpc":"2.0","id":"mcp-relay-recovery","method":"initialize","params":`...)
 	body = append(body, init...)
-	body = append(body, '}')
-	resp, data, err := c.post(ctx, body, "", "", maxInitAnswer)
+	return append(body, '}')
+}
+
+// OpenSession replays an initialize with params init and sends
+// notifications/initialized: it returns the new upstream session id.
+func (c Call) OpenSession(ctx context.Context, init string) (string, error) {
+	resp, data, err := c.post(ctx, InitializeBody(init), "", "", maxInitAnswer)
 	if err != nil {
 		return "", err
 	}
@@ -151,25 +156,46 @@ func (c Call) OpenSession(ctx context.Context, init string) (string, error) {
 	if resp.StatusCode != http.StatusOK || id == "" {
 		return "", fmt.Errorf("initialize answered %d without a session id", resp.StatusCode)
 	}
-	msg := rpcMessage(resp.Header.Get("Content-Type"), data)
-	if gjson.GetBytes(msg, "error").Exists() {
-		return "", fmt.Errorf("initialize answered with an error: %.200s", gjson.GetBytes(msg, "error").Raw)
-	}
-	version := gjson.GetBytes(msg, "result.protocolVersion").Str
-	resp, _, err = c.post(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`), id, version, maxInitAnswer)
+	version, err := InitializeAnswer(resp.Header.Get("Content-Type"), data)
 	if err != nil {
-		return "", fmt.Errorf("notifications/initialized: %w", err)
+		return "", err
+	}
+	return id, c.Initialized(ctx, id, version)
+}
+
+// InitializeAnswer reads the protocol version a replica answered an
+// initialize with (JSON or SSE; contentType may be ""), or the error it
+// answered.
+func InitializeAnswer(contentType string, body []byte) (version string, err error) {
+	msg := rpcMessage(contentType, body)
+	if e := gjson.GetBytes(msg, "error"); e.Exists() {
+		return "", fmt.Errorf("initialize answered with an error: %.200s", e.Raw)
+	}
+	return gjson.GetBytes(msg, "result.protocolVersion").Str, nil
+}
+
+// Initialized sends notifications/initialized in the new upstream session
+// id, as the client did after its own initialize.
+func (c Call) Initialized(ctx context.Context, id, version string) error {
+	resp, _, err := c.post(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`), id, version, maxInitAnswer)
+	if err != nil {
+		return fmt.Errorf("notifications/initialized: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("notifications/initialized answered %d", resp.StatusCode)
+		return fmt.Errorf("notifications/initialized answered %d", resp.StatusCode)
 	}
-	return id, nil
+	return nil
 }
 
 // rpcMessage is the JSON-RPC message of an answer: the body, or for an SSE
-// stream the last data line.
+// stream the last data line. Without a content type, the body tells.
 func rpcMessage(contentType string, body []byte) []byte {
-	if !strings.HasPrefix(contentType, "text/event-stream") {
+	sse := strings.HasPrefix(contentType, "text/event-stream")
+	if contentType == "" {
+		t := bytes.TrimSpace(body)
+		sse = len(t) > 0 && t[0] != '{' && t[0] != '['
+	}
+	if !sse {
 		return body
 	}
 	var last []byte

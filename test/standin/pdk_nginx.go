@@ -33,6 +33,11 @@ var nginxMethods = map[string]pdkHandler{
 		if err != nil {
 			return nil, err
 		}
+		if s.V == "balancer_data" && c.r.balancer != nil {
+			// It holds the balancer object, whose cycles overflow
+			// structpb_struct (pb_rpc.lua) before anything is sent.
+			return nil, luaError("kong/runloop/plugin_servers/rpc/pb_rpc.lua:139: stack overflow")
+		}
 		return pbValue(c.r.ctxValue(s.V)), nil
 	},
 	"kong.nginx.req_start_time": func(c *call) (proto.Message, error) {

@@ -148,7 +148,7 @@ func (c *Config) Access(kong *pdk.PDK) {
 		_ = kong.ServiceRequest.SetHeader("Host", "example.test:9")
 	case "host-headers": // go-pdk sends every value as an array
 		_ = kong.ServiceRequest.SetHeaders(map[string][]string{"Host": {"example.test:9"}, "X-Other": {"o"}})
-	case "edit":
+	case "edit", "edit-report":
 		_ = kong.ServiceRequest.SetPath("/edited")
 		_ = kong.ServiceRequest.SetRawQuery("x=1&y=2")
 		_ = kong.ServiceRequest.SetMethod("PUT")
@@ -205,6 +205,13 @@ func (c *Config) Response(kong *pdk.PDK) {
 		_ = kong.Response.SetHeader("X-Resp-Upstream-Scheme", scheme)
 		route, err := kong.Router.GetRoute()
 		_ = kong.Response.SetHeader("X-Resp-Route", fmt.Sprintf("preserve_host=%v service=%s err=%v", route.PreserveHost, route.Service.Id, err))
+	case "resp-report", "edit-report":
+		report(kong)
+		return
+	case "resp-balancer-data": // a table holding the balancer object
+		_, err := kong.Nginx.GetCtxAny("balancer_data")
+		fmt.Fprintf(os.Stderr, "get_ctx balancer_data: %v\n", err)
+		return
 	case "resp-headers":
 		h, _ := kong.ServiceResponse.GetHeaders(-1)
 		_ = kong.Response.SetHeader("X-Svc-Headers", strconv.Itoa(len(h)))
@@ -213,6 +220,34 @@ func (c *Config) Response(kong *pdk.PDK) {
 		rh, _ := kong.Response.GetHeaders(-1)
 		_ = kong.Response.SetHeader("X-Resp-Headers-Has-Upstream", fmt.Sprint(len(rh["x-upstream"]) > 0))
 	}
+}
+
+// report answers with what a buffered Response phase reads of the request
+// (as Access left it: mode edit-report edits it first) and of Kong's
+// balancing, one JSON member per call.
+func report(kong *pdk.PDK) {
+	out := map[string]any{}
+	note := func(k string, v any, err error) {
+		if err != nil {
+			out[k] = "error: " + err.Error()
+			return
+		}
+		out[k] = v
+	}
+	m, err := kong.Request.GetMethod()
+	note("request.get_method", m, err)
+	h, err := kong.Request.GetHeaders(-1)
+	note("request.get_headers", h, err)
+	b, err := kong.Request.GetRawBody()
+	note("request.get_raw_body", string(b), err)
+	for _, v := range []string{"upstream_host", "upstream_addr", "request_method"} {
+		s, err := kong.Nginx.GetVar(v)
+		note("nginx.get_var:"+v, s, err)
+	}
+	sid, err := kong.ServiceResponse.GetHeader("X-Upstream")
+	note("service.response.get_header:X-Upstream", sid, err)
+	body, _ := json.Marshal(out)
+	kong.Response.Exit(200, body, map[string][]string{"Content-Type": {"application/json"}})
 }
 
 func (c *Config) Log(kong *pdk.PDK) {
