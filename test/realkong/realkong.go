@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // Version is the Kong version the harness runs.
@@ -233,9 +235,11 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	for try := 0; try < 3; try++ {
 		n.listen = o.Listen
 		if n.listen == "" {
-			if n.listen, err = freeAddr(); err != nil {
+			free, err := freeport.Find(1)
+			if err != nil {
 				return nil, err
 			}
+			n.listen = free[0]
 		}
 		args := []string{"start", "--prefix", n.prefix, "--listen", n.listen, "--deck", n.deckPath}
 		if o.Plugin != "" {
@@ -508,16 +512,6 @@ func withTargets(deck []byte, targets map[string][]string) ([]byte, error) {
 		}
 	}
 	return yaml.Marshal(doc)
-}
-
-// freeAddr is a loopback address that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func tail(b []byte, lines int) string {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // build builds the plugin (under its plugin name) and the demo.
@@ -30,31 +32,12 @@ func build(t *testing.T) (plugin, demo string) {
 	return plugin, demo
 }
 
-// freeAddrs returns n loopback addresses that were free a moment ago.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	return out
-}
-
 // Every port can be chosen, the banner names each replica's pid (a
 // process of its own), the proxy answers on the chosen port, and SIGINT
 // (Ctrl-C) ends the demo with exit status 0 and no replica left behind.
 func TestDemoPortsAndCleanExit(t *testing.T) {
 	plugin, demo := build(t)
-	a := freeAddrs(t, 4)
+	a := freeport.Addrs(t, 4)
 	listen, replicas, metrics := a[0], a[1]+","+a[2], a[3]
 	cmd := exec.Command(demo, "-plugin", plugin, "-deck", "../../../kong/kong.yaml",
 		"-listen", listen, "-replicas", replicas, "-metrics-addr", metrics)
@@ -172,7 +155,7 @@ func TestDemoBusyPortFailsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	a := freeAddrs(t, 3)
+	a := freeport.Addrs(t, 3)
 	for _, tc := range []struct{ flag, variable string }{
 		{"-metrics-addr", "METRICS"}, {"-listen", "LISTEN"}, {"-replicas", "REPLICAS"},
 	} {
