@@ -25,9 +25,9 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // toolRules: sleep is denied to everyone, demo may not use ask or sample,
@@ -61,7 +61,7 @@ func listNames(t *testing.T, c *mcptest.Client) []string {
 // denied call is answered with its id and never reaches a replica.
 func TestAuthzLegacyToolRules(t *testing.T) {
 	a := peers.StartLegacy(t, "authz-a")
-	metricsAddr := freeAddr(t)
+	metricsAddr := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": toolRules}}), addrs(a),
 		withMetrics(metricsAddr))
 
@@ -103,7 +103,7 @@ func TestAuthzLegacyToolRules(t *testing.T) {
 	raw := newRaw(otherKey)
 	raw.version = mcp.ProtocolVersion20251125
 	raw.initialize(t, node.URL())
-	drain(node)
+	before := a.MustStats(t).RequestsTotal
 	r := raw.post(t, node.URL(), `{"jsonrpc":"2.0","id":"deny-1","method":"tools/call","params":{"name":"ask","arguments":{}}}`)
 	if r.Status != 200 || r.Message["id"] != "deny-1" || reasonOf(r) != "tool_forbidden" || r.errorField("code") != -32001.0 {
 		t.Errorf("denied call: %d %s", r.Status, r.Body)
@@ -116,10 +116,8 @@ func TestAuthzLegacyToolRules(t *testing.T) {
 		!strings.Contains(string(r.Body), `"reason":"batch_refused"`) {
 		t.Errorf("denied batch: %d %s", r.Status, r.Body)
 	}
-	for _, rec := range drain(node) {
-		if !rec.Exited || len(rec.Tries) > 0 || rec.Target != "" {
-			t.Errorf("a denied call reached the upstream: %s", rec)
-		}
+	if after := a.MustStats(t).RequestsTotal; after != before {
+		t.Errorf("the denied call and batch reached the replica: %d requests", after-before)
 	}
 
 	m := metrics(t, metricsAddr)
@@ -352,7 +350,7 @@ func TestResourceMetadataDiscovery(t *testing.T) {
 	home := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBin, proxy, base+"/mcp", fmt.Sprint(loopbackPort(t, freeAddr(t))), "--allow-http")
+	cmd := exec.CommandContext(ctx, nodeBin, proxy, base+"/mcp", fmt.Sprint(loopbackPort(t, freeport.Addr(t))), "--allow-http")
 	cmd.Env = append(os.Environ(), "HOME="+home, "MCP_REMOTE_CONFIG_DIR="+home, "BROWSER=true")
 	stdin, err := cmd.StdinPipe() // held open: mcp-remote serves stdio until killed
 	if err != nil {
@@ -381,8 +379,8 @@ func TestResourceMetadataDiscovery(t *testing.T) {
 	}
 	t.Logf("authorization server saw: %v", as.requested())
 	sawDoc := false
-	for _, rec := range drain(node) {
-		if strings.HasPrefix(rec.Path, "/.well-known/oauth-protected-resource") && rec.Status == 200 {
+	for _, s := range node.served() {
+		if strings.HasPrefix(s.Path, "/.well-known/oauth-protected-resource") && s.Status == 200 {
 			sawDoc = true
 		}
 	}
@@ -413,12 +411,66 @@ func (w *tailWriter) String() string {
 	return string(w.buf)
 }
 
-// serializedMCP is the mcp object of a record's kong.log.serialize().
-func serializedMCP(t *testing.T, rec standin.RequestRecord) map[string]any {
+// serializedLog reads what Kong's logging plugins receive from
+// kong.log.serialize(): on real Kong, the lines of Kong's own file-log
+// plugin, added to the route; on the stand-in (which runs no bundled
+// logging plugin), the Serialized field of the requests' records.
+type serializedLog struct {
+	file string // file-log's path (real Kong)
+	recs recordLog
+}
+
+// option adds what the log needs to a node: file-log on real Kong, the
+// records on the stand-in.
+func (l *serializedLog) option() nodeOption {
+	return withRecords(&l.recs)
+}
+
+// deck adds file-log to the deck file's MCP route on real Kong.
+func (l *serializedLog) deck(t *testing.T, deckYAML []byte) []byte {
 	t.Helper()
+	if !onKong() {
+		return deckYAML
+	}
+	l.file = filepath.Join(t.TempDir(), "file-log.json")
 	var doc map[string]any
-	if err := json.Unmarshal([]byte(rec.Serialized), &doc); err != nil {
-		t.Fatalf("serialized: %v: %q", err, rec.Serialized)
+	if err := yaml.Unmarshal(deckYAML, &doc); err != nil {
+		t.Fatal(err)
+	}
+	route := doc["services"].([]any)[0].(map[string]any)["routes"].([]any)[0].(map[string]any)
+	route["plugins"] = append(route["plugins"].([]any), map[string]any{"name": "file-log", "config": map[string]any{"path": l.file}})
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mcp waits (bounded) for the serialized log entry of the answer r (found
+// by its X-Kong-Request-Id) and returns its mcp object (nil: none).
+func (l *serializedLog) mcp(t *testing.T, r rpcResult) map[string]any {
+	t.Helper()
+	id := r.Header.Get("X-Kong-Request-Id")
+	var raw string
+	if !onKong() {
+		raw = l.recs.of(t, r).Serialized
+	} else {
+		for deadline := time.Now().Add(10 * time.Second); raw == ""; time.Sleep(50 * time.Millisecond) {
+			b, _ := os.ReadFile(l.file)
+			for _, line := range strings.Split(string(b), "\n") {
+				var e struct{ Request struct{ ID string } }
+				if json.Unmarshal([]byte(line), &e) == nil && e.Request.ID == id {
+					raw = line
+				}
+			}
+			if raw == "" && time.Now().After(deadline) {
+				t.Fatalf("no file-log entry for request %s within 10 s", id)
+			}
+		}
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatalf("serialized: %v: %q", err, raw)
 	}
 	m, _ := doc["mcp"].(map[string]any)
 	return m
@@ -429,17 +481,16 @@ func serializedMCP(t *testing.T, rec standin.RequestRecord) map[string]any {
 // does not, and no call is made for it.
 func TestMCPLogFields(t *testing.T) {
 	a := peers.StartLegacy(t, "log-a")
-	var recs recordLog
-	on := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true},
-		"tools": map[string]any{"deny": []any{"sleep"}}}}), addrs(a), recs.option())
-	var offRecs recordLog
-	off := startNode(t, deck(t, deckOptions{}), addrs(a), offRecs.option())
+	var logOn, logOff serializedLog
+	on := startNode(t, logOn.deck(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true},
+		"tools": map[string]any{"deny": []any{"sleep"}}}})), addrs(a), logOn.option())
+	off := startNode(t, logOff.deck(t, deck(t, deckOptions{})), addrs(a), logOff.option())
 
 	c := newPinRaw(demoKey, 10*time.Second)
 	c.initialize(t, on.URL())
 	c.initialized(t, on.URL())
 	_, r := c.whoami(t, on.URL())
-	got := serializedMCP(t, recs.of(t, r))
+	got := logOn.mcp(t, r)
 	want := map[string]any{"method": "tools/call", "tool": "whoami", "protocol": c.version, "session": sessionFingerprint(c.session)}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("tools/call: mcp = %v, want %v", got, want)
@@ -448,20 +499,24 @@ func TestMCPLogFields(t *testing.T) {
 		t.Error("the mcp object carries the session id itself")
 	}
 	r = c.request(t, on.URL(), "tools/call", `{"name":"sleep","arguments":{"ms":1}}`)
-	if got := serializedMCP(t, recs.of(t, r)); got["reason"] != "tool_forbidden" || got["tool"] != "sleep" {
+	if got := logOn.mcp(t, r); got["reason"] != "tool_forbidden" || got["tool"] != "sleep" {
 		t.Errorf("denied call: mcp = %v", got)
 	}
 	r = newRaw("").request(t, on.URL(), "tools/list", "")
-	if got := serializedMCP(t, recs.of(t, r)); got["reason"] != "unauthorized" || got["method"] != "tools/list" {
+	if got := logOn.mcp(t, r); got["reason"] != "unauthorized" || got["method"] != "tools/list" {
 		t.Errorf("anonymous: mcp = %v", got)
 	}
 
 	o := newPinRaw(demoKey, 10*time.Second)
 	o.initialize(t, off.URL())
 	_, r = o.whoami(t, off.URL())
-	rec := offRecs.of(t, r)
-	if serializedMCP(t, rec) != nil || rec.Calls["access"]["kong.log.set_serialize_value"] != 0 {
-		t.Errorf("log.serialize off: %s", rec)
+	if got := logOff.mcp(t, r); got != nil {
+		t.Errorf("log.serialize off: mcp = %v", got)
+	}
+	if onStandin(t, "no set_serialize_value call with log.serialize off", "PDK call counts are the stand-in's records") {
+		if rec := logOff.recs.of(t, r); rec.Calls["access"]["kong.log.set_serialize_value"] != 0 {
+			t.Errorf("log.serialize off: %s", rec)
+		}
 	}
 }
 
@@ -477,13 +532,14 @@ func sessionFingerprint(id string) string {
 // them, which these features leave unchanged). bench/results.md's table
 // has the same rows.
 func TestAuthzPDKCost(t *testing.T) {
+	needStandin(t, "PDK call counts are the stand-in's records")
 	a := peers.StartLegacy(t, "cost-a")
 	var recs recordLog
 	rules := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{
-		"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"progress"}}}}}}), addrs(a), recs.option())
-	logged := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true}}}), addrs(a), recs.option())
+		"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"progress"}}}}}}), addrs(a), withRecords(&recs))
+	logged := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true}}}), addrs(a), withRecords(&recs))
 	prm := startNode(t, withWellKnownPath(t, deck(t, deckOptions{relay: map[string]any{"auth": map[string]any{
-		"resource_metadata": map[string]any{"authorization_servers": []any{"https://auth.example.com"}}}}})), addrs(a), recs.option())
+		"resource_metadata": map[string]any{"authorization_servers": []any{"https://auth.example.com"}}}}})), addrs(a), withRecords(&recs))
 
 	check := func(kind string, r rpcResult, wantStatus, want int) {
 		t.Helper()
@@ -547,7 +603,7 @@ func TestAuthzPromptsAndResources(t *testing.T) {
 		"resources": map[string]any{"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"*"}}}},
 	}}), addrs(ev))
 
-	list := func(node *standin.Node, key, method, member string) (rpcResult, []any) {
+	list := func(node gateway, key, method, member string) (rpcResult, []any) {
 		t.Helper()
 		c := newPinRaw(key, 15*time.Second)
 		if r := c.initialize(t, node.URL()); r.Status != 200 || c.session == "" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 )
 
@@ -140,8 +141,8 @@ func badInputCases() []badCase {
 // plugin process never panics or restarts, and no session is stored.
 func TestBadInput(t *testing.T) {
 	a := peers.StartLegacy(t, "replica-a")
-	maddr := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{}), addrs(a), withMetrics(maddr), quietLog(t))
+	maddr := freeport.Addr(t)
+	node := startNode(t, deck(t, deckOptions{}), addrs(a), withMetrics(maddr))
 	cases := badInputCases()
 	if len(cases) < 40 {
 		t.Fatalf("%d cases; the campaign asks for at least 40", len(cases))

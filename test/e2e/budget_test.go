@@ -19,18 +19,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 func TestPDKCallBudget(t *testing.T) {
+	needStandin(t, "PDK call counts are the stand-in's records")
 	legacy := peers.StartLegacy(t, "budget-legacy")
 	modern := startModernServer(t)
 	var recs recordLog
-	legacyNode := startNode(t, deck(t, deckOptions{}), addrs(legacy), recs.option())
-	modernNode := startNode(t, deck(t, deckOptions{}), []string{modern}, recs.option())
+	legacyNode := startNode(t, deck(t, deckOptions{}), addrs(legacy), withRecords(&recs))
+	modernNode := startNode(t, deck(t, deckOptions{}), []string{modern}, withRecords(&recs))
 	uncheckedNode := startNode(t, deck(t, deckOptions{relay: map[string]any{
-		"upstream": map[string]any{"check_method_headers": false}}}), []string{modern}, recs.option())
+		"upstream": map[string]any{"check_method_headers": false}}}), []string{modern}, withRecords(&recs))
 
 	check := func(kind string, r rpcResult, wantStatus, budget int) standin.RequestRecord {
 		t.Helper()
@@ -47,7 +49,7 @@ func TestPDKCallBudget(t *testing.T) {
 	}
 
 	// Warm up each node: the first request of an instance also starts it.
-	for _, n := range []*standin.Node{legacyNode, modernNode, uncheckedNode} {
+	for _, n := range []gateway{legacyNode, modernNode, uncheckedNode} {
 		recs.of(t, newRaw(demoKey).request(t, n.URL(), "ping", ""))
 	}
 
@@ -93,18 +95,23 @@ func TestPDKCallBudget(t *testing.T) {
 func TestPDKCallBudgetRecovered(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
 	var recs recordLog
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 200}}}),
-		addrs(rs...), recs.option(), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+		addrs(rs...), withRecords(&recs), withMetrics(m))
+	g := &recoveryRig{t: t, nodes: []gateway{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
 	g.coverReplicas()
+	// On real Kong the test runs too: the recovered session's requests and
+	// its DELETE reach the right replica; the counts are the stand-in's.
+	counts := onStandin(t, "PDK call counts", "PDK call counts are the stand-in's records")
 
 	c := newPinRaw(demoKey, 10*time.Second)
 	c.initialize(t, node.URL())
 	c.initialized(t, node.URL())
 	first, r := c.whoami(t, node.URL())
-	if n := pdkCalls(recs.of(t, r)); n != 5 {
-		t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
+	if counts {
+		if n := pdkCalls(recs.of(t, r)); n != 5 {
+			t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
+		}
 	}
 	g.kill(g.byName(first))
 	g.waitDown(1)
@@ -113,14 +120,19 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	if second == "" || second == first {
 		t.Fatalf("recovering request: whoami %q (%d %s)", second, r.Status, r.Body)
 	}
-	rec := recs.of(t, r)
-	t.Logf("recovering request: %d PDK calls: %v", pdkCalls(rec), rec.Calls)
+	if counts {
+		rec := recs.of(t, r)
+		t.Logf("recovering request: %d PDK calls: %v", pdkCalls(rec), rec.Calls)
+	}
 	for i := range 3 {
 		name, r := c.whoami(t, node.URL())
-		rec := recs.of(t, r)
 		if name != second {
 			t.Fatalf("request %d after the recovery reached %q, want %q", i, name, second)
 		}
+		if !counts {
+			continue
+		}
+		rec := recs.of(t, r)
 		if n := pdkCalls(rec); n > 6 || rec.Calls["access"]["kong.service.request.set_header"] != 2 ||
 			rec.Calls["access"]["kong.service.request.set_headers"] != 0 {
 			t.Errorf("recovered session's request: %d PDK calls (budget 6), want two set_header (Host, Mcp-Session-Id) and no set_headers: %v", n, rec.Calls)

@@ -22,9 +22,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // lostCallBound bounds one call after the kill: a call that takes longer
@@ -47,9 +47,9 @@ func newLostRig(t *testing.T, recover bool) *lostRig {
 	if !recover {
 		relay = map[string]any{"session": map[string]any{"recover": false}}
 	}
-	m := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, store: "memory", nodes: []*standin.Node{node}, metrics: []string{m},
+	m := freeport.Addr(t)
+	node := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), withMetrics(m))
+	g := &recoveryRig{t: t, store: "memory", nodes: []gateway{node}, metrics: []string{m},
 		url: node.URL() + "/mcp", replicas: rs, targets: addrs(rs...)}
 	g.coverReplicas()
 	return &lostRig{recoveryRig: g}

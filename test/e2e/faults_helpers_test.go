@@ -15,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // Helpers of faults_test.go.
@@ -52,11 +50,6 @@ func panicBin(t testing.TB) string {
 		t.Fatal(panicBinErr)
 	}
 	return panicBinPath
-}
-
-// withPlugin runs the node with another plugin executable.
-func withPlugin(path string) func(*standin.Options) {
-	return func(o *standin.Options) { o.Plugin = path }
 }
 
 // tryResult is one request that may fail without failing the test.

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // TestPanicRecovered: a panic in Access answers that request with a 500
@@ -25,8 +25,8 @@ import (
 // plugin process.
 func TestPanicRecovered(t *testing.T) {
 	r1 := peers.StartLegacy(t, "replica-1")
-	m := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withPlugin(panicBin(t)), withMetrics(m), quietLog(t))
+	m := freeport.Addr(t)
+	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withPlugin(panicBin(t)), withMetrics(m))
 	pid := node.PluginPID()
 
 	c := newRaw(demoKey)
@@ -91,8 +91,8 @@ func TestPluginKilledDuringTraffic(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := startLegacyReplicas(t, 2)
 	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)})
-	m := freeAddr(t)
-	node := startNode(t, cfg, addrs(rs...), withMetrics(m), quietLog(t))
+	m := freeport.Addr(t)
+	node := startNode(t, cfg, addrs(rs...), withMetrics(m))
 
 	const sessions, workers = 20, 4
 	const bound = 10 * time.Second
@@ -227,9 +227,9 @@ func TestPluginKilledDuringTraffic(t *testing.T) {
 // the plugin process or the node.
 func TestClientDisconnectMidStream(t *testing.T) {
 	r1 := peers.StartLegacy(t, "replica-1")
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	var recs recordLog
-	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withMetrics(m), quietLog(t), recs.option())
+	node := startNode(t, deck(t, deckOptions{}), addrs(r1), withMetrics(m), withRecords(&recs))
 	var sent atomic.Int64
 
 	abort := func(i int) error {
@@ -279,16 +279,19 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	}
 	took := time.Since(start)
 
-	// Settling: every request's record (after its Log event), then the
-	// plugin's goroutines (bounded waits).
+	// Settling: every request ended at the node (its Log event included),
+	// then the plugin's goroutines (bounded waits). An aborted stream must
+	// end at the node long before its tool would (10 s).
 	want := int(sent.Load())
 	settle := time.Now()
-	all := recs.waitRecords(t, 15*time.Second, func(r []standin.RequestRecord) bool { return len(r) >= want })
-	recordsAfter := time.Since(settle)
+	waitServed(t, node, want, 15*time.Second)
+	endedAfter := time.Since(settle)
 	var streamDur durations
-	for _, r := range all {
-		if r.Method == "GET" || (r.Method == "POST" && !r.Buffered) {
-			streamDur = append(streamDur, r.Duration)
+	if onStandin(t, "each aborted stream's duration at the node", "request durations are the stand-in's records") {
+		for _, r := range recs.all(t) {
+			if r.Method == "GET" || (r.Method == "POST" && !r.Buffered) {
+				streamDur = append(streamDur, r.Duration)
+			}
 		}
 	}
 	var after map[string]float64
@@ -301,8 +304,8 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	}
 	g0, g1 := before["go_goroutines"], after["go_goroutines"]
 	rss0, rss1 := before["process_resident_memory_bytes"], after["process_resident_memory_bytes"]
-	t.Logf("%d aborted streams in %v; all %d records in %v after the last; stream durations at the node %v",
-		n, took.Round(time.Millisecond), want, recordsAfter.Round(time.Millisecond), streamDur)
+	t.Logf("%d aborted streams in %v; all %d requests ended at the node %v after the last; stream durations at the node %v",
+		n, took.Round(time.Millisecond), want, endedAfter.Round(time.Millisecond), streamDur)
 	t.Logf("plugin go_goroutines %v -> %v; RSS %.1f MiB -> %.1f MiB; heap in use %.1f MiB -> %.1f MiB",
 		g0, g1, rss0/(1<<20), rss1/(1<<20), before["go_memstats_heap_inuse_bytes"]/(1<<20), after["go_memstats_heap_inuse_bytes"]/(1<<20))
 	if g0 == 0 || rss0 == 0 {
@@ -316,6 +319,9 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	}
 	if d := streamDur.max(); d > 5*time.Second {
 		t.Errorf("an aborted stream stayed open %v at the node (the tool runs 10 s)", d)
+	}
+	if endedAfter > 5*time.Second {
+		t.Errorf("the aborted streams ended at the node %v after the last abort (the tool runs 10 s)", endedAfter)
 	}
 	// The node still works.
 	c := newRaw(demoKey)
@@ -335,13 +341,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
 	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), map[string]any{
 		"redis": map[string]any{"password": pw}, "learn_wait_ms": 200})})
-	var out standin.LogBuffer
-	node := startNode(t, cfg, addrs(rs...), func(o *standin.Options) {
-		o.Log, o.PluginOutput, o.LogLevel = &out, &out, "debug"
-	})
+	node := startNode(t, cfg, addrs(rs...), withLogLevel("debug"))
+	output := func() string { return node.kongLog() + node.pluginOutput() }
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("collected output:\n%s", out.String())
+			t.Logf("collected output:\n%s", output())
 		}
 	})
 
@@ -387,11 +391,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Logf("session %d with Redis down: %d", i, r.Status)
 	}
 	// A new session: its learn fails in the Log phase, after the answer, so
-	// Redis stays down a little longer (Node.WaitIdle races: not used).
+	// Redis stays down a little longer.
 	nc := newRaw(demoKey)
 	nc.initialize(t, node.URL())
 	for range 60 { // up to 3 s
-		if strings.Contains(out.String(), "could not record session") {
+		if strings.Contains(output(), "could not record session") {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -401,7 +405,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		c.request(t, node.URL(), "tools/list", "")
 	}
 
-	text := out.String()
+	text := output()
 	lines := strings.Split(text, "\n")
 	t.Logf("collected %d lines (%d bytes) of node and plugin output", len(lines), len(text))
 	for _, must := range []string{"session presented by another consumer", "session store failed", "could not record session"} {

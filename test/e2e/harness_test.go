@@ -1,6 +1,8 @@
-// Package e2e drives the real mcp-relay binary through the Kong stand-in
-// (test/standin) against real MCP peers (test/peers) and real Redis
-// (session/redistest), all on loopback, started and stopped by the tests.
+// Package e2e drives the real mcp-relay binary through Kong, real Kong 3.9.1
+// (MCP_RELAY_GATEWAY=kong, through test/realkong) or the stand-in
+// (test/standin, the default), against real MCP peers (test/peers) and real
+// Redis (session/redistest), all on loopback, started and stopped by the
+// tests. gateway_test.go is the switch.
 package e2e
 
 import (
@@ -24,13 +26,16 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // pluginBin is the mcp-relay executable built once for the whole package.
 var pluginBin string
 
 func TestMain(m *testing.M) {
+	if err := chooseGateway(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "mcp-relay-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -44,6 +49,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	reportNotOnKong()
 	peers.RemoveBinaries()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -108,18 +114,6 @@ func merge(dst, src map[string]any) {
 		}
 		dst[k] = v
 	}
-}
-
-// startNode starts one stand-in Kong node in front of targets.
-func startNode(t testing.TB, deckYAML []byte, targets []string, mod ...func(*standin.Options)) *standin.Node {
-	t.Helper()
-	o := standin.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-		Targets:           map[string][]string{upstream: targets},
-		ErrorTemplateJSON: repoFile("kong/error_template.json")}
-	for _, m := range mod {
-		m(&o)
-	}
-	return standin.StartT(t, o)
 }
 
 func addrs(rs ...*peers.Replica) []string {
@@ -280,7 +274,7 @@ func (c *rawMCP) delete(t testing.TB, baseURL string) rpcResult {
 
 // roundRobin is a load balancer in front of several Kong nodes, alternating
 // per request, as a cloud LB in front of a Kong cluster would. It streams.
-func roundRobin(t testing.TB, nodes ...*standin.Node) string {
+func roundRobin(t testing.TB, nodes ...gateway) string {
 	t.Helper()
 	var next atomic.Int64
 	targets := make([]*url.URL, len(nodes))

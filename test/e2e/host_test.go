@@ -7,8 +7,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // TestPinnedRequestsKeepTheBalancedHost: replicas that accept only the Host
@@ -51,11 +51,11 @@ func TestPinnedRequestsKeepTheBalancedHost(t *testing.T) {
 // Kong sends the client's Host when it balances; pinned requests keep it
 // too (the plugin learns preserve_host from the Log phase's serialize).
 func TestPinnedRequestsKeepThePreservedHost(t *testing.T) {
-	addr := freeAddr(t) // the gateway's address: the client's Host
+	addr := freeport.Addr(t) // the gateway's address: the client's Host
 	a := peers.StartLegacyHostChecked(t, "preserve-a", addr)
 	b := peers.StartLegacyHostChecked(t, "preserve-b", addr)
 	node := startNode(t, withRouteField(t, deck(t, deckOptions{}), "preserve_host", true), addrs(a, b),
-		func(o *standin.Options) { o.Listen = addr })
+		withListen(addr))
 
 	for i := range 3 {
 		c := newRaw(demoKey)

@@ -18,9 +18,9 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // recoveryProbeMS is the replica probe interval of the recovery tests.
@@ -32,7 +32,7 @@ const recoveryProbeMS = 200
 type recoveryRig struct {
 	t        *testing.T
 	store    string
-	nodes    []*standin.Node
+	nodes    []gateway
 	metrics  []string // each node's metrics address
 	url      string   // the MCP endpoint clients use
 	replicas []*peers.Replica
@@ -55,9 +55,9 @@ func newRecoveryRig(t *testing.T, store string, replicas int) *recoveryRig {
 	}
 	cfg := deck(t, deckOptions{relay: relay})
 	for range n {
-		m := freeAddr(t)
+		m := freeport.Addr(t)
 		g.metrics = append(g.metrics, m)
-		g.nodes = append(g.nodes, startNode(t, cfg, g.targets, withMetrics(m), quietLog(t)))
+		g.nodes = append(g.nodes, startNode(t, cfg, g.targets, withMetrics(m)))
 	}
 	if n == 1 {
 		g.url = g.nodes[0].URL() + "/mcp"
@@ -491,10 +491,10 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 // the new session.
 func TestRecoveryReplicaRestart(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 0}}}),
-		addrs(rs...), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+		addrs(rs...), withMetrics(m))
+	g := &recoveryRig{t: t, nodes: []gateway{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
 	g.coverReplicas()
 
 	c := newPinRaw(demoKey, 10*time.Second)

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // restartKind is one way the plugin process goes away: Kong's stop
@@ -34,26 +34,16 @@ var restartKinds = []restartKind{{"SIGTERM", false}, {"SIGKILL after a periodic 
 // mcp-go replicas, writing its sessions file every second.
 type restartRecoveryRig struct {
 	*recoveryRig
-	log *standin.LogBuffer
 }
 
 func newRestartRecoveryRig(t *testing.T, replicas int) *restartRecoveryRig {
 	t.Helper()
-	g := &restartRecoveryRig{recoveryRig: &recoveryRig{t: t, store: "memory", replicas: startLegacyReplicas(t, replicas)},
-		log: &standin.LogBuffer{}}
+	g := &restartRecoveryRig{recoveryRig: &recoveryRig{t: t, store: "memory", replicas: startLegacyReplicas(t, replicas)}}
 	g.targets = addrs(g.replicas...)
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	cfg := deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": recoveryProbeMS}}})
-	node := startNode(t, cfg, g.targets, withMetrics(m), func(o *standin.Options) {
-		o.Log = g.log
-		o.Env = append(o.Env, "MCP_RELAY_SESSIONS_WRITE_INTERVAL=1s")
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("node log:\n%s", tail(g.log.String(), 80))
-		}
-	})
-	g.nodes, g.metrics, g.url = []*standin.Node{node}, []string{m}, node.URL()+"/mcp"
+	node := startNode(t, cfg, g.targets, withMetrics(m), withPluginArgs("-sessions-write-interval", "1s"))
+	g.nodes, g.metrics, g.url = []gateway{node}, []string{m}, node.URL()+"/mcp"
 	return g
 }
 
@@ -121,7 +111,7 @@ func (g *restartRecoveryRig) waitRespawn(pid, starts int) {
 // listening tells whether the latest plugin process has opened its socket
 // (go-pdk logs it; Kong answers 500 until then).
 func (g *restartRecoveryRig) listening() bool {
-	return strings.Count(g.log.String(), "Listening on socket: ") >= g.nodes[0].PluginStarts()
+	return strings.Count(g.nodes[0].pluginOutput(), "Listening on socket: ") >= g.nodes[0].PluginStarts()
 }
 
 // waitFile waits (bounded) for a file the TypeScript client creates.
