@@ -122,6 +122,40 @@ func TestHostHeaderThroughSetHeaders(t *testing.T) {
 	}
 }
 
+// TestPluginLogLines pins a fact of Kong 3.9.1 the stand-in follows: an
+// external plugin's kong.log.<level> goes through Kong's global logger,
+// bound once when pb_rpc.lua loaded its service, so its line in Kong's
+// error log names pb_rpc.lua:233 and no plugin namespace, in Access and in
+// the Log timer alike.
+func TestPluginLogLines(t *testing.T) {
+	requireRealKong(t)
+	srv := httptest.NewServer(&hostRecorder{})
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "log-warn")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, phase := range []string{"Access", "Log"} {
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			for _, l := range strings.Split(string(node.ErrorLog()), "\n") {
+				if strings.Contains(l, "echoplugin: a warning from "+phase) {
+					lines = append(lines, l)
+				}
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "[warn]") ||
+			!strings.Contains(lines[0], "[kong] pb_rpc.lua:233 echoplugin: a warning from "+phase) ||
+			strings.Contains(lines[0], "[echo-plugin]") {
+			t.Errorf("%s: want one [warn] line from [kong] pb_rpc.lua:233 without a plugin namespace, got %q", phase, lines)
+		}
+	}
+}
+
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and
 // reload starts a new one.
 func TestPluginRestartAndReload(t *testing.T) {

@@ -51,14 +51,6 @@ func (r *reqCtx) responseSource() string {
 	return "error"
 }
 
-// logSource names where Kong's namespaced log lines come from.
-func (r *reqCtx) logSource() string {
-	if r.inTimer() {
-		return "plugin.lua:190"
-	}
-	return "pb_rpc.lua:215"
-}
-
 func (r *reqCtx) recordError(format string, args ...any) {
 	r.recMu.Lock()
 	r.rec.Errors = append(r.rec.Errors, fmt.Sprintf(format, args...))

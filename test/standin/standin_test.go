@@ -474,6 +474,31 @@ func TestHostThroughSetHeaders(t *testing.T) {
 	}
 }
 
+// TestPluginLogLines follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): a plugin's kong.log.<level> goes through Kong's global
+// logger, which pb_rpc.lua bound when it loaded its service, so the line
+// names pb_rpc.lua:233 as its source and no plugin namespace, in Access and
+// in the Log timer alike.
+func TestPluginLogLines(t *testing.T) {
+	var log standin.LogBuffer
+	f := newFixture(t, func(o *standin.Options) { o.Log = &log })
+	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "log-warn"}, "")
+	f.record(t, resp.Header.Get("X-Kong-Request-Id")) // the Log event is over
+	for _, phase := range []string{"Access", "Log"} {
+		var lines []string
+		for _, l := range strings.Split(log.String(), "\n") {
+			if strings.Contains(l, "echoplugin: a warning from "+phase) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "[warn]") ||
+			!strings.Contains(lines[0], "[kong] pb_rpc.lua:233 echoplugin: a warning from "+phase) ||
+			strings.Contains(lines[0], "[echo-plugin]") {
+			t.Errorf("%s: want one [warn] line from [kong] pb_rpc.lua:233 without a plugin namespace, got %q", phase, lines)
+		}
+	}
+}
+
 func TestSetTargetAndRoundRobin(t *testing.T) {
 	f := newFixture(t)
 	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "target", "X-Test-Target": f.b.hostPort()}, "")

@@ -111,6 +111,8 @@ func (c *Config) Access(kong *pdk.PDK) {
 		return
 	case "panic":
 		panic("echoplugin: asked to panic")
+	case "log-warn":
+		_ = kong.Log.Warn("echoplugin: a warning from Access")
 	case "stream":
 		if err := kong.Nginx.SetCtx("buffered_proxying", false); err != nil {
 			fmt.Fprintf(os.Stderr, "set_ctx: %v\n", err)
@@ -185,11 +187,14 @@ func (c *Config) Response(kong *pdk.PDK) {
 }
 
 func (c *Config) Log(kong *pdk.PDK) {
+	m, _ := kong.Request.GetHeader("X-Test-Mode")
+	if m == "log-warn" {
+		_ = kong.Log.Warn("echoplugin: a warning from Log")
+	}
 	dir := os.Getenv("ECHO_OUT")
 	if dir == "" {
 		return
 	}
-	m, _ := kong.Request.GetHeader("X-Test-Mode")
 	if m == "slow-log" {
 		time.Sleep(300 * time.Millisecond)
 	}
