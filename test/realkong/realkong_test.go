@@ -156,6 +156,37 @@ func TestPluginLogLines(t *testing.T) {
 	}
 }
 
+// TestHeaderLineTooLong pins a fact of Kong 3.9.1 the stand-in follows:
+// Kong leaves nginx's large_client_header_buffers at 4 8k, so a header
+// line over 8 KB gets Kong's own 400 before any plugin phase (as text: the
+// Accept header after it was never read); 7 KB passes.
+func TestHeaderLineTooLong(t *testing.T) {
+	requireRealKong(t)
+	up := &hostRecorder{}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	get := func(size int) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+		req.Header.Set("X-Long", strings.Repeat("a", size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, body := get(7 << 10); resp.StatusCode != 200 || up.last() == "" {
+		t.Errorf("7 KB header: %d %q", resp.StatusCode, body)
+	}
+	n := len(up.hosts)
+	if resp, body := get(10 << 10); resp.StatusCode != 400 || !strings.HasPrefix(body, "Request header or cookie too large") ||
+		resp.Header.Get("X-Access-Ran") != "" || len(up.hosts) != n {
+		t.Errorf("10 KB header: %d %q, want Kong's own 400 before any phase", resp.StatusCode, body)
+	}
+}
+
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and
 // reload starts a new one.
 func TestPluginRestartAndReload(t *testing.T) {

@@ -246,13 +246,63 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	n.pending.Add(1)
 	defer n.pending.Add(-1)
 	r := n.newRequest(w, req)
-	abort := n.serve(r)
+	var abort bool
+	if status := headerBufferLimit(req); status != 0 {
+		// nginx refuses the request while reading its head: no route, no
+		// plugin phase but the global Log; the error page negotiates from
+		// the headers read before the long line, which Go's server does
+		// not order: as if none were (Kong's error_default_type).
+		r.headers = &headerList{}
+		r.errorPage(status)
+		abort = n.sendFinal(r)
+	} else {
+		abort = n.serve(r)
+	}
 	r.rec.Duration = time.Since(r.startTime)
 	n.logPhase(r)
 	r.finalize()
 	if abort {
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// Kong leaves nginx's large_client_header_buffers at its default, 4 8k: a
+// request line or header line (with its CRLF) longer than one 8 KB buffer,
+// or a head larger than the four, is refused before any phase runs
+// (ngx_http_alloc_large_header_buffer): 414 for the request line, 494 for
+// a header, which Kong's error page sends as 400 "Request header or cookie
+// too large".
+const (
+	headerBufferSize  = 8 << 10
+	headerBufferCount = 4
+)
+
+// headerBufferLimit is the status nginx refuses req's head with, 0 when it
+// fits its buffers.
+func headerBufferLimit(req *http.Request) int {
+	if len(req.Method)+1+len(req.RequestURI)+1+len(req.Proto)+2 > headerBufferSize {
+		return 414
+	}
+	total := 0
+	line := func(name, value string) bool {
+		n := len(name) + 2 + len(value) + 2
+		total += n
+		return n > headerBufferSize
+	}
+	if req.Host != "" && line("Host", req.Host) {
+		return 494
+	}
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			if line(k, v) {
+				return 494
+			}
+		}
+	}
+	if total > headerBufferCount*headerBufferSize {
+		return 494
+	}
+	return 0
 }
 
 func (n *Node) newRequest(w http.ResponseWriter, req *http.Request) *reqCtx {

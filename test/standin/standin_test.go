@@ -499,6 +499,28 @@ func TestPluginLogLines(t *testing.T) {
 	}
 }
 
+// TestHeaderLineTooLong follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): nginx's default large_client_header_buffers (4 8k) refuses a
+// header line over 8 KB before any phase runs, with Kong's own 400; a line
+// of 7 KB reaches the plugin and the upstream.
+func TestHeaderLineTooLong(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Long": strings.Repeat("a", 7<<10)}, "")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Access-Ran") != "1" {
+		t.Errorf("7 KB header: %d (access ran %q)", resp.StatusCode, resp.Header.Get("X-Access-Ran"))
+	}
+	hits := f.a.hits.Load()
+	resp, body = f.do(t, "GET", "/echo", map[string]string{"X-Long": strings.Repeat("a", 10<<10), "Accept": "application/json"}, "")
+	if resp.StatusCode != 400 || !strings.HasPrefix(string(body), "Request header or cookie too large") ||
+		resp.Header.Get("X-Access-Ran") != "" || f.a.hits.Load() != hits {
+		t.Errorf("10 KB header: %d %q (access ran %q), want Kong's own 400 before any phase", resp.StatusCode, body, resp.Header.Get("X-Access-Ran"))
+	}
+	rec := f.record(t, resp.Header.Get("X-Kong-Request-Id"))
+	if rec.HasEvent("access") {
+		t.Errorf("the plugin's Access ran for a refused head: %s", rec)
+	}
+}
+
 func TestSetTargetAndRoundRobin(t *testing.T) {
 	f := newFixture(t)
 	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "target", "X-Test-Target": f.b.hostPort()}, "")
