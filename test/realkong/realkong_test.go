@@ -187,6 +187,45 @@ func TestHeaderLineTooLong(t *testing.T) {
 	}
 }
 
+// TestStreamedHeadWaitsForBody pins a fact of Kong 3.9.1 the stand-in
+// follows: Kong's location / has proxy_buffering on, so a streamed
+// answer's status line and headers reach the client with its first body
+// bytes; an upstream's X-Accel-Buffering: no sends them at once.
+func TestStreamedHeadWaitsForBody(t *testing.T) {
+	requireRealKong(t)
+	for _, unbuffered := range []bool{false, true} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if unbuffered {
+				w.Header().Set("X-Accel-Buffering", "no")
+			}
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			time.Sleep(500 * time.Millisecond)
+			_, _ = io.WriteString(w, "data: 1\n\n")
+		}))
+		node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(up.URL, "http://"))})
+		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+		req.Header.Set("X-Test-Mode", "stream") // the plugin clears buffered_proxying
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := time.Since(start)
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		up.Close()
+		if unbuffered && head > 300*time.Millisecond {
+			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		}
+		if !unbuffered && head < 400*time.Millisecond {
+			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		}
+		t.Logf("X-Accel-Buffering: no %v: head after %v", unbuffered, head.Round(time.Millisecond))
+	}
+}
+
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and
 // reload starts a new one.
 func TestPluginRestartAndReload(t *testing.T) {

@@ -74,5 +74,6 @@
 // vaults, Admin API and configuration reloads, nginx's proxy_buffering
 // (responses are flushed chunk by chunk even though Kong's location / has
 // proxy_buffering on, which can batch small chunks unless the upstream
-// sends X-Accel-Buffering: no).
+// sends X-Accel-Buffering: no) but for its one visible effect on a stream:
+// the response head waits for the first body bytes.
 package standin

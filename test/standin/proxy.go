@@ -737,7 +737,14 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 	n.headerFilter(r)
 	n.writeHeader(r)
 	rc := http.NewResponseController(r.w)
-	_ = rc.Flush()
+	// Kong's location / has proxy_buffering on: nginx sends the response
+	// head with the first body bytes it reads, not before (no flush after
+	// the header, ngx_http_upstream_send_response). An upstream's
+	// X-Accel-Buffering: no makes the response unbuffered: the head goes
+	// at once.
+	if strings.EqualFold(resp.resp.Header.Get("X-Accel-Buffering"), "no") {
+		_ = rc.Flush()
+	}
 	buf := make([]byte, 32*1024)
 	complete := false
 	abort := false

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -518,6 +521,45 @@ func TestHeaderLineTooLong(t *testing.T) {
 	rec := f.record(t, resp.Header.Get("X-Kong-Request-Id"))
 	if rec.HasEvent("access") {
 		t.Errorf("the plugin's Access ran for a refused head: %s", rec)
+	}
+}
+
+// TestStreamedHeadWaitsForBody follows Kong 3.9.1 (test/realkong pins the
+// same on real Kong): with proxy_buffering on (Kong's location /), a
+// streamed answer's status line and headers reach the client with its
+// first body bytes, not when the upstream sends them; an upstream's
+// X-Accel-Buffering: no sends them at once.
+func TestStreamedHeadWaitsForBody(t *testing.T) {
+	for _, unbuffered := range []bool{false, true} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if unbuffered {
+				w.Header().Set("X-Accel-Buffering", "no")
+			}
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			time.Sleep(500 * time.Millisecond)
+			_, _ = io.WriteString(w, "data: 1\n\n")
+		}))
+		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", up.URL)
+		node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
+		req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
+		req.Header.Set("X-Test-Mode", "stream")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := time.Since(start)
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		up.Close()
+		if unbuffered && head > 300*time.Millisecond {
+			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		}
+		if !unbuffered && head < 400*time.Millisecond {
+			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		}
 	}
 }
 
