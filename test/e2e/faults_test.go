@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,13 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	}
 }
 
+// nginxCoreDebug matches a debug line of nginx's own C code: after
+// "pid#tid: *conn " it names no Lua source ("[lua]", "[kong]").
+var nginxCoreDebug = regexp.MustCompile(`\[debug\] \d+#\d+: (\*\d+ )?[^\[]`)
+
+// logEntryStart matches the first line of an error log entry.
+var logEntryStart = regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[`)
+
 // TestNoSecretsInLogs: whatever happens, the node's and the plugin's output
 // holds no session id, API key or Redis password, and header values cannot
 // forge log lines.
@@ -408,8 +416,25 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 
 	text := output()
-	lines := strings.Split(text, "\n")
-	t.Logf("collected %d lines (%d bytes) of node and plugin output", len(lines), len(text))
+	var lines []string
+	core := 0
+	dropping := false
+	for _, l := range strings.Split(node.kongLog(), "\n") {
+		// nginx's own debug entries (request headers among them, over
+		// several lines) exist only in an nginx built --with-debug, as
+		// Debian's (the real-Kong harness) is and Kong's OpenResty is not:
+		// neither Kong's lines nor the plugin's.
+		if logEntryStart.MatchString(l) {
+			dropping = nginxCoreDebug.MatchString(l)
+		}
+		if dropping {
+			core++
+			continue
+		}
+		lines = append(lines, l)
+	}
+	lines = append(lines, strings.Split(node.pluginOutput(), "\n")...)
+	t.Logf("collected %d lines (%d bytes) of node and plugin output (%d of nginx's own debug lines left out)", len(lines), len(text), core)
 	for _, must := range []string{"session presented by another consumer", "session store failed", "could not record session"} {
 		if !strings.Contains(text, must) {
 			t.Errorf("the output lacks %q: the test did not provoke what it checks", must)
@@ -442,5 +467,5 @@ func TestNoSecretsInLogs(t *testing.T) {
 			t.Errorf("forged log line: %s", l)
 		}
 	}
-	t.Logf("lines mentioning the forged value: %d (all quoted: %v)", strings.Count(text, "msg=forged"), forgedLines == 0)
+	t.Logf("lines mentioning the forged value: %d (all quoted: %v)", strings.Count(strings.Join(lines, "\n"), "msg=forged"), forgedLines == 0)
 }
