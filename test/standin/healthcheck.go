@@ -16,8 +16,9 @@ import (
 // upstreams.lua of Kong 3.9, with its defaults), as Kong hands it to
 // lua-resty-healthcheck (kong/runloop/balancer/healthcheckers.lua
 // create_healthchecker). The stand-in implements what a plugin's tests
-// need: active probes of type tcp and http, passive counting of proxied
-// requests' outcomes, and the balancer skipping unhealthy targets.
+// need: active probes of type http (tcp ones are off, as in Kong's http
+// subsystem), passive counting of proxied requests' outcomes, and the
+// balancer skipping unhealthy targets.
 type Healthchecks struct {
 	Active  ActiveHealthcheck
 	Passive PassiveHealthcheck
@@ -192,7 +193,16 @@ func newHealthChecker(u *Upstream, log *nodeLog, addrs []*address) *healthChecke
 	if u.Healthchecks == nil {
 		return nil
 	}
-	h := &healthChecker{hc: u.Healthchecks, upstream: u.Name, log: log,
+	hc := u.Healthchecks
+	if hc.Active.Type == "tcp" {
+		// create_healthchecker (kong/runloop/balancer/healthcheckers.lua)
+		// turns active checks of type tcp off in the http subsystem, where
+		// this node proxies: they run only in Kong's stream subsystem.
+		off := *hc
+		off.Active.Healthy.Interval, off.Active.Unhealthy.Interval = 0, 0
+		hc = &off
+	}
+	h := &healthChecker{hc: hc, upstream: u.Name, log: log,
 		targets: map[string]*targetHealth{}, stop: make(chan struct{})}
 	for _, a := range addrs {
 		k := net.JoinHostPort(a.ip, strconv.Itoa(a.port))
