@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -328,15 +329,33 @@ func (n *Node) AccessLog() []byte {
 // harness writes one per process it starts.
 func (n *Node) pluginLogs() []string {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "logs", "pluginserver-"+n.name+"-*.log"))
-	sort.Slice(files, func(i, j int) bool { return seqOf(files[i]) < seqOf(files[j]) })
+	sortSpawned(files)
 	return files
 }
 
-func seqOf(path string) int {
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	i := strings.LastIndexByte(base, '-')
-	v, _ := strconv.Atoi(base[i+1:])
-	return v
+// sortSpawned orders the harness's per-process files
+// (pluginserver-<name>-<worker pid>-<n>.log|pid) oldest first: by the
+// spawning worker (after a reload a new worker, with a larger pid, counts
+// from 1 again), then by its count.
+func sortSpawned(files []string) {
+	key := func(path string) (int, int) {
+		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		parts := strings.Split(base, "-")
+		if len(parts) < 2 {
+			return 0, 0
+		}
+		w, _ := strconv.Atoi(parts[len(parts)-2])
+		n, _ := strconv.Atoi(parts[len(parts)-1])
+		return w, n
+	}
+	sort.Slice(files, func(i, j int) bool {
+		wi, ni := key(files[i])
+		wj, nj := key(files[j])
+		if wi != wj {
+			return wi < wj
+		}
+		return ni < nj
+	})
 }
 
 // PluginOutput is what every plugin process of the node wrote (stdout and
@@ -356,7 +375,8 @@ func (n *Node) PluginStarts() int { return len(n.pluginLogs()) }
 // PluginPID is the pid of the node's live plugin process (0: none).
 func (n *Node) PluginPID() int {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "pids", "pluginserver-"+n.name+"-*.pid"))
-	sort.Slice(files, func(i, j int) bool { return seqOf(files[i]) > seqOf(files[j]) })
+	sortSpawned(files)
+	slices.Reverse(files) // the newest first: during a reload the old one still runs
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
