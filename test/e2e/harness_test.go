@@ -273,7 +273,11 @@ func (c *rawMCP) delete(t testing.TB, baseURL string) rpcResult {
 }
 
 // roundRobin is a load balancer in front of several Kong nodes, alternating
-// per request, as a cloud LB in front of a Kong cluster would. It streams.
+// per request, as a cloud LB in front of a Kong cluster would. It streams:
+// every byte goes on as it comes, the response head too (Go's ReverseProxy
+// alone holds a head back until the first body bytes, and drops it when
+// the body fails first: a stream Kong ended right after its head would
+// reach the client as no answer at all).
 func roundRobin(t testing.TB, nodes ...gateway) string {
 	t.Helper()
 	var next atomic.Int64
@@ -288,7 +292,10 @@ func roundRobin(t testing.TB, nodes ...gateway) string {
 		},
 		FlushInterval: -1,
 	}
-	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	flushHead := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(headFlusher{w}, r)
+	})
+	srv := &http.Server{Handler: flushHead, ReadHeaderTimeout: 10 * time.Second}
 	ln := listen(t)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -299,3 +306,15 @@ func roundRobin(t testing.TB, nodes ...gateway) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+// headFlusher sends the response head as soon as it is written.
+type headFlusher struct{ http.ResponseWriter }
+
+func (h headFlusher) WriteHeader(code int) {
+	h.ResponseWriter.WriteHeader(code)
+	if code >= 200 {
+		_ = http.NewResponseController(h.ResponseWriter).Flush()
+	}
+}
+
+func (h headFlusher) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -738,10 +738,10 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 	n.writeHeader(r)
 	rc := http.NewResponseController(r.w)
 	// Kong's location / has proxy_buffering on: nginx sends the response
-	// head with the first body bytes it reads, not before (no flush after
-	// the header, ngx_http_upstream_send_response). An upstream's
-	// X-Accel-Buffering: no makes the response unbuffered: the head goes
-	// at once.
+	// head with the first body bytes it reads, or as the request ends (an
+	// upstream closing early), not before (no flush after the header,
+	// ngx_http_upstream_send_response). An upstream's X-Accel-Buffering: no
+	// makes the response unbuffered: the head goes at once.
 	if strings.EqualFold(resp.resp.Header.Get("X-Accel-Buffering"), "no") {
 		_ = rc.Flush()
 	}
@@ -764,6 +764,9 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.logf(lvlErr, "[kong] upstream %s while reading response from upstream", describeErr(err))
+				// The head nginx held back goes out as the request ends;
+				// then the connection is cut, the body unfinished.
+				_ = rc.Flush()
 				abort = true
 			}
 			break
