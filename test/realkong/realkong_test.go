@@ -266,6 +266,27 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 	}
 }
 
+// TestPluginEnvironment pins a fact of Kong 3.9.1 the stand-in follows:
+// nginx clears the environment, so the plugin process Kong starts sees
+// none of the variables Kong was started with.
+func TestPluginEnvironment(t *testing.T) {
+	requireRealKong(t)
+	t.Setenv("ECHO_TEST_ENV", "leaked")
+	srv := httptest.NewServer(&hostRecorder{})
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "env")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Echo-Env"); got != "|" {
+		t.Errorf("the plugin's environment: %q, want none of Kong's", got)
+	}
+}
+
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and
 // reload starts a new one.
 func TestPluginRestartAndReload(t *testing.T) {

@@ -34,7 +34,10 @@ type Options struct {
 	// Prefix is the Kong prefix (the plugin's socket lives there). Empty: a
 	// fresh temporary directory, removed by Close.
 	Prefix string
-	// Env is added to the plugin process's environment (for -dump too).
+	// Env is the plugin server's environment besides TZ, as kong.conf's
+	// nginx_main_env passes variables through: nginx clears every other
+	// one, so the plugin does not see the environment Kong was started
+	// in. -dump gets the caller's environment with Env added.
 	Env []string
 	// StartCmd is kong.conf's pluginserver_<name>_start_cmd, run as Kong
 	// runs it: `exec <StartCmd>` through /bin/sh, with nothing added. Empty:

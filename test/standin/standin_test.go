@@ -603,6 +603,19 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 	}
 }
 
+// TestPluginEnvironment follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): nginx clears the environment of the processes its workers
+// start, so the plugin server sees none of the variables Kong was started
+// with; Options.Env stands for those kong.conf's nginx_main_env keeps.
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("ECHO_TEST_ENV", "leaked")
+	f := newFixture(t) // Env: ECHO_OUT
+	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "env"}, "")
+	if got := resp.Header.Get("X-Echo-Env"); got != "|"+f.out {
+		t.Errorf("the plugin's environment: %q, want only Options.Env (%q)", got, "|"+f.out)
+	}
+}
+
 func TestSetTargetAndRoundRobin(t *testing.T) {
 	f := newFixture(t)
 	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "target", "X-Test-Target": f.b.hostPort()}, "")

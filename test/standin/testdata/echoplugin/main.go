@@ -113,6 +113,8 @@ func (c *Config) Access(kong *pdk.PDK) {
 		panic("echoplugin: asked to panic")
 	case "log-warn":
 		_ = kong.Log.Warn("echoplugin: a warning from Access")
+	case "env": // what reached the plugin process's environment
+		_ = kong.Response.SetHeader("X-Echo-Env", os.Getenv("ECHO_TEST_ENV")+"|"+os.Getenv("ECHO_OUT"))
 	case "stream":
 		if err := kong.Nginx.SetCtx("buffered_proxying", false); err != nil {
 			fmt.Fprintf(os.Stderr, "set_ctx: %v\n", err)
