@@ -300,3 +300,58 @@ func TestPluginReloadMergesOldProcess(t *testing.T) {
 	}
 	t.Logf("reload: %d sessions merged from the old process; Kong's plain 500s: %d (raw), %d (mcp-go)", want, raw500, client500)
 }
+
+// TestReloadWithOpenStreamKeepsSessions: on `kong reload` the old worker
+// serves its open requests to their end (an SSE GET stream may last
+// hours) and only then stops its plugin process, while the new worker's
+// process already answers every new request. The old process hands its
+// memory store's sessions over as soon as the new one takes the socket, so
+// no session is unknown to the new process (no periodic write happens
+// here: 1 h interval), and it gives the metrics port up to it.
+func TestReloadWithOpenStreamKeepsSessions(t *testing.T) {
+	f := newRestartFixture(t, "-sessions-write-interval", "1h")
+	sessions := f.newSessions(t, 5)
+	c, _, err := mcptest.NewClient(t, f.node.URL()+"/mcp", mcptest.Config{
+		Version: mcp.ProtocolVersion20251125, Listen: true, Headers: map[string]string{"apikey": demoKey}})
+	if err != nil {
+		t.Fatalf("mcp-go initialize: %v", err)
+	}
+	owner := mcptest.Text(mcptest.CallTool(t, c, "whoami", nil, nil))
+	started := metrics(t, f.metrics)["process_start_time_seconds"]
+	oldPID := f.node.PluginPID()
+	if err := f.node.reload(); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := time.Now()
+	if pid := f.node.PluginPID(); pid == oldPID || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload (old %d)", pid, oldPID)
+	}
+	// At once, with the old process still serving the open GET stream.
+	var plain500 int
+	for i, s := range sessions {
+		r, n := whoamiAfterRestart(t, s, f.node.URL())
+		plain500 += n
+		if r.status != http.StatusOK || r.text != f.owner[s.session] {
+			t.Errorf("session %d right after the reload: %d %q, want 200 from %q", i, r.status, r.text, f.owner[s.session])
+		}
+	}
+	took := time.Since(reloaded)
+	if name, err := whoami(c); err != nil || name != owner {
+		t.Errorf("mcp-go client (its GET stream open) after the reload: %q %v, want %q", name, err, owner)
+	}
+	if n := misroutes(t, f.rs...); n != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", n)
+	}
+	// The metrics port: the new process serves it once the old one left it.
+	var now float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if now = metrics(t, f.metrics)["process_start_time_seconds"]; now > started {
+			break
+		}
+	}
+	if now <= started {
+		t.Errorf("the metrics port still serves the old plugin process 5 s after the reload")
+	}
+	t.Logf("reload with a GET stream open: %d sessions answered by their replica within %v of the reload (Kong's plain 500s: %d)",
+		len(sessions), took.Round(time.Millisecond), plain500)
+}

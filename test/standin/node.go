@@ -95,8 +95,10 @@ type Node struct {
 	balMu     sync.RWMutex
 	trusted   []*net.IPNet
 
-	procMu    sync.Mutex // guards proc, which ReloadPlugin replaces
+	procMu    sync.Mutex // guards proc, worker and retiring, which ReloadPlugin changes
 	proc      *pluginProcess
+	worker    *worker
+	retiring  []*pluginProcess // old plugin processes waiting for their worker's requests
 	rpc       *rpcClient
 	instances *instances
 	upPool    *connPool
@@ -255,6 +257,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	socket := filepath.Join(n.prefix, info.Name+".socket")
 	n.rpc = newRPCClient(socket, opts.SocketTimeout)
+	n.worker = &worker{rpc: n.rpc, instances: n.instances}
 
 	out := opts.PluginOutput
 	if out == nil {
@@ -584,11 +587,18 @@ func (n *Node) Close() error {
 		cancel()
 		_ = n.srv.Close()
 		n.WaitIdle(5 * time.Second)
+		n.procMu.Lock()
+		retiring := n.retiring
+		n.procMu.Unlock()
+		for _, p := range retiring {
+			p.shutdown(5 * time.Second)
+		}
 		n.plugin().shutdown(5 * time.Second)
 		for _, b := range n.balancers {
 			b.health.close()
 		}
 		n.rpc.closeIdle()
+		n.currentWorker().rpc.closeIdle()
 		n.upPool.closeAll()
 		n.cleanupPrefix()
 		close(n.closed)

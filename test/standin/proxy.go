@@ -176,10 +176,14 @@ func (r *reqCtx) countCall(method string) {
 // event is Rpc:handle_event (pb_rpc.lua) for one plugin and phase.
 func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, error) {
 	h, p := cp.handler, cp.plugin
+	wk := r.worker
+	if wk == nil {
+		wk = n.currentWorker()
+	}
 	for retries := 0; ; retries++ {
-		before := n.instances.starts.Load()
-		id, err := n.instances.get(n.rpc, h.name, p, h.conf[p], n.log)
-		started := int(n.instances.starts.Load() - before)
+		before := wk.instances.starts.Load()
+		id, err := wk.instances.get(wk.rpc, h.name, p, h.conf[p], n.log)
+		started := int(wk.instances.starts.Load() - before)
 		r.recMu.Lock()
 		r.rec.InstanceStarts += started
 		r.recMu.Unlock()
@@ -211,7 +215,7 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 			}
 			return proto.Marshal(out)
 		}
-		_, err = n.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{CmdHandleEvent: &pb.CmdHandleEvent{
+		_, err = wk.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{CmdHandleEvent: &pb.CmdHandleEvent{
 			InstanceId: id, EventName: name}}}, bridge)
 		if err == nil {
 			return evOK, nil
@@ -231,7 +235,7 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 			err = ab.err
 		}
 		if isRetryable(err) && retries < maxEventRetries {
-			n.instances.reset()
+			wk.instances.reset()
 			n.log.logf(lvlWarn, "[kong] pb_rpc.lua:406 %v", err)
 			continue
 		}
@@ -245,7 +249,11 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// the Log timer is scheduled, and WaitIdle must not return in between.
 	n.pending.Add(1)
 	defer n.pending.Add(-1)
+	wk := n.currentWorker()
+	wk.active.Add(1)
+	defer wk.active.Add(-1)
 	r := n.newRequest(w, req)
+	r.worker = wk
 	var abort bool
 	if status := headerBufferLimit(req); status != 0 {
 		// nginx refuses the request while reading its head: no route, no
@@ -936,8 +944,10 @@ func (n *Node) logPhase(r *reqCtx) {
 		timers = append(timers, r.logTimerCtx(cp))
 	}
 	n.pending.Add(1)
+	r.worker.active.Add(1)
 	go func() {
 		defer n.pending.Add(-1)
+		defer r.worker.active.Add(-1)
 		for i, cp := range logs {
 			t := timers[i]
 			res, err := n.event(t, cp, "log")
@@ -976,7 +986,7 @@ func (r *reqCtx) logTimerCtx(cp *collectedPlugin) *reqCtx {
 		reqStartTime:    float64(r.startTime.UnixMilli()) / 1000,
 	}
 	r.rec.Serialized = saved.serialized
-	return &reqCtx{node: r.node, id: r.id, startTime: r.startTime, ctx: saved.ngxCtx, shared: saved.ctxShared,
+	return &reqCtx{node: r.node, worker: r.worker, id: r.id, startTime: r.startTime, ctx: saved.ngxCtx, shared: saved.ctxShared,
 		phase: phLog, saved: saved, rec: r.rec, matchT: r.matchT, bufStatus: r.bufStatus, bufHeaders: r.bufHeaders,
 		bufBody: r.bufBody, buffered: r.buffered, upstreamStatus: r.upstreamStatus, headers: r.headers.clone(), respHeaders: r.respHeaders.clone(), status: r.status,
 		serializes: append([]serializeValue(nil), r.serializes...), balancer: r.balancer, vars: map[string]string{}}

@@ -126,6 +126,7 @@ type delayedResponse struct {
 // kong.ctx.shared, ngx.status and ngx.header, and the bookkeeping of the
 // stand-in.
 type reqCtx struct {
+	worker *worker // the nginx worker generation serving it (see ReloadPlugin)
 	node *Node
 	w    http.ResponseWriter
 	req  *http.Request

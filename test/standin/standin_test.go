@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -613,6 +614,52 @@ func TestPluginEnvironment(t *testing.T) {
 	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "env"}, "")
 	if got := resp.Header.Get("X-Echo-Env"); got != "|"+f.out {
 		t.Errorf("the plugin's environment: %q, want only Options.Env (%q)", got, "|"+f.out)
+	}
+}
+
+// TestReloadWaitsForStreams follows Kong 3.9.1 (test/realkong pins the
+// same on real Kong): after a reload the old plugin process lives until the
+// requests its worker was serving are over, an open stream included.
+func TestReloadWaitsForStreams(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 20 { // 2 s
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer up.Close()
+	deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", up.URL)
+	node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
+	req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
+	req.Header.Set("X-Test-Mode", "stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := node.PluginPID()
+	if err := node.ReloadPlugin(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if pid := node.PluginPID(); pid == old || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload, old %d", pid, old)
+	}
+	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+	if !alive(old) {
+		t.Fatal("the old plugin process ended with the stream still open")
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(old) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(old) {
+		t.Fatal("the old plugin process outlived its worker's last stream by 10 s")
+	}
+	if !strings.Contains(string(body), "data: 19") {
+		t.Errorf("the stream was cut by the reload: %q", body)
 	}
 }
 
