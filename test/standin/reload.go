@@ -84,14 +84,21 @@ func (n *Node) ReloadPlugin(timeout time.Duration) error {
 	return nil
 }
 
-func inode(path string) (uint64, error) {
+// fileID tells a file from the one it replaced: an inode number may be
+// reused at once, with a later change time.
+type fileID struct {
+	ino   uint64
+	ctime int64
+}
+
+func inode(path string) (fileID, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return 0, err
+		return fileID{}, err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return 0, errors.New("standin: no inode")
+		return fileID{}, errors.New("standin: no inode")
 	}
-	return st.Ino, nil
+	return fileID{ino: st.Ino, ctime: st.Ctim.Nano()}, nil
 }

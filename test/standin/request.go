@@ -127,9 +127,9 @@ type delayedResponse struct {
 // stand-in.
 type reqCtx struct {
 	worker *worker // the nginx worker generation serving it (see ReloadPlugin)
-	node *Node
-	w    http.ResponseWriter
-	req  *http.Request
+	node   *Node
+	w      http.ResponseWriter
+	req    *http.Request
 
 	id        string // $kong_request_id
 	startTime time.Time
