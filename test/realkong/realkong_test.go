@@ -287,6 +287,65 @@ func TestPluginEnvironment(t *testing.T) {
 	}
 }
 
+// TestReloadWaitsForStreams pins a fact of Kong 3.9.1 the stand-in
+// follows: on `kong reload` the old worker serves its open requests to
+// their end (Kong sets no worker_shutdown_timeout), and only then stops
+// its plugin process: with a stream open, the old plugin process outlives
+// the reload by as long as the stream.
+func TestReloadWaitsForStreams(t *testing.T) {
+	requireRealKong(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 60 { // 6 s
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer up.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(up.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := node.PluginPID()
+	start := time.Now()
+	if err := node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if pid := node.PluginPID(); pid == old || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload, old %d", pid, old)
+	}
+	if !alive(old) {
+		t.Fatalf("the old plugin process ended %v after the reload began, with the stream still open", time.Since(start))
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	streamed := time.Since(start)
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(old) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(old) {
+		t.Fatal("the old plugin process outlived its worker's last stream by 10 s")
+	}
+	if !strings.Contains(string(body), "data: 59") {
+		t.Errorf("the stream was cut by the reload: %q", body)
+	}
+	t.Logf("stream ended %v after the reload began; the old plugin process %v later", streamed.Round(time.Millisecond), (time.Since(start) - streamed).Round(time.Millisecond))
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and
 // reload starts a new one.
 func TestPluginRestartAndReload(t *testing.T) {
