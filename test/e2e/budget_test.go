@@ -16,6 +16,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,4 +156,69 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	if r := c.request(t, node.URL(), "tools/list", ""); !pluginNotFound(r) {
 		t.Errorf("request after DELETE: %d %s, want the 404 envelope", r.Status, r.Body)
 	}
+}
+
+// TestAuthzPDKCost: what access rules, log fields and the metadata cost in
+// PDK calls, by request kind (TestPDKCallBudget holds the counts without
+// them, which these features leave unchanged). bench/results.md's table
+// has the same rows.
+func TestAuthzPDKCost(t *testing.T) {
+	needStandin(t, "PDK call counts are the stand-in's records")
+	a := peers.StartLegacy(t, "cost-a")
+	var recs recordLog
+	rules := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{
+		"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"progress"}}}}}}), addrs(a), withRecords(&recs))
+	logged := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true}}}), addrs(a), withRecords(&recs))
+	prm := startNode(t, withWellKnownPath(t, deck(t, deckOptions{relay: map[string]any{"auth": map[string]any{
+		"resource_metadata": map[string]any{"authorization_servers": []any{"https://auth.example.com"}}}}})), addrs(a), withRecords(&recs))
+
+	check := func(kind string, r rpcResult, wantStatus, want int) {
+		t.Helper()
+		rec := recs.of(t, r)
+		n := pdkCalls(rec)
+		if r.Status != wantStatus || n != want {
+			t.Errorf("%s: status %d, %d PDK calls; want %d, %d: %s", kind, r.Status, n, wantStatus, want, rec)
+		} else {
+			t.Logf("%s: %d PDK calls: %v", kind, n, rec.Calls)
+		}
+	}
+
+	rc := newPinRaw(demoKey, 10*time.Second)
+	rc.initialize(t, rules.URL()) // also starts the instance
+	rc.initialized(t, rules.URL())
+	_, r := rc.whoami(t, rules.URL())
+	check("access rules: pinned tools/call allowed", r, 200, 5)
+	check("access rules: pinned tools/call denied", rc.request(t, rules.URL(), "tools/call", `{"name":"progress","arguments":{}}`), 200, 3)
+	r = rc.request(t, rules.URL(), "tools/list", "")
+	if strings.Contains(string(r.Body), `"progress"`) {
+		t.Errorf("tools/list shows progress: %s", r.Body)
+	}
+	check("access rules: pinned tools/list, entries hidden", r, 200, 8)
+	oc := newPinRaw(otherKey, 10*time.Second)
+	oc.initialize(t, rules.URL())
+	oc.initialized(t, rules.URL())
+	r = oc.request(t, rules.URL(), "tools/list", "")
+	if !strings.Contains(string(r.Body), `"progress"`) {
+		t.Errorf("other's tools/list lacks progress: %s", r.Body)
+	}
+	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 7)
+
+	lc := newPinRaw(demoKey, 10*time.Second)
+	lc.initialize(t, logged.URL())
+	lc.initialized(t, logged.URL())
+	_, r = lc.whoami(t, logged.URL())
+	check("log.serialize: pinned tools/call", r, 200, 6)
+
+	newRaw("").request(t, prm.URL(), "ping", "") // starts the instance
+	check("resource_metadata: anonymous initialize", newRaw("").initialize(t, prm.URL()), 401, 5)
+	req, err := http.NewRequest(http.MethodGet, prm.URL()+"/.well-known/oauth-protected-resource/mcp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("resource_metadata: the document", newRaw("").do(t, req), 200, 4)
+	req, _ = http.NewRequest(http.MethodDelete, prm.URL()+"/mcp", nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("apikey", demoKey)
+	plain := newRaw(demoKey).do(t, req)
+	check("resource_metadata: a request without MCP markers", plain, plain.Status, 3)
 }

@@ -146,6 +146,55 @@ func (g *recoveryRig) kill(r *peers.Replica) {
 	g.gone = append(g.gone, r)
 }
 
+// killOwnerOf runs the TypeScript SDK client (one Client object) with
+// the steps before, a wait for a signal file, then the steps after;
+// meanwhile it finds the replica that served the client's first
+// tools/call, kills it as a crash would and waits until every node's
+// probes count it down (kill: g.kill and g.waitDown, or more), then writes
+// the file. owner is nil when the first call reached no replica within
+// bound, or the client ended before (its result says why).
+func (g *recoveryRig) killOwnerOf(o peers.NodeClientOptions, bound time.Duration, kill func(*peers.Replica),
+	before, after []string) (res peers.NodeResult, err error, owner *peers.Replica) {
+	t := g.t
+	t.Helper()
+	signal := filepath.Join(t.TempDir(), "replica-killed")
+	type outcome struct {
+		res peers.NodeResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	args := append(append(slices.Clone(before), "wait-file", signal), after...)
+	go func() {
+		var out outcome
+		defer func() { done <- out }()
+		out.res, out.err = peers.RunNodeClientWith(goTB{t}, o, args...)
+	}()
+	for deadline := time.Now().Add(bound); owner == nil; {
+		for _, r := range g.replicas {
+			if r.Running() && r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
+				owner = r
+			}
+		}
+		if owner != nil {
+			break
+		}
+		select {
+		case out := <-done:
+			return out.res, out.err, nil
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return peers.NodeResult{}, nil, nil
+		}
+	}
+	kill(owner)
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	return out.res, out.err, owner
+}
+
 // setTargets changes the upstream's targets on every node.
 func (g *recoveryRig) setTargets(targets []string) {
 	g.t.Helper()
@@ -438,43 +487,17 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			g := newRecoveryRig(t, store, 3)
 			g.coverReplicas()
-			signal := filepath.Join(t.TempDir(), "replica-killed")
-			type outcome struct {
-				res peers.NodeResult
-				err error
+			res, err, victim := g.killOwnerOf(peers.NodeClientOptions{
+				URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second}, 30*time.Second,
+				func(r *peers.Replica) { g.kill(r); g.waitDown(1) },
+				[]string{"call", "whoami", "{}"}, []string{"call", "whoami", "{}", "elicitation", "sampling"})
+			if victim == nil {
+				t.Fatalf("the TypeScript client's first call reached no replica within 30s: %v\n%s", err, res.Raw)
 			}
-			done := make(chan outcome, 1)
-			go func() {
-				var o outcome
-				defer func() { done <- o }()
-				o.res, o.err = peers.RunNodeClientWith(goTB{t}, peers.NodeClientOptions{
-					URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second},
-					"call", "whoami", "{}", "wait-file", signal, "call", "whoami", "{}", "elicitation", "sampling")
-			}()
-
-			// The replica that served the client's first tool call is its own.
-			var victim *peers.Replica
-			for deadline := time.Now().Add(30 * time.Second); victim == nil; {
-				for _, r := range g.replicas {
-					if r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
-						victim = r
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the TypeScript client's first call reached no replica within 30s")
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err != nil {
+				t.Fatalf("TypeScript client: %v\n%s", err, res.Raw)
 			}
-			g.kill(victim)
-			g.waitDown(1)
-			if err := os.WriteFile(signal, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-
-			o := <-done
-			if o.err != nil {
-				t.Fatalf("TypeScript client: %v\n%s", o.err, o.res.Raw)
-			}
+			o := struct{ res peers.NodeResult }{res}
 			var names []string
 			for _, s := range o.res.Steps {
 				if s.Scenario == "call" {
