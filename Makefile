@@ -15,16 +15,20 @@ $(PLUGIN): FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(PLUGIN) ./plugin
 
 # The main job on the embedded default (in-memory session store): one Kong
-# stand-in node on $(LISTEN) from kong/kong.yaml, with demo MCP replicas on
+# node on $(LISTEN) from kong/kong.yaml (real Kong 3.9.1 where the realkong
+# harness can run it, the Kong stand-in otherwise; GATEWAY=kong|standin
+# chooses; the banner says which, with its pid), demo MCP replicas on
 # $(REPLICAS) (each its own process, pids in the banner) and the plugin's
 # metrics on $(METRICS) (empty: off). Every address is checked first.
-# Ctrl-C stops everything. Example: make run LISTEN=127.0.0.1:8080 METRICS=
+# Ctrl-C, or a SIGINT or SIGTERM to make or the demo, stops everything.
+# Example: make run LISTEN=127.0.0.1:8080 METRICS=
 LISTEN   ?= 127.0.0.1:8000
 REPLICAS ?= 127.0.0.1:9101,127.0.0.1:9102
 METRICS  ?= 127.0.0.1:9542
+GATEWAY  ?= auto
 run: build
 	$(GO) build -o $(BIN)/demo ./test/cmd/demo
-	exec $(BIN)/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
+	exec $(BIN)/demo -gateway '$(GATEWAY)' -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
 
 # Installs the node MCP peers (reference server and SDK client) and the client
 # matrix's MCP clients from their lock files.

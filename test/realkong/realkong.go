@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -303,6 +304,48 @@ func (n *Node) URL() string { return "http://" + n.listen }
 
 // Addr is the proxy listener's host:port.
 func (n *Node) Addr() string { return n.listen }
+
+// NginxPID is the pid of the node's nginx master process (0: none).
+func (n *Node) NginxPID() int {
+	b, err := os.ReadFile(filepath.Join(n.prefix, "nginx.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// Follow copies what is appended to one of the node's files (a path in
+// its prefix, e.g. "logs/error.log") to w, polling every 200 ms, until ctx
+// ends; it starts at the file's end.
+func (n *Node) Follow(ctx context.Context, file string, w io.Writer) {
+	path := filepath.Join(n.prefix, file)
+	var off int64
+	if fi, err := os.Stat(path); err == nil {
+		off = fi.Size()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if f, err := os.Open(path); err == nil {
+			for {
+				k, err := f.ReadAt(buf, off)
+				if k > 0 {
+					_, _ = w.Write(buf[:k])
+					off += int64(k)
+				}
+				if err != nil {
+					break
+				}
+			}
+			_ = f.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
 
 // Prefix is the node's Kong prefix.
 func (n *Node) Prefix() string { return n.prefix }
