@@ -54,9 +54,10 @@ const EnvScript = "MCP_RELAY_REALKONG"
 const HowToGet = `real Kong is not available on this machine: the end-to-end suite on real Kong
 needs the realkong harness (Kong 3.9.1's Lua runtime on Debian 12's nginx), found at
 ../shared/realkong/realkong next to the checkout or named by ` + EnvScript + `.
-Without it, run the suite against Kong's own image instead: see CONTRIBUTING.md,
-"Running the suite against your own Kong", or run the stand-in suite
-(MCP_RELAY_GATEWAY=standin, the default)`
+Without it, run the suite against Kong's own Docker image instead
+(MCP_RELAY_REALKONG=test/realkong/docker-realkong; docs/real-kong.md,
+"Running the suite against your own Kong"), or run the stand-in suite
+(make test-standin; MCP_RELAY_GATEWAY=standin, the default)`
 
 // Script is the path of the realkong harness script, or an error saying how
 // to get real Kong.
