@@ -37,25 +37,16 @@ import (
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/realkong"
 )
 
-// cancelNodes starts n gateway nodes in front of targets and returns their
-// base URLs: real Kong nodes when MCP_RELAY_GATEWAY=kong, else stand-in
-// nodes.
+// cancelNodes starts n gateway nodes in front of targets (startNode: the
+// stand-in, or real Kong with MCP_RELAY_GATEWAY=kong) and returns their
+// base URLs.
 func cancelNodes(t *testing.T, n int, deckYAML []byte, targets []string) []string {
 	t.Helper()
 	var urls []string
 	for range n {
-		switch gw := os.Getenv("MCP_RELAY_GATEWAY"); gw {
-		case "kong":
-			urls = append(urls, realkong.StartT(t, realkong.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-				Targets: map[string][]string{upstream: targets}, ErrorTemplateJSON: repoFile("kong/error_template.json")}).URL())
-		case "", "standin":
-			urls = append(urls, startNode(t, deckYAML, targets, quietLog(t)).URL())
-		default:
-			t.Fatalf("MCP_RELAY_GATEWAY=%q: want standin or kong", gw)
-		}
+		urls = append(urls, startNode(t, deckYAML, targets).URL())
 	}
 	return urls
 }

@@ -17,6 +17,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -84,6 +85,11 @@ type gateway interface {
 	// reload is `kong reload` as the plugin sees it: a new plugin process
 	// starts (and takes the socket over) before the old one gets SIGTERM.
 	reload() error
+	// setDeck loads another deck file (the node's target overrides kept):
+	// real Kong reloads (a new worker and plugin process); the stand-in,
+	// which cannot reload its deck, stops and starts again on the same
+	// address and prefix (a new plugin process too).
+	setDeck(deckYAML []byte) error
 	// kongLog is Kong's error log so far, at the node's log level (the
 	// plugin's stdout and stderr are not in it: Kong logs them at info).
 	kongLog() string
@@ -108,6 +114,7 @@ type nodeOptions struct {
 	listen     string   // the proxy address; empty: a free port
 	pluginArgs []string // flags added to the plugin's start command
 	logLevel   string   // kong.conf log_level; empty: notice (Kong's default)
+	kongConf   []string // more kong.conf lines, for real Kong only
 	recs       *recordLog
 }
 
@@ -147,6 +154,12 @@ func withPluginArgs(args ...string) nodeOption {
 // withMetrics makes the node's plugin process serve Prometheus metrics on addr.
 func withMetrics(addr string) nodeOption { return withPluginArgs("-metrics-addr", addr) }
 
+// withKongConf adds kong.conf lines ("key = value") on real Kong, for what
+// only real Kong runs (untrusted_lua for a pre-function plugin, ...).
+func withKongConf(lines ...string) nodeOption {
+	return func(o *nodeOptions) { o.kongConf = append(o.kongConf, lines...) }
+}
+
 // withLogLevel sets Kong's log_level (notice when not set).
 func withLogLevel(level string) nodeOption {
 	return func(o *nodeOptions) { o.logLevel = level }
@@ -156,6 +169,8 @@ func withLogLevel(level string) nodeOption {
 
 type standinGW struct {
 	*standin.Node
+	t            testing.TB
+	opts         standin.Options // to start again with another deck
 	kong, plugin standin.LogBuffer
 	mu           sync.Mutex
 	done         []servedRequest
@@ -170,7 +185,7 @@ func startStandin(t testing.TB, deckYAML []byte, targets []string, o nodeOptions
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(prefix) })
-	g := &standinGW{}
+	g := &standinGW{t: t}
 	start := shellQuote(o.plugin) + " -kong-prefix " + shellQuote(prefix)
 	for _, a := range o.pluginArgs {
 		start += " " + shellQuote(a)
@@ -191,9 +206,10 @@ func startStandin(t testing.TB, deckYAML []byte, targets []string, o nodeOptions
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.Node = n
+	g.Node, g.opts = n, so
+	g.opts.Listen = n.Addr()
 	t.Cleanup(func() {
-		_ = n.Close()
+		_ = g.Close()
 		if t.Failed() {
 			t.Logf("---- tail of the stand-in's error log\n%s", tail(g.kong.String(), 60))
 			t.Logf("---- tail of the plugin's output\n%s", tail(g.plugin.String(), 40))
@@ -202,7 +218,19 @@ func startStandin(t testing.TB, deckYAML []byte, targets []string, o nodeOptions
 	return g
 }
 
-func (g *standinGW) reload() error              { return g.ReloadPlugin(15 * time.Second) }
+func (g *standinGW) reload() error { return g.ReloadPlugin(15 * time.Second) }
+
+func (g *standinGW) setDeck(deckYAML []byte) error {
+	_ = g.Close()
+	o := g.opts
+	o.DeckYAML = deckYAML
+	n, err := standin.Start(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	g.Node = n
+	return nil
+}
 func (g *standinGW) kongLog() string            { return g.kong.String() }
 func (g *standinGW) pluginOutput() string       { return g.plugin.String() }
 func (g *standinGW) standinNode() *standin.Node { return g.Node }
@@ -231,6 +259,7 @@ func startKong(t testing.TB, deckYAML []byte, targets []string, o nodeOptions) *
 		Targets:           map[string][]string{upstream: targets},
 		PluginArgs:        o.pluginArgs,
 		LogLevel:          o.logLevel,
+		Conf:              o.kongConf,
 		ErrorTemplateJSON: repoFile("kong/error_template.json")})
 	if o.recs != nil {
 		o.recs.kong = true
@@ -240,10 +269,11 @@ func startKong(t testing.TB, deckYAML []byte, targets []string, o nodeOptions) *
 
 // reload is realkong reload: it returns once the new worker has loaded the
 // deck and its plugin process runs.
-func (g *kongGW) reload() error              { return g.Reload() }
-func (g *kongGW) kongLog() string            { return string(g.ErrorLog()) }
-func (g *kongGW) pluginOutput() string       { return string(g.PluginOutput()) }
-func (g *kongGW) standinNode() *standin.Node { return nil }
+func (g *kongGW) reload() error                 { return g.Reload() }
+func (g *kongGW) setDeck(deckYAML []byte) error { return g.SetDeck(deckYAML) }
+func (g *kongGW) kongLog() string               { return string(g.ErrorLog()) }
+func (g *kongGW) pluginOutput() string          { return string(g.PluginOutput()) }
+func (g *kongGW) standinNode() *standin.Node    { return nil }
 
 // accessLine is Kong's kong_log_format: `$remote_addr - $remote_user
 // [$time_local] "$request" $status $body_bytes_sent "$http_referer"
@@ -363,9 +393,10 @@ func linesWith(text string, words ...string) []string {
 // ---- what real Kong does not run
 
 var notOnKong struct {
-	mu    sync.Mutex
-	tests map[string]string   // test -> why it did not run
-	parts map[string][]string // test -> parts that did not run, with why
+	mu       sync.Mutex
+	tests    map[string]string   // test -> why it did not run on real Kong
+	parts    map[string][]string // test -> parts that did not run on real Kong, with why
+	kongOnly map[string]string   // test -> why it did not run on the stand-in
 }
 
 // needStandin ends the test on real Kong (skipped, with why), listed at
@@ -383,6 +414,23 @@ func needStandin(t testing.TB, why string) {
 	notOnKong.tests[t.Name()] = why
 	notOnKong.mu.Unlock()
 	t.Skipf("stand-in only: %s", why)
+}
+
+// needKong ends the test on the stand-in (skipped, with why), listed at
+// the end of the run: for tests of what only real Kong runs (its bundled
+// plugins but key-auth, for one).
+func needKong(t testing.TB, why string) {
+	t.Helper()
+	if onKong() {
+		return
+	}
+	notOnKong.mu.Lock()
+	if notOnKong.kongOnly == nil {
+		notOnKong.kongOnly = map[string]string{}
+	}
+	notOnKong.kongOnly[t.Name()] = why
+	notOnKong.mu.Unlock()
+	t.Skipf("real Kong only (%s=kong): %s", gatewayEnv, why)
 }
 
 // onStandin tells whether to run one part of a test (what: what it checks)
@@ -411,23 +459,25 @@ func onStandin(t testing.TB, what, why string) bool {
 }
 
 // reportNotOnKong prints, at the end of a real-Kong run, what did not run
-// through real Kong and why.
+// through real Kong and why; at the end of a stand-in run, what runs on
+// real Kong only.
 func reportNotOnKong() {
-	if !onKong() {
-		return
-	}
 	notOnKong.mu.Lock()
 	defer notOnKong.mu.Unlock()
+	if !onKong() {
+		if len(notOnKong.kongOnly) > 0 {
+			var b strings.Builder
+			fmt.Fprintf(&b, "\n==== run through the Kong stand-in: tests that run on real Kong only (%s=kong):\n", gatewayEnv)
+			for _, n := range sortedKeys(notOnKong.kongOnly) {
+				fmt.Fprintf(&b, "  %s: %s\n", n, notOnKong.kongOnly[n])
+			}
+			fmt.Fprint(os.Stderr, b.String())
+		}
+		return
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== run through real Kong %s (%s=kong)\n", realkong.Version, gatewayEnv)
-	names := func(m map[string]string) []string {
-		var out []string
-		for k := range m {
-			out = append(out, k)
-		}
-		sort.Strings(out)
-		return out
-	}
+	names := sortedKeys
 	if len(notOnKong.tests) == 0 {
 		fmt.Fprintf(&b, "tests not run on real Kong: none\n")
 	} else {
@@ -450,4 +500,13 @@ func reportNotOnKong() {
 		}
 	}
 	fmt.Fprint(os.Stderr, b.String())
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

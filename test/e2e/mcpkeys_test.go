@@ -90,7 +90,7 @@ func TestMCPKeysReachLaterPlugins(t *testing.T) {
 		"upstream": map[string]any{"set_method_headers": true},
 	}})
 	var conf []string
-	if onRealKong() {
+	if onKong() {
 		deckYAML = withRoutePlugin(t, deckYAML, laterPlugin)
 		conf = []string{"untrusted_lua = on"}
 	}
@@ -125,7 +125,7 @@ func TestMCPKeysReachLaterPlugins(t *testing.T) {
 			if got := h.Values("Mcp-Name"); !(tt.toolHeader == "" && len(got) == 0 || len(got) == 1 && got[0] == tt.toolHeader) {
 				t.Errorf("upstream Mcp-Name %q, want %q", got, tt.toolHeader)
 			}
-			if !onRealKong() {
+			if !onKong() {
 				return
 			}
 			for name, want := range map[string]string{"X-Seen-Mcp-Method": tt.method, "X-Seen-Mcp-Name": tt.toolHeader} {
@@ -158,9 +158,7 @@ func TestMCPKeysReachLaterPlugins(t *testing.T) {
 // other tools, and bob, alone; a client-sent Mcp-Name cannot change what
 // is counted.
 func TestRealKongRateLimitPerTool(t *testing.T) {
-	if !onRealKong() {
-		t.Skip("real Kong only (MCP_RELAY_GATEWAY=kong): the stand-in has no rate-limiting plugin")
-	}
+	needKong(t, "the stand-in emulates no rate-limiting plugin")
 	replica := peers.StartLegacy(t, "rl-replica")
 	raw, err := os.ReadFile(repoFile("kong/examples/rate-limit-per-tool.yaml"))
 	if err != nil {
