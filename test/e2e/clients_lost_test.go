@@ -116,7 +116,7 @@ func lostLine(text, killed string) string {
 // lostTS: the TypeScript SDK's Client, one object for both calls; client.mjs
 // waits for a signal file between them while the replica is killed.
 func lostTS(t *testing.T, g *lostRig) clientRun {
-	res, err, owner := g.killOwnerOf(peers.NodeClientOptions{URL: g.url,
+	res, owner, err := g.killOwnerOf(peers.NodeClientOptions{URL: g.url,
 		Headers: map[string]string{"apikey": demoKey}, Timeout: lostCallBound, Deadline: 90 * time.Second}, clientBound,
 		func(r *peers.Replica) { g.killOwner(r.Name()) },
 		[]string{"call", "whoami", "{}"}, []string{"call", "whoami", "{}"})

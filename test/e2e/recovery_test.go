@@ -154,7 +154,7 @@ func (g *recoveryRig) kill(r *peers.Replica) {
 // the file. owner is nil when the first call reached no replica within
 // bound, or the client ended before (its result says why).
 func (g *recoveryRig) killOwnerOf(o peers.NodeClientOptions, bound time.Duration, kill func(*peers.Replica),
-	before, after []string) (res peers.NodeResult, err error, owner *peers.Replica) {
+	before, after []string) (res peers.NodeResult, owner *peers.Replica, err error) {
 	t := g.t
 	t.Helper()
 	signal := filepath.Join(t.TempDir(), "replica-killed")
@@ -180,7 +180,7 @@ func (g *recoveryRig) killOwnerOf(o peers.NodeClientOptions, bound time.Duration
 		}
 		select {
 		case out := <-done:
-			return out.res, out.err, nil
+			return out.res, nil, out.err
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -192,7 +192,7 @@ func (g *recoveryRig) killOwnerOf(o peers.NodeClientOptions, bound time.Duration
 		t.Fatal(err)
 	}
 	out := <-done
-	return out.res, out.err, owner
+	return out.res, owner, out.err
 }
 
 // setTargets changes the upstream's targets on every node.
@@ -487,7 +487,7 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			g := newRecoveryRig(t, store, 3)
 			g.coverReplicas()
-			res, err, victim := g.killOwnerOf(peers.NodeClientOptions{
+			res, victim, err := g.killOwnerOf(peers.NodeClientOptions{
 				URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second}, 30*time.Second,
 				func(r *peers.Replica) { g.kill(r); g.waitDown(1) },
 				[]string{"call", "whoami", "{}"}, []string{"call", "whoami", "{}", "elicitation", "sampling"})
