@@ -172,7 +172,12 @@ func TestRealKongRateLimitPerTool(t *testing.T) {
 		t.Fatalf("initialize: %d %s", r.Status, r.Body)
 	}
 	alice.initialized(t, n.URL())
+	// Kong's rate-limiting counts a request in a zero-delay timer after its
+	// access phase (kong/plugins/rate-limiting/handler.lua), so calls sent
+	// back to back can read a count that has not caught up: pace them.
+	const pace = 20 * time.Millisecond
 	echo := func(c *rawMCP, header ...string) rpcResult {
+		time.Sleep(pace)
 		return c.post(t, n.URL(), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`, header...)
 	}
 	awayFromMinuteEnd()
@@ -227,6 +232,7 @@ func TestRealKongRateLimitPerTool(t *testing.T) {
 	awayFromMinuteEnd()
 	limited := false
 	for i := 0; i <= limit+4 && !limited; i++ {
+		time.Sleep(pace)
 		body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`
 		if i%2 == 0 {
 			body = strings.Replace(body, "whoami", "echo", 1)
