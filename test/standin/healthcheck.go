@@ -30,6 +30,7 @@ type ActiveHealthcheck struct {
 	Type      string // "http" (default), "tcp"; https and grpc are not emulated
 	Timeout   float64
 	HTTPPath  string
+	Headers   map[string][]string // sent with each http probe
 	Healthy   HealthyCounters
 	Unhealthy UnhealthyCounters
 }
@@ -127,6 +128,17 @@ func (l *deckLoader) parseHealthchecks(v any, where string) *Healthchecks {
 		num(a, "timeout", &h.Active.Timeout)
 		if p := str(a, "http_path"); p != "" {
 			h.Active.HTTPPath = p
+		}
+		if hs, ok := a["headers"].(map[string]any); ok {
+			h.Active.Headers = map[string][]string{}
+			for k, v := range hs {
+				vs, _ := v.([]any)
+				for _, x := range vs {
+					if s, ok := x.(string); ok {
+						h.Active.Headers[k] = append(h.Active.Headers[k], s)
+					}
+				}
+			}
 		}
 		if s := sub(a, "healthy"); s != nil {
 			num(s, "interval", &h.Active.Healthy.Interval)
@@ -366,7 +378,13 @@ func (h *healthChecker) probe(key string) {
 		return
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", a.HTTPPath, key); err != nil {
+	var hdr strings.Builder
+	for k, vs := range a.Headers {
+		for _, v := range vs {
+			hdr.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\n%sHost: %s\r\nConnection: close\r\n\r\n", a.HTTPPath, hdr.String(), key); err != nil {
 		h.report(host, port, hcTCPFailure, a.Healthy, a.Unhealthy, "active")
 		return
 	}
