@@ -85,12 +85,21 @@ func (g *restartRecoveryRig) restartPlugin(kind restartKind, records int64) time
 	return sent
 }
 
-// waitWrite waits (bounded) for a periodic write of records records.
+// waitWrite waits (bounded) until the sessions file holds records records:
+// a periodic write of this process, or, when nothing changed since it
+// restored them (a session's use is noted at most once a second), the
+// file it restored them from.
 func (g *restartRecoveryRig) waitWrite(records int64) {
 	g.t.Helper()
-	for i := 0; metrics(g.t, g.metrics[0])["mcp_relay_snapshot_records"] != float64(records); i++ {
+	for i := 0; ; i++ {
+		m := metrics(g.t, g.metrics[0])
+		if m["mcp_relay_snapshot_records"] == float64(records) ||
+			m["mcp_relay_snapshot_writes_total"] == 0 && m["mcp_relay_sessions_restored_total"] == float64(records) {
+			return
+		}
 		if i == 100 {
-			g.t.Fatalf("no periodic write of %d records within 10 s: %v", records, metrics(g.t, g.metrics[0])["mcp_relay_snapshot_records"])
+			g.t.Fatalf("no periodic write of %d records within 10 s: %v (restored %v, writes %v)", records,
+				m["mcp_relay_snapshot_records"], m["mcp_relay_sessions_restored_total"], m["mcp_relay_snapshot_writes_total"])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
