@@ -6,7 +6,7 @@ NODE_DIR := test/node
 # The MCP clients of the client matrix (test/e2e/clients_test.go), pinned.
 CLIENTS_DIR := test/clients
 
-.PHONY: build run test lint fuzz clean node-deps bench soak
+.PHONY: build run test test-standin test-kong lint fuzz clean node-deps bench soak
 
 build: $(PLUGIN)
 
@@ -15,16 +15,20 @@ $(PLUGIN): FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(PLUGIN) ./plugin
 
 # The main job on the embedded default (in-memory session store): one Kong
-# stand-in node on $(LISTEN) from kong/kong.yaml, with demo MCP replicas on
+# node on $(LISTEN) from kong/kong.yaml (real Kong 3.9.1 where the realkong
+# harness can run it, the Kong stand-in otherwise; GATEWAY=kong|standin
+# chooses; the banner says which, with its pid), demo MCP replicas on
 # $(REPLICAS) (each its own process, pids in the banner) and the plugin's
 # metrics on $(METRICS) (empty: off). Every address is checked first.
-# Ctrl-C stops everything. Example: make run LISTEN=127.0.0.1:8080 METRICS=
+# Ctrl-C, or a SIGINT or SIGTERM to make or the demo, stops everything.
+# Example: make run LISTEN=127.0.0.1:8080 METRICS=
 LISTEN   ?= 127.0.0.1:8000
 REPLICAS ?= 127.0.0.1:9101,127.0.0.1:9102
 METRICS  ?= 127.0.0.1:9542
+GATEWAY  ?= auto
 run: build
 	$(GO) build -o $(BIN)/demo ./test/cmd/demo
-	exec $(BIN)/demo -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
+	exec $(BIN)/demo -gateway '$(GATEWAY)' -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
 
 # Installs the node MCP peers (reference server and SDK client) and the client
 # matrix's MCP clients from their lock files.
@@ -35,11 +39,25 @@ node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(CLIENTS_DIR)/node_modul
 	cd $* && npm ci --no-audit --no-fund
 	@touch $@
 
-# The test command (CI runs this): vet, then every test with the race detector,
-# end-to-end tests included (they need redis-server and node on PATH).
-test: node-deps build
+# The test command (CI runs this): test-standin, then test-kong. Both need
+# redis-server and node on PATH; test-kong needs the realkong harness.
+test: test-standin test-kong
+
+# Vet, then every test with the race detector: the unit tests, and the
+# end-to-end suite through the Kong stand-in (test/standin).
+test-standin: node-deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The end-to-end suite through real Kong 3.9.1 nodes (the realkong harness:
+# ../shared/realkong next to the checkout, or $$MCP_RELAY_REALKONG; without
+# it this fails saying how to get real Kong). It ends with the list of tests
+# and checks that ran on the stand-in only, and why. No race detector: it
+# would check only the tests' own code, which test-standin already runs
+# under it. KONG_RUN=Regexp narrows it (go test -run).
+KONG_RUN ?= .
+test-kong: node-deps build
+	cd test/e2e && MCP_RELAY_GATEWAY=kong $(GO) test -count=1 -timeout 30m -run '$(KONG_RUN)'
 
 # The reliability tests' long profile, on demand: the soak
 # with 2,000 sessions for 2 minutes (Redis restarted mid-run), the timing

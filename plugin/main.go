@@ -77,6 +77,11 @@ func main() {
 	if err := startSessionsFile(logging.Logger.With("plugin", "mcp-relay")); err != nil {
 		logging.Logger.Error("mcp-relay: no sessions file: serving without one", "plugin", "mcp-relay", "err", err)
 	}
+	if exe, err := os.Executable(); err == nil {
+		socket := filepath.Join(flag.Lookup("kong-prefix").Value.String(), filepath.Base(exe)+".socket")
+		prev, _ := socketInode(socket)
+		go watchTakeover(socket, prev, logging.Logger.With("plugin", "mcp-relay"))
+	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
 		logging.Logger.Error("mcp-relay plugin server failed", "plugin", "mcp-relay", "err", err)
 		os.Exit(1)
@@ -105,7 +110,7 @@ func dump() error {
 // Kong's log, and the plugin serves requests without metrics (exiting would
 // make Kong restart it every second, failing every request). A busy port is
 // retried every second: during a Kong reload the previous plugin process
-// holds it until Kong stops that process.
+// holds it until it sees this one take the socket over (takeover.go).
 func serveMetrics(addr string) {
 	ln, err := net.Listen("tcp", addr)
 	if err == nil {
@@ -136,6 +141,9 @@ func serveMetricsOn(ln net.Listener, addr string) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// After a reload the new plugin process serves the node's metrics: it
+	// retries the port every second until this one leaves it.
+	onTakeover(func() { _ = srv.Close() })
 	logging.Logger.Info("mcp-relay metrics listening", "addr", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logging.Logger.Error("mcp-relay metrics listener failed", "plugin", "mcp-relay", "addr", addr, "err", err)

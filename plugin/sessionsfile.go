@@ -69,6 +69,11 @@ func startSessionsFile(log *slog.Logger) error {
 		Path: path, Interval: interval, Logger: log,
 		OnHints: handler.RestoreHints, TargetSeen: handler.ReplicaSeen,
 	})
+	onTakeover(func() {
+		if err := snap.Handover(handler.PendingHints()); err == nil {
+			log.Info("wrote the sessions for the plugin process that took over")
+		}
+	})
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

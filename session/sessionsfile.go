@@ -371,10 +371,11 @@ func (m *Memory) appendSnapshot(sw *snapWriter) int {
 }
 
 // foreignCheckEvery is how often the file is checked for another process's
-// write (a stat): during a Kong reload the old process writes its last
-// sessions after the new one started, and the sooner the new one merges
-// them, the fewer of their requests find an unknown session.
-const foreignCheckEvery = 250 * time.Millisecond
+// write (a stat): during a Kong reload the old process writes its sessions
+// after the new one started, and the new one must merge them within the
+// learn wait (session.learn_wait_ms, 250 ms by default) that holds a
+// request for an unknown session.
+const foreignCheckEvery = 50 * time.Millisecond
 
 func (p *SessionsFile) run() {
 	defer close(p.done)
@@ -443,6 +444,19 @@ func (p *SessionsFile) Flush() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	return p.writeLocked(p.stores.memoryStores(), nil)
+}
+
+// Handover writes the file now, with the learn hints given, for the
+// process that took this one's place during a Kong reload: that one
+// merges it at once, while this one goes on serving the requests its old
+// worker still has. Another process's file is merged first, as always.
+func (p *SessionsFile) Handover(hints []Hint) error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if id, ok := statID(p.path); ok && id != p.known {
+		p.load(true)
+	}
+	return p.writeLocked(p.stores.memoryStores(), hints)
 }
 
 // Shutdown stops the periodic writer and writes the file one last time,

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 const install = "apt-get install -y redis-server"
@@ -79,7 +81,7 @@ func start(t testing.TB, extra func(port int) []string) *Server {
 	var err error
 	// A free port can be taken between probing and binding: retry a little.
 	for attempt := 0; attempt < 5; attempt++ {
-		s.port = freePort(t)
+		s.port = freeport.Port(t)
 		s.args = append([]string{
 			"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", s.dir,
@@ -91,16 +93,6 @@ func start(t testing.TB, extra func(port int) []string) *Server {
 	}
 	t.Fatalf("redistest: redis-server did not start: %v", err)
 	return nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("redistest: no free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // launch runs the process and waits (bounded) until it answers PING.
@@ -372,7 +364,7 @@ func startCluster(t testing.TB, masters, replicas int, opts []Option) *Cluster {
 	cli := Bin(t, "redis-cli")
 	c := &Cluster{t: t}
 	for i := 0; i < masters*(1+replicas); i++ {
-		busPort := freePort(t)
+		busPort := freeport.Port(t)
 		c.nodes = append(c.nodes, start(t, func(port int) []string {
 			return append([]string{
 				"--cluster-enabled", "yes",
@@ -528,7 +520,7 @@ func StartSentinel(t testing.TB, master, masterAddr string) *Server {
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.Stop)
 	for attempt := 0; attempt < 5; attempt++ {
-		s.port = freePort(t)
+		s.port = freeport.Port(t)
 		conf := filepath.Join(s.dir, "sentinel.conf")
 		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n"+
 			"sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 2000\n",

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 )
 
@@ -105,8 +106,13 @@ func badInputCases() []badCase {
 			want: answered, wantStatus: 400, wantID: anyBody},
 		{name: "session id non-ASCII", method: "POST", key: demoKey, headers: sess("s\xc3\xa9same"), body: `{"jsonrpc":"2.0","id":13,"method":"ping"}`,
 			want: answered, wantStatus: 400, wantID: "13", wantCode: -32600},
-		{name: "session id 10 KB", method: "POST", key: demoKey, headers: sess(long), body: `{"jsonrpc":"2.0","id":14,"method":"ping"}`,
+		{name: "session id 1 KB", method: "POST", key: demoKey, headers: sess(strings.Repeat("a", 1<<10)), body: `{"jsonrpc":"2.0","id":14,"method":"ping"}`,
 			want: answered, wantStatus: 400, wantID: "14", wantCode: -32600},
+		// nginx refuses a header line over one of its 8 KB header buffers
+		// (Kong keeps large_client_header_buffers 4 8k) before any phase:
+		// Kong's own 400, never the plugin or the server.
+		{name: "session id 10 KB", method: "POST", key: demoKey, headers: sess(long), body: `{"jsonrpc":"2.0","id":14,"method":"ping"}`,
+			want: answered, wantStatus: 400, wantID: anyBody},
 		{name: "session id twice", method: "POST", key: demoKey, headers: append(sess("a"), "Mcp-Session-Id: b"), body: `{"jsonrpc":"2.0","id":15,"method":"ping"}`,
 			want: answered, wantStatus: 400, wantID: "15", wantCode: -32600},
 		{name: "unknown session id", method: "POST", key: demoKey, headers: sess("never-issued"), body: `{"jsonrpc":"2.0","id":16,"method":"ping"}`,
@@ -140,8 +146,8 @@ func badInputCases() []badCase {
 // plugin process never panics or restarts, and no session is stored.
 func TestBadInput(t *testing.T) {
 	a := peers.StartLegacy(t, "replica-a")
-	maddr := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{}), addrs(a), withMetrics(maddr), quietLog(t))
+	maddr := freeport.Addr(t)
+	node := startNode(t, deck(t, deckOptions{}), addrs(a), withMetrics(maddr))
 	cases := badInputCases()
 	if len(cases) < 40 {
 		t.Fatalf("%d cases; the campaign asks for at least 40", len(cases))

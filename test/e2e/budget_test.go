@@ -18,21 +18,24 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 func TestPDKCallBudget(t *testing.T) {
+	needStandin(t, "PDK call counts are the stand-in's records")
 	legacy := peers.StartLegacy(t, "budget-legacy")
 	modern := startModernServer(t)
 	var recs recordLog
-	legacyNode := startNode(t, deck(t, deckOptions{}), addrs(legacy), recs.option())
-	modernNode := startNode(t, deck(t, deckOptions{}), []string{modern}, recs.option())
+	legacyNode := startNode(t, deck(t, deckOptions{}), addrs(legacy), withRecords(&recs))
+	modernNode := startNode(t, deck(t, deckOptions{}), []string{modern}, withRecords(&recs))
 	uncheckedNode := startNode(t, deck(t, deckOptions{relay: map[string]any{
-		"upstream": map[string]any{"check_method_headers": false}}}), []string{modern}, recs.option())
+		"upstream": map[string]any{"check_method_headers": false}}}), []string{modern}, withRecords(&recs))
 
 	check := func(kind string, r rpcResult, wantStatus, budget int) standin.RequestRecord {
 		t.Helper()
@@ -49,7 +52,7 @@ func TestPDKCallBudget(t *testing.T) {
 	}
 
 	// Warm up each node: the first request of an instance also starts it.
-	for _, n := range []*standin.Node{legacyNode, modernNode, uncheckedNode} {
+	for _, n := range []gateway{legacyNode, modernNode, uncheckedNode} {
 		recs.of(t, newRaw(demoKey).request(t, n.URL(), "ping", ""))
 	}
 
@@ -95,18 +98,23 @@ func TestPDKCallBudget(t *testing.T) {
 func TestPDKCallBudgetRecovered(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
 	var recs recordLog
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 200}}}),
-		addrs(rs...), recs.option(), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+		addrs(rs...), withRecords(&recs), withMetrics(m))
+	g := &recoveryRig{t: t, nodes: []gateway{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
 	g.coverReplicas()
+	// On real Kong the test runs too: the recovered session's requests and
+	// its DELETE reach the right replica; the counts are the stand-in's.
+	counts := onStandin(t, "PDK call counts", "PDK call counts are the stand-in's records")
 
 	c := newPinRaw(demoKey, 10*time.Second)
 	c.initialize(t, node.URL())
 	c.initialized(t, node.URL())
 	first, r := c.whoami(t, node.URL())
-	if n := pdkCalls(recs.of(t, r)); n != 5 {
-		t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
+	if counts {
+		if n := pdkCalls(recs.of(t, r)); n != 5 {
+			t.Errorf("healthy pinned POST: %d PDK calls, want 5", n)
+		}
 	}
 	g.kill(g.byName(first))
 	g.waitDown(1)
@@ -115,14 +123,19 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	if second == "" || second == first {
 		t.Fatalf("recovering request: whoami %q (%d %s)", second, r.Status, r.Body)
 	}
-	rec := recs.of(t, r)
-	t.Logf("recovering request: %d PDK calls: %v", pdkCalls(rec), rec.Calls)
+	if counts {
+		rec := recs.of(t, r)
+		t.Logf("recovering request: %d PDK calls: %v", pdkCalls(rec), rec.Calls)
+	}
 	for i := range 3 {
 		name, r := c.whoami(t, node.URL())
-		rec := recs.of(t, r)
 		if name != second {
 			t.Fatalf("request %d after the recovery reached %q, want %q", i, name, second)
 		}
+		if !counts {
+			continue
+		}
+		rec := recs.of(t, r)
 		if n := pdkCalls(rec); n > 6 || rec.Calls["access"]["kong.service.request.set_header"] != 2 ||
 			rec.Calls["access"]["kong.service.request.set_headers"] != 0 {
 			t.Errorf("recovered session's request: %d PDK calls (budget 6), want two set_header (Host, Mcp-Session-Id) and no set_headers: %v", n, rec.Calls)
@@ -145,4 +158,69 @@ func TestPDKCallBudgetRecovered(t *testing.T) {
 	if r := c.request(t, node.URL(), "tools/list", ""); !pluginNotFound(r) {
 		t.Errorf("request after DELETE: %d %s, want the 404 envelope", r.Status, r.Body)
 	}
+}
+
+// TestAuthzPDKCost: what access rules, log fields and the metadata cost in
+// PDK calls, by request kind (TestPDKCallBudget holds the counts without
+// them, which these features leave unchanged). bench/results.md's table
+// has the same rows.
+func TestAuthzPDKCost(t *testing.T) {
+	needStandin(t, "PDK call counts are the stand-in's records")
+	a := peers.StartLegacy(t, "cost-a")
+	var recs recordLog
+	rules := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{
+		"rules": []any{map[string]any{"consumers": []any{"demo"}, "deny": []any{"progress"}}}}}}), addrs(a), withRecords(&recs))
+	logged := startNode(t, deck(t, deckOptions{relay: map[string]any{"log": map[string]any{"serialize": true}}}), addrs(a), withRecords(&recs))
+	prm := startNode(t, withWellKnownPath(t, deck(t, deckOptions{relay: map[string]any{"auth": map[string]any{
+		"resource_metadata": map[string]any{"authorization_servers": []any{"https://auth.example.com"}}}}})), addrs(a), withRecords(&recs))
+
+	check := func(kind string, r rpcResult, wantStatus, want int) {
+		t.Helper()
+		rec := recs.of(t, r)
+		n := pdkCalls(rec)
+		if r.Status != wantStatus || n != want {
+			t.Errorf("%s: status %d, %d PDK calls; want %d, %d: %s", kind, r.Status, n, wantStatus, want, rec)
+		} else {
+			t.Logf("%s: %d PDK calls: %v", kind, n, rec.Calls)
+		}
+	}
+
+	rc := newPinRaw(demoKey, 10*time.Second)
+	rc.initialize(t, rules.URL()) // also starts the instance
+	rc.initialized(t, rules.URL())
+	_, r := rc.whoami(t, rules.URL())
+	check("access rules: pinned tools/call allowed", r, 200, 5)
+	check("access rules: pinned tools/call denied", rc.request(t, rules.URL(), "tools/call", `{"name":"progress","arguments":{}}`), 200, 3)
+	r = rc.request(t, rules.URL(), "tools/list", "")
+	if strings.Contains(string(r.Body), `"progress"`) {
+		t.Errorf("tools/list shows progress: %s", r.Body)
+	}
+	check("access rules: pinned tools/list, entries hidden", r, 200, 8)
+	oc := newPinRaw(otherKey, 10*time.Second)
+	oc.initialize(t, rules.URL())
+	oc.initialized(t, rules.URL())
+	r = oc.request(t, rules.URL(), "tools/list", "")
+	if !strings.Contains(string(r.Body), `"progress"`) {
+		t.Errorf("other's tools/list lacks progress: %s", r.Body)
+	}
+	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 7)
+
+	lc := newPinRaw(demoKey, 10*time.Second)
+	lc.initialize(t, logged.URL())
+	lc.initialized(t, logged.URL())
+	_, r = lc.whoami(t, logged.URL())
+	check("log.serialize: pinned tools/call", r, 200, 6)
+
+	newRaw("").request(t, prm.URL(), "ping", "") // starts the instance
+	check("resource_metadata: anonymous initialize", newRaw("").initialize(t, prm.URL()), 401, 5)
+	req, err := http.NewRequest(http.MethodGet, prm.URL()+"/.well-known/oauth-protected-resource/mcp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("resource_metadata: the document", newRaw("").do(t, req), 200, 4)
+	req, _ = http.NewRequest(http.MethodDelete, prm.URL()+"/mcp", nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("apikey", demoKey)
+	plain := newRaw(demoKey).do(t, req)
+	check("resource_metadata: a request without MCP markers", plain, plain.Status, 3)
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -37,47 +36,18 @@ import (
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/realkong"
 )
 
-// cancelNodes starts n gateway nodes in front of targets and returns their
-// base URLs: real Kong nodes when MCP_RELAY_GATEWAY=kong, else stand-in
-// nodes.
+// cancelNodes starts n gateway nodes in front of targets (startNode: the
+// stand-in, or real Kong with MCP_RELAY_GATEWAY=kong) and returns their
+// base URLs.
 func cancelNodes(t *testing.T, n int, deckYAML []byte, targets []string) []string {
 	t.Helper()
 	var urls []string
 	for range n {
-		switch gw := os.Getenv("MCP_RELAY_GATEWAY"); gw {
-		case "kong":
-			urls = append(urls, realkong.StartT(t, realkong.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-				Targets: map[string][]string{upstream: targets}, ErrorTemplateJSON: repoFile("kong/error_template.json")}).URL())
-		case "", "standin":
-			urls = append(urls, startNode(t, deckYAML, targets, quietLog(t)).URL())
-		default:
-			t.Fatalf("MCP_RELAY_GATEWAY=%q: want standin or kong", gw)
-		}
+		urls = append(urls, startNode(t, deckYAML, targets).URL())
 	}
 	return urls
-}
-
-// alternate is a load balancer that sends each request to the next of
-// bases, streaming, as a cloud LB in front of a Kong cluster would.
-func alternate(t *testing.T, bases []string) string {
-	t.Helper()
-	var next atomic.Int64
-	targets := make([]*url.URL, len(bases))
-	for i, b := range bases {
-		targets[i], _ = url.Parse(b)
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(targets[int(next.Add(1))%len(targets)])
-			r.Out.Host = r.In.Host
-		},
-		FlushInterval: -1,
-		ErrorLog:      quietProxyLog,
-	}
-	return serveLoopback(t, proxy)
 }
 
 func serveLoopback(t *testing.T, h http.Handler) string {
@@ -238,7 +208,7 @@ func (b *liveCancelBody) Read(p []byte) (int, error) {
 func TestMCPGoSessionsUnderLoad(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := []*peers.Replica{peers.StartLegacy(t, "replica-1"), peers.StartLegacy(t, "replica-2"), peers.StartLegacy(t, "replica-3")}
-	lb := alternate(t, cancelNodes(t, 2, deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)}), addrs(rs...))) + "/mcp"
+	lb := roundRobinURLs(t, cancelNodes(t, 2, deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)}), addrs(rs...))) + "/mcp"
 
 	const sessions, workers = 500, 32
 	tr := &liveCancels{next: &mcptest.AnswerTransport{}}
@@ -331,10 +301,6 @@ func (l *answerLog) Handle(_ context.Context, r slog.Record) error {
 	})
 	return nil
 }
-
-// quietProxyLog keeps the proxies' "context canceled" lines, which these
-// tests cause on purpose, out of the test output.
-var quietProxyLog = log.New(io.Discard, "", 0)
 
 // loadAverage is the machine's 1, 5 and 15 minute load averages.
 func loadAverage() string {

@@ -14,17 +14,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // lostCallBound bounds one call after the kill: a call that takes longer
@@ -47,9 +45,9 @@ func newLostRig(t *testing.T, recover bool) *lostRig {
 	if !recover {
 		relay = map[string]any{"session": map[string]any{"recover": false}}
 	}
-	m := freeAddr(t)
-	node := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, store: "memory", nodes: []*standin.Node{node}, metrics: []string{m},
+	m := freeport.Addr(t)
+	node := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), withMetrics(m))
+	g := &recoveryRig{t: t, store: "memory", nodes: []gateway{node}, metrics: []string{m},
 		url: node.URL() + "/mcp", replicas: rs, targets: addrs(rs...)}
 	g.coverReplicas()
 	return &lostRig{recoveryRig: g}
@@ -118,43 +116,20 @@ func lostLine(text, killed string) string {
 // lostTS: the TypeScript SDK's Client, one object for both calls; client.mjs
 // waits for a signal file between them while the replica is killed.
 func lostTS(t *testing.T, g *lostRig) clientRun {
-	signal := filepath.Join(t.TempDir(), "replica-killed")
-	type outcome struct {
+	res, owner, err := g.killOwnerOf(peers.NodeClientOptions{URL: g.url,
+		Headers: map[string]string{"apikey": demoKey}, Timeout: lostCallBound, Deadline: 90 * time.Second}, clientBound,
+		func(r *peers.Replica) { g.killOwner(r.Name()) },
+		[]string{"call", "whoami", "{}"}, []string{"call", "whoami", "{}"})
+	switch {
+	case owner == nil && res.Raw == "" && err == nil:
+		return clientRun{line: "the first call reached no replica", hung: true}
+	case owner == nil:
+		return clientRun{line: fmt.Sprintf("first call failed: %v %s", err, res.Raw)}
+	}
+	o := struct {
 		res peers.NodeResult
 		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		var o outcome
-		defer func() { done <- o }()
-		o.res, o.err = peers.RunNodeClientWith(goTB{t}, peers.NodeClientOptions{URL: g.url,
-			Headers: map[string]string{"apikey": demoKey}, Timeout: lostCallBound, Deadline: 90 * time.Second},
-			"call", "whoami", "{}", "wait-file", signal, "call", "whoami", "{}")
-	}()
-	var owner string
-	for deadline := time.Now().Add(clientBound); owner == ""; {
-		for _, r := range g.replicas {
-			if r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
-				owner = r.Name()
-			}
-		}
-		if owner != "" {
-			break
-		}
-		select {
-		case o := <-done:
-			return clientRun{line: fmt.Sprintf("first call failed: %v %s", o.err, o.res.Raw)}
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return clientRun{line: "the first call reached no replica", hung: true}
-		}
-	}
-	g.killOwner(owner)
-	if err := os.WriteFile(signal, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o := <-done
+	}{res, err}
 	r := clientRun{ok: o.err == nil && o.res.OK}
 	var after *peers.NodeStep
 	for i := range o.res.Steps {
@@ -174,7 +149,7 @@ func lostTS(t *testing.T, g *lostRig) clientRun {
 		}
 		r.hung = e.Kind == "deadline" || e.Kind == "timeout"
 	case r.ok && after != nil:
-		r.line = lostLine(after.Text, owner)
+		r.line = lostLine(after.Text, owner.Name())
 	default:
 		r.line = fmt.Sprint(o.err)
 	}

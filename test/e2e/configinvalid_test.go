@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,9 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // olderPlugin is the plugin as Kong sees it after an upgrade whose schema
@@ -66,13 +65,9 @@ func olderPlugin(t *testing.T) string {
 // default level) has one error naming the field, not one per request.
 func TestConfigKongCannotCheck(t *testing.T) {
 	replica := peers.StartLegacy(t, "ci-replica")
-	var kongLog, pluginOut standin.LogBuffer
-	var recs recordLog
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{
 		"envelope": map[string]any{"modern_auth_code": -32001}}}), addrs(replica),
-		withPlugin(olderPlugin(t)), recs.option(), func(o *standin.Options) {
-			o.Log, o.PluginOutput = &kongLog, &pluginOut
-		})
+		withPlugin(olderPlugin(t)))
 	const n = 5
 	for i := range n {
 		c := newRaw(demoKey)
@@ -81,16 +76,16 @@ func TestConfigKongCannotCheck(t *testing.T) {
 			!strings.Contains(fmt.Sprint(r.errorField("message")), "config.envelope.modern_auth_code") {
 			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
 		}
-		recs.of(t, r)
 	}
+	waitServed(t, node, n, 10*time.Second) // their Log phases too
 	if got := replica.MustStats(t).RequestsTotal; got != 0 {
 		t.Errorf("the replica got %d requests", got)
 	}
-	lines := kongLines(&kongLog, "[error]", "[mcp-relay]", "invalid configuration", "config.envelope.modern_auth_code")
+	lines := kongLines(node, "[error]", "plugin=mcp-relay", "invalid configuration", "config.envelope.modern_auth_code")
 	if len(lines) != 1 {
-		t.Fatalf("Kong's log has %d configuration errors for %d requests, want 1:\n%s", len(lines), n, kongLog.String())
+		t.Fatalf("Kong's log has %d configuration errors for %d requests, want 1:\n%s", len(lines), n, node.kongLog())
 	}
-	if bytes.Contains([]byte(kongLog.String()), []byte("starting instance:")) {
-		t.Errorf("Kong failed to start the instance:\n%s", kongLog.String())
+	if strings.Contains(node.kongLog(), "starting instance:") {
+		t.Errorf("Kong failed to start the instance:\n%s", node.kongLog())
 	}
 }

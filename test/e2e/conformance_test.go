@@ -10,8 +10,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // TestConformanceDNSRebinding runs the official MCP conformance suite's
@@ -43,13 +43,13 @@ func TestConformanceDNSRebinding(t *testing.T) {
 			"localhost-host-rebinding-rejected": "FAILURE", "localhost-host-valid-accepted": "SUCCESS"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := freeport.Addr(t)
 			relay := map[string]any{}
 			if tt.allow {
 				relay["origin"] = map[string]any{"allow": []any{"http://" + addr}}
 			}
 			node := startNode(t, withoutKeyAuth(t, deck(t, deckOptions{relay: relay})), addrs(replica),
-				func(o *standin.Options) { o.Listen = addr })
+				withListen(addr))
 
 			out := t.TempDir()
 			cmd := exec.Command(node22, suite, "server", "--url", node.URL()+"/mcp",

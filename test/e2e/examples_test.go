@@ -80,13 +80,13 @@ func TestExamples(t *testing.T) {
 	}
 
 	t.Run("api-key", func(t *testing.T) {
-		node := startNode(t, exampleDeck(t, "api-key.yaml", nil), addrs(replica), quietLog(t))
+		node := startNode(t, exampleDeck(t, "api-key.yaml", nil), addrs(replica))
 		anonymousEnvelope(t, node.URL())
 		pinned(t, node.URL())
 	})
 	t.Run("oauth", func(t *testing.T) {
 		server := peers.StartBad(t, "bare401") // a resource server refusing the request
-		node := startNode(t, exampleDeck(t, "oauth.yaml", nil), addrs(server), quietLog(t))
+		node := startNode(t, exampleDeck(t, "oauth.yaml", nil), addrs(server))
 		r := newRaw("").initialize(t, node.URL())
 		if r.Status != http.StatusUnauthorized || reasonOf(r) != "unauthorized" ||
 			!strings.Contains(r.Header.Get("WWW-Authenticate"), `resource_metadata="https://mcp.example.com/`) {
@@ -100,7 +100,7 @@ func TestExamples(t *testing.T) {
 			redis["host"], redis["port"] = rs.Host(), rs.Port()
 			delete(redis, "password") // the test server has none
 		})
-		node := startNode(t, deckYAML, addrs(replica), quietLog(t))
+		node := startNode(t, deckYAML, addrs(replica))
 		anonymousEnvelope(t, node.URL())
 		pinned(t, node.URL())
 		if keys, err := rs.Do("KEYS", "mcp-relay:*"); err != nil || keys == "" {
@@ -111,7 +111,7 @@ func TestExamples(t *testing.T) {
 	// starts (its store check fails in the background: no such hosts).
 	for _, name := range []string{"redis-sentinel.yaml", "redis-cluster.yaml"} {
 		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
-			node := startNode(t, exampleDeck(t, name, nil), addrs(replica), quietLog(t))
+			node := startNode(t, exampleDeck(t, name, nil), addrs(replica))
 			anonymousEnvelope(t, node.URL())
 		})
 	}

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // Helpers of faults_test.go.
@@ -52,11 +50,6 @@ func panicBin(t testing.TB) string {
 		t.Fatal(panicBinErr)
 	}
 	return panicBinPath
-}
-
-// withPlugin runs the node with another plugin executable.
-func withPlugin(path string) func(*standin.Options) {
-	return func(o *standin.Options) { o.Plugin = path }
 }
 
 // tryResult is one request that may fail without failing the test.
@@ -97,11 +90,13 @@ func tryWhoami(c *rawMCP, baseURL string) tryResult {
 	return tryResult{status: resp.StatusCode, text: toolText(r), err: err, took: time.Since(start), at: start}
 }
 
-// openAndAbort sends a raw HTTP/1.1 request over its own TCP connection,
-// reads the response head and then the first SSE data line (when wantEvent),
-// and resets the connection (SO_LINGER 0: an RST, as a crashing client).
-// It returns the response status line.
-func openAndAbort(addr, method, path string, header map[string]string, body string, wantEvent bool, timeout time.Duration) (string, error) {
+// openAndAbort sends a raw HTTP/1.1 request over its own TCP connection
+// and resets it (SO_LINGER 0: an RST, as a crashing client): after the
+// response head and its first SSE data line, or, when reached is set, as
+// soon as reached() says the request is being served (the head of an idle
+// stream may not come at all: Kong's proxy_buffering sends it with the
+// first event). It returns the response status line ("" with reached).
+func openAndAbort(addr, method, path string, header map[string]string, body string, reached func() bool, timeout time.Duration) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", err
@@ -126,6 +121,14 @@ func openAndAbort(addr, method, path string, header map[string]string, body stri
 	if _, err := io.WriteString(conn, req.String()); err != nil {
 		return "", err
 	}
+	if reached != nil {
+		for deadline := time.Now().Add(timeout); !reached(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("%s %s not served within %v", method, path, timeout)
+			}
+		}
+		return "", nil
+	}
 	br := bufio.NewReader(conn)
 	status, err := br.ReadString('\n')
 	if err != nil {
@@ -140,9 +143,6 @@ func openAndAbort(addr, method, path string, header map[string]string, body stri
 		if strings.TrimSpace(line) == "" {
 			break
 		}
-	}
-	if !wantEvent {
-		return status, nil
 	}
 	for {
 		line, err := br.ReadString('\n')

@@ -1,6 +1,8 @@
-// Package e2e drives the real mcp-relay binary through the Kong stand-in
-// (test/standin) against real MCP peers (test/peers) and real Redis
-// (session/redistest), all on loopback, started and stopped by the tests.
+// Package e2e drives the real mcp-relay binary through Kong, real Kong 3.9.1
+// (MCP_RELAY_GATEWAY=kong, through test/realkong) or the stand-in
+// (test/standin, the default), against real MCP peers (test/peers) and real
+// Redis (session/redistest), all on loopback, started and stopped by the
+// tests. gateway_test.go is the switch.
 package e2e
 
 import (
@@ -9,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -24,13 +27,16 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // pluginBin is the mcp-relay executable built once for the whole package.
 var pluginBin string
 
 func TestMain(m *testing.M) {
+	if err := chooseGateway(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "mcp-relay-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -44,6 +50,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	reportNotOnKong()
 	peers.RemoveBinaries()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -108,18 +115,6 @@ func merge(dst, src map[string]any) {
 		}
 		dst[k] = v
 	}
-}
-
-// startNode starts one stand-in Kong node in front of targets.
-func startNode(t testing.TB, deckYAML []byte, targets []string, mod ...func(*standin.Options)) *standin.Node {
-	t.Helper()
-	o := standin.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-		Targets:           map[string][]string{upstream: targets},
-		ErrorTemplateJSON: repoFile("kong/error_template.json")}
-	for _, m := range mod {
-		m(&o)
-	}
-	return standin.StartT(t, o)
 }
 
 func addrs(rs ...*peers.Replica) []string {
@@ -279,13 +274,31 @@ func (c *rawMCP) delete(t testing.TB, baseURL string) rpcResult {
 }
 
 // roundRobin is a load balancer in front of several Kong nodes, alternating
-// per request, as a cloud LB in front of a Kong cluster would. It streams.
-func roundRobin(t testing.TB, nodes ...*standin.Node) string {
+// per request, as a cloud LB in front of a Kong cluster would.
+func roundRobin(t testing.TB, nodes ...gateway) string {
+	t.Helper()
+	bases := make([]string, len(nodes))
+	for i, n := range nodes {
+		bases[i] = n.URL()
+	}
+	return roundRobinURLs(t, bases)
+}
+
+// frontBalancerError starts the answers the load balancer writes itself
+// (its own 502 when a node fails it), so tests can tell them from Kong's.
+const frontBalancerError = "front balancer"
+
+// roundRobinURLs is roundRobin over base URLs. It streams: every byte goes
+// on as it comes, the response head too (Go's ReverseProxy alone holds a
+// head back until the first body bytes, and drops it when the body fails
+// first: a stream Kong ended right after its head would reach the client as
+// no answer at all).
+func roundRobinURLs(t testing.TB, bases []string) string {
 	t.Helper()
 	var next atomic.Int64
-	targets := make([]*url.URL, len(nodes))
-	for i, n := range nodes {
-		targets[i], _ = url.Parse(n.URL())
+	targets := make([]*url.URL, len(bases))
+	for i, b := range bases {
+		targets[i], _ = url.Parse(b)
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -293,8 +306,15 @@ func roundRobin(t testing.TB, nodes ...*standin.Node) string {
 			r.Out.Host = r.In.Host
 		},
 		FlushInterval: -1,
+		ErrorLog:      quietProxyLog,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, frontBalancerError+": "+err.Error(), http.StatusBadGateway)
+		},
 	}
-	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	flushHead := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(headFlusher{w}, r)
+	})
+	srv := &http.Server{Handler: flushHead, ReadHeaderTimeout: 10 * time.Second}
 	ln := listen(t)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -305,3 +325,20 @@ func roundRobin(t testing.TB, nodes ...*standin.Node) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+// quietProxyLog keeps the proxies' "context canceled" lines, which clients
+// that abandon requests cause (mcp-go: see cancel_test.go), out of the test
+// output.
+var quietProxyLog = log.New(io.Discard, "", 0)
+
+// headFlusher sends the response head as soon as it is written.
+type headFlusher struct{ http.ResponseWriter }
+
+func (h headFlusher) WriteHeader(code int) {
+	h.ResponseWriter.WriteHeader(code)
+	if code >= 200 {
+		_ = http.NewResponseController(h.ResponseWriter).Flush()
+	}
+}
+
+func (h headFlusher) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -33,8 +33,8 @@ func withoutHealthchecks(t *testing.T) []byte {
 // again once the active probe has seen it.
 func TestNewSessionsAvoidKilledReplica(t *testing.T) {
 	a, b := peers.StartLegacy(t, "hc-a"), peers.StartLegacy(t, "hc-b")
-	before := startNode(t, withoutHealthchecks(t), addrs(a, b), quietLog(t))
-	after := startNode(t, deck(t, deckOptions{}), addrs(a, b), quietLog(t))
+	before := startNode(t, withoutHealthchecks(t), addrs(a, b))
+	after := startNode(t, deck(t, deckOptions{}), addrs(a, b))
 	c := newRaw(demoKey)
 	for _, n := range []string{before.URL(), after.URL()} { // both replicas serve both nodes
 		for range 2 {

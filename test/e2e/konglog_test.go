@@ -8,24 +8,14 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // kongLines returns the lines of Kong's own error log (not the plugin's
 // stderr, which Kong logs at info) that contain every word.
-func kongLines(log *standin.LogBuffer, words ...string) []string {
-	var out []string
-	for _, line := range strings.Split(log.String(), "\n") {
-		ok := true
-		for _, w := range words {
-			ok = ok && strings.Contains(line, w)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
+func kongLines(node gateway, words ...string) []string {
+	return linesWith(node.kongLog(), words...)
 }
 
 // waitMetric polls the plugin's metrics until name has the value want
@@ -49,28 +39,30 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 	rs := redistest.StartServer(t)
 	rs.Stop() // its port is now known and closed
 	replica := peers.StartLegacy(t, "kl-replica")
-	metricsAddr := freeAddr(t)
-	var kongLog, pluginOut standin.LogBuffer
+	metricsAddr := freeport.Addr(t)
 	var recs recordLog
 	node := startNode(t, deck(t, deckOptions{relay: redisSession(rs.Host(), rs.Port(),
 		map[string]any{"redis": map[string]any{"timeout": 300}})}), addrs(replica),
-		withMetrics(metricsAddr), recs.option(), func(o *standin.Options) {
-			o.Log, o.PluginOutput = &kongLog, &pluginOut // LogLevel: Kong's default, notice
-		})
+		withMetrics(metricsAddr), withRecords(&recs)) // log level: Kong's default, notice
 
 	// The first request starts the instance, whose store check fails (a
 	// refused connection); that request writes the error.
 	c := newRaw(demoKey)
-	rec := recs.of(t, c.request(t, node.URL(), "ping", ""))
-	if rec.InstanceStarts != 1 || callsOf(rec, "kong.log.err") != 1 {
-		t.Errorf("first request: %d instance starts, calls %v, want one kong.log.err", rec.InstanceStarts, rec.Calls)
+	r := c.request(t, node.URL(), "ping", "")
+	if onStandin(t, "the first request makes the one kong.log.err call", "PDK call records are the stand-in's") {
+		if rec := recs.of(t, r); rec.InstanceStarts != 1 || callsOf(rec, "kong.log.err") != 1 {
+			t.Errorf("first request: %d instance starts, calls %v, want one kong.log.err", rec.InstanceStarts, rec.Calls)
+		}
 	}
 	waitMetric(t, metricsAddr, "mcp_relay_store_up", 0)
 	c.request(t, node.URL(), "ping", "")
-	if got := kongLines(&kongLog, "[error]", "[mcp-relay]", "session store unreachable", fmt.Sprint(rs.Port())); len(got) != 1 {
-		t.Fatalf("Kong's log has %d store errors, want 1:\n%s", len(got), kongLog.String())
+	unreachable := []string{"[error]", "plugin=mcp-relay", "session store unreachable", fmt.Sprint(rs.Port())}
+	waitLogLines(t, node.kongLog, 10*time.Second, unreachable...)
+	waitServed(t, node, 2, 10*time.Second)
+	if got := kongLines(node, unreachable...); len(got) != 1 {
+		t.Fatalf("Kong's log has %d store errors, want 1:\n%s", len(got), node.kongLog())
 	}
-	if strings.Contains(kongLog.String(), "redis_password") {
+	if strings.Contains(node.kongLog(), "redis_password") {
 		t.Error("a password field reached the log")
 	}
 
@@ -84,12 +76,15 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	recs.of(t, c.request(t, node.URL(), "ping", ""))
-	if got := kongLines(&kongLog, "[notice]", "[mcp-relay]", "session store reachable again"); len(got) != 1 {
-		t.Fatalf("Kong's log has %d store notices, want 1:\n%s", len(got), kongLog.String())
+	c.request(t, node.URL(), "ping", "")
+	reachable := []string{"[notice]", "plugin=mcp-relay", "session store reachable again"}
+	waitLogLines(t, node.kongLog, 10*time.Second, reachable...)
+	waitServed(t, node, 3, 10*time.Second)
+	if got := kongLines(node, reachable...); len(got) != 1 {
+		t.Fatalf("Kong's log has %d store notices, want 1:\n%s", len(got), node.kongLog())
 	}
 	// stderr has both too (Kong logs it at info: the detail for debugging).
-	if out := pluginOut.String(); !strings.Contains(out, "session store unreachable") || !strings.Contains(out, "session store reachable again") {
+	if out := node.pluginOutput(); !strings.Contains(out, "session store unreachable") || !strings.Contains(out, "session store reachable again") {
 		t.Errorf("plugin stderr lacks the store events:\n%s", out)
 	}
 }
@@ -99,29 +94,28 @@ func TestRedisDownAtStartReachesKongLog(t *testing.T) {
 // requests get no Log event.
 func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 	replica := peers.StartLegacy(t, "noise-replica")
-	var kongLog, pluginOut standin.LogBuffer
 	var recs recordLog
-	node := startNode(t, deck(t, deckOptions{}), addrs(replica), recs.option(), func(o *standin.Options) {
-		o.Log, o.PluginOutput = &kongLog, &pluginOut
-	})
+	node := startNode(t, deck(t, deckOptions{}), addrs(replica), withRecords(&recs))
 	c := newRaw("")
 	for i := range 100 {
 		if r := c.request(t, node.URL(), "tools/list", ""); r.Status != http.StatusOK || reasonOf(r) != "unauthorized" {
 			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
 		}
 	}
-	recs.waitRecords(t, 10*time.Second, func(all []standin.RequestRecord) bool { return len(all) >= 100 })
-	for _, rec := range recs.all() {
-		if rec.HasEvent("log") {
-			t.Fatalf("an anonymous request got a Log event: %s", rec)
+	waitServed(t, node, 100, 10*time.Second)
+	if onStandin(t, "an anonymous request gets no Log event", "event records are the stand-in's") {
+		for _, rec := range recs.all(t) {
+			if rec.HasEvent("log") {
+				t.Fatalf("an anonymous request got a Log event: %s", rec)
+			}
 		}
 	}
-	all := kongLog.String() + pluginOut.String()
-	if n := strings.Count(all, "use of closed network connection"); n != 0 {
+	out := node.pluginOutput()
+	if n := strings.Count(node.kongLog()+out, "use of closed network connection"); n != 0 {
 		t.Errorf("%d closed-socket lines in the log of 100 anonymous requests", n)
 	}
-	if n := strings.Count(pluginOut.String(), "\n"); n > 5 {
-		t.Errorf("the plugin wrote %d lines for 100 anonymous requests:\n%s", n, pluginOut.String())
+	if n := strings.Count(out, "\n"); n > 5 {
+		t.Errorf("the plugin wrote %d lines for 100 anonymous requests:\n%s", n, out)
 	}
 }
 
@@ -130,17 +124,16 @@ func TestAnonymousRequestsLeaveNoNoise(t *testing.T) {
 // answer; more of the same kind within 10 s stay on stderr only.
 func TestWarnEventReachesKongLog(t *testing.T) {
 	replica := peers.StartLegacy(t, "warn-replica")
-	var kongLog, pluginOut standin.LogBuffer
 	var recs recordLog
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 20}}}),
-		addrs(replica), recs.option(), func(o *standin.Options) {
-			o.Log, o.PluginOutput = &kongLog, &pluginOut
-		})
+		addrs(replica), withRecords(&recs))
 	owner := newRaw(demoKey)
 	if r := owner.initialize(t, node.URL()); r.Status != http.StatusOK || owner.session == "" {
 		t.Fatalf("initialize: %d %s", r.Status, r.Body)
 	}
-	recs.of(t, owner.request(t, node.URL(), "ping", "")) // the session is recorded
+	if r := owner.request(t, node.URL(), "ping", ""); r.Status != http.StatusOK { // the session is recorded
+		t.Fatalf("owner's ping: %d %s", r.Status, r.Body)
+	}
 	thief := newRaw(otherKey)
 	thief.session = owner.session
 	for i := range 3 {
@@ -148,18 +141,23 @@ func TestWarnEventReachesKongLog(t *testing.T) {
 		if r.Status != http.StatusNotFound {
 			t.Fatalf("another consumer's request %d: %d %s", i, r.Status, r.Body)
 		}
-		rec := recs.of(t, r)
-		if want := map[bool]int{true: 1, false: 0}[i == 0]; callsOf(rec, "kong.log.warn") != want {
-			t.Errorf("request %d: calls %v, want %d kong.log.warn", i, rec.Calls, want)
+		if onStandin(t, "only the first such request calls kong.log.warn", "PDK call records are the stand-in's") {
+			rec := recs.of(t, r)
+			if want := map[bool]int{true: 1, false: 0}[i == 0]; callsOf(rec, "kong.log.warn") != want {
+				t.Errorf("request %d: calls %v, want %d kong.log.warn", i, rec.Calls, want)
+			}
 		}
 	}
-	if got := kongLines(&kongLog, "[warn]", "[mcp-relay]", "session presented by another consumer"); len(got) != 1 {
-		t.Errorf("Kong's log has %d binding warnings, want 1:\n%s", len(got), kongLog.String())
+	warning := []string{"[warn]", "plugin=mcp-relay", "session presented by another consumer"}
+	waitLogLines(t, node.kongLog, 10*time.Second, warning...)
+	waitServed(t, node, 5, 10*time.Second)
+	if got := kongLines(node, warning...); len(got) != 1 {
+		t.Errorf("Kong's log has %d binding warnings, want 1:\n%s", len(got), node.kongLog())
 	}
-	if n := strings.Count(pluginOut.String(), "session presented by another consumer"); n != 3 {
+	if n := strings.Count(node.pluginOutput(), "session presented by another consumer"); n != 3 {
 		t.Errorf("stderr has %d binding warnings, want 3", n)
 	}
-	if strings.Contains(kongLog.String()+pluginOut.String(), owner.session) {
+	if strings.Contains(node.kongLog()+node.pluginOutput(), owner.session) {
 		t.Error("a session id reached the log")
 	}
 }

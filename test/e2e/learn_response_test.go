@@ -8,16 +8,14 @@ package e2e
 
 import (
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/realkong"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // learnNode is one gateway node and Kong's error log.
@@ -26,38 +24,22 @@ type learnNode struct {
 	kongLog func() string
 }
 
-// learnNodes starts n gateway nodes in front of targets: real Kong nodes
-// when MCP_RELAY_GATEWAY=kong, else stand-in nodes. logPhase starts
+// learnNodes starts n gateway nodes in front of targets. logPhase starts
 // mcp-relay with -log-phase (start and query commands); listen, when set,
 // is the only node's address.
 func learnNodes(t *testing.T, n int, deckYAML []byte, targets []string, logPhase bool, listen string) []learnNode {
 	t.Helper()
 	var out []learnNode
 	for range n {
-		switch gw := os.Getenv("MCP_RELAY_GATEWAY"); gw {
-		case "kong":
-			o := realkong.Options{Plugin: pluginBin, DeckYAML: deckYAML, Listen: listen,
-				Targets: map[string][]string{upstream: targets}, ErrorTemplateJSON: repoFile("kong/error_template.json")}
-			if logPhase {
-				o.PluginArgs = []string{"-log-phase"}
-				o.Conf = []string{"pluginserver_mcp_relay_query_cmd = " + pluginBin + " -dump -log-phase"}
-			}
-			node := realkong.StartT(t, o)
-			out = append(out, learnNode{url: node.URL(), kongLog: func() string { return string(node.ErrorLog()) }})
-		case "", "standin":
-			var log standin.LogBuffer
-			mods := []func(*standin.Options){func(o *standin.Options) { o.Log = &log }}
-			if listen != "" {
-				mods = append(mods, func(o *standin.Options) { o.Listen = listen })
-			}
-			if logPhase {
-				mods = append(mods, withLogPhase)
-			}
-			node := startNode(t, deckYAML, targets, mods...)
-			out = append(out, learnNode{url: node.URL(), kongLog: log.String})
-		default:
-			t.Fatalf("MCP_RELAY_GATEWAY=%q: want standin or kong", gw)
+		var opts []nodeOption
+		if listen != "" {
+			opts = append(opts, withListen(listen))
 		}
+		if logPhase {
+			opts = append(opts, withLogPhase)
+		}
+		node := startNode(t, deckYAML, targets, opts...)
+		out = append(out, learnNode{url: node.URL(), kongLog: node.kongLog})
 	}
 	return out
 }
@@ -133,7 +115,7 @@ func TestSessionRecordedBeforeItsAnswer(t *testing.T) {
 func TestPreserveHostRouteNeedsLogPhase(t *testing.T) {
 	for _, logPhase := range []bool{false, true} {
 		t.Run(map[bool]string{false: "without", true: "with"}[logPhase]+" -log-phase", func(t *testing.T) {
-			addr := freeAddr(t) // the gateway's address: the client's Host
+			addr := freeport.Addr(t) // the gateway's address: the client's Host
 			a := peers.StartLegacyHostChecked(t, "preserve-a", addr)
 			b := peers.StartLegacyHostChecked(t, "preserve-b", addr)
 			cfg := withRouteField(t, deck(t, deckOptions{}), "preserve_host", true)

@@ -4,9 +4,13 @@ import (
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
-// withLogPhase starts the plugin with -log-phase (MCP_RELAY_LOG_PHASE=on,
-// which -dump reads too): Kong then sends it a Log event for every request.
-func withLogPhase(o *standin.Options) { o.Env = append(o.Env, "MCP_RELAY_LOG_PHASE=on") }
+// withLogPhase starts the plugin with -log-phase, in Kong's start command
+// and in its query command (-dump then declares the Log phase): Kong then
+// sends it a Log event for every request.
+func withLogPhase(o *nodeOptions) {
+	o.pluginArgs = append(o.pluginArgs, "-log-phase")
+	o.logPhase = true
+}
 
 // callsOf counts one PDK call of a request in every phase.
 func callsOf(rec standin.RequestRecord, name string) int {

@@ -57,56 +57,6 @@ func newPinRaw(key string, timeout time.Duration) *rawMCP {
 	return c
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln := listen(t)
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
-// withMetrics makes the node's plugin process serve Prometheus metrics on addr.
-func withMetrics(addr string) func(*standin.Options) {
-	return func(o *standin.Options) {
-		o.Env = append(o.Env, "MCP_RELAY_METRICS_ADDR="+addr)
-	}
-}
-
-// quietLog keeps the node's log (Kong's error log and the plugin's stderr)
-// out of the test output, and prints its last lines if the test fails.
-func quietLog(t testing.TB) func(*standin.Options) {
-	w := &tailLog{max: 300}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of a node's log:\n%s", w.String())
-		}
-	})
-	return func(o *standin.Options) { o.Log = w }
-}
-
-type tailLog struct {
-	mu    sync.Mutex
-	max   int
-	lines []string
-}
-
-func (w *tailLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.lines = append(w.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
-	if over := len(w.lines) - w.max; over > 0 {
-		w.lines = slices.Delete(w.lines, 0, over)
-	}
-	return len(p), nil
-}
-
-func (w *tailLog) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.lines, "\n")
-}
-
 // metrics reads the plugin's Prometheus exposition at addr (retrying while
 // the listener comes up) and returns the unlabelled samples and the
 // labelled ones under their full name, e.g. `x_total{reason="a"}`.
@@ -220,26 +170,34 @@ func timed(f func()) time.Duration {
 	return time.Since(start)
 }
 
-// recordLog collects every request record of a node (Records() drops
-// records once its buffer is full; OnRecord sees them all).
+// recordLog collects every request record of the stand-in nodes it is
+// given to (withRecords): what each request cost in PDK calls, its phases,
+// whether it was buffered. Records are the stand-in's: on real Kong a test
+// reads them only in a part guarded by onStandin, or after needStandin.
 type recordLog struct {
 	mu   sync.Mutex
 	recs []standin.RequestRecord
+	kong bool // given to a real Kong node: it has no records
 }
 
-func (l *recordLog) option() func(*standin.Options) {
-	return func(o *standin.Options) {
-		o.OnRecord = func(r standin.RequestRecord) {
-			l.mu.Lock()
-			l.recs = append(l.recs, r)
-			l.mu.Unlock()
-		}
-	}
+// withRecords collects the node's request records in l.
+func withRecords(l *recordLog) nodeOption {
+	return func(o *nodeOptions) { o.recs = l }
 }
 
-func (l *recordLog) all() []standin.RequestRecord {
+func (l *recordLog) add(r standin.RequestRecord) {
+	l.mu.Lock()
+	l.recs = append(l.recs, r)
+	l.mu.Unlock()
+}
+
+func (l *recordLog) all(t testing.TB) []standin.RequestRecord {
+	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.kong {
+		t.Fatal("request records are the stand-in's: real Kong has none (guard this check with onStandin or needStandin)")
+	}
 	return slices.Clone(l.recs)
 }
 
@@ -274,13 +232,12 @@ func lookupLatency(m map[string]float64) string {
 
 // waitRecords waits (bounded) until the records satisfy cond and returns
 // them. Records arrive once their Log event has finished, so this also
-// waits for the Log phase; Node.WaitIdle is not used because its
-// WaitGroup.Add can race its Wait.
+// waits for the Log phase.
 func (l *recordLog) waitRecords(t testing.TB, timeout time.Duration, cond func([]standin.RequestRecord) bool) []standin.RequestRecord {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		recs := l.all()
+		recs := l.all(t)
 		if cond(recs) {
 			return recs
 		}

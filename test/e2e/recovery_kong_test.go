@@ -16,14 +16,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,50 +28,37 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/session"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/realkong"
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
-// recoveryNode is one gateway node of these tests: a stand-in node, or a real
-// Kong node when MCP_RELAY_GATEWAY=kong.
+// recoveryNode is one gateway node of these tests, with its plugin
+// process's metrics address.
 type recoveryNode struct {
+	gateway
 	url     string
-	metrics string // the plugin process's metrics address
-	standin *standin.Node
-	kong    *realkong.Node
+	metrics string
 }
 
 // setTargets replaces the upstream's targets (real Kong reloads the node:
 // a new plugin process takes over).
 func (n *recoveryNode) setTargets(targets []string) error {
-	if n.kong != nil {
-		return n.kong.SetTargets(upstream, targets)
-	}
-	return n.standin.SetTargets(upstream, targets)
+	return n.SetTargets(upstream, targets)
 }
 
 // killPlugin kills the node's plugin process and waits (bounded) until
-// Kong's next one serves.
+// Kong's next one has opened its socket.
 func (n *recoveryNode) killPlugin(t *testing.T) {
 	t.Helper()
-	if n.kong != nil {
-		old := n.kong.PluginPID()
-		if err := n.kong.KillPlugin(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.kong.WaitPlugin(old, 20*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	pid, starts := n.standin.PluginPID(), n.standin.PluginStarts()
-	if err := n.standin.KillPlugin(); err != nil {
+	pid, starts := n.PluginPID(), n.PluginStarts()
+	if err := n.KillPlugin(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; ; i++ {
-		if p := n.standin.PluginPID(); p != 0 && p != pid && n.standin.PluginStarts() > starts {
+		if p := n.PluginPID(); p != 0 && p != pid && n.PluginStarts() > starts &&
+			strings.Count(n.pluginOutput(), "Listening on socket: ") >= n.PluginStarts() {
 			return
 		}
 		if i == 400 {
@@ -90,50 +74,11 @@ func startGateways(t *testing.T, n int, deckYAML []byte, targets []string) []*re
 	t.Helper()
 	var out []*recoveryNode
 	for range n {
-		m := freeAddr(t)
-		switch gw := os.Getenv("MCP_RELAY_GATEWAY"); gw {
-		case "kong":
-			k := realkong.StartT(t, realkong.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-				Targets:           map[string][]string{upstream: targets},
-				ErrorTemplateJSON: repoFile("kong/error_template.json"),
-				PluginArgs:        []string{"-metrics-addr", m}})
-			out = append(out, &recoveryNode{url: k.URL(), metrics: m, kong: k})
-		case "", "standin":
-			s := startNode(t, deckYAML, targets, withMetrics(m), quietLog(t))
-			out = append(out, &recoveryNode{url: s.URL(), metrics: m, standin: s})
-		default:
-			t.Fatalf("MCP_RELAY_GATEWAY=%q: want standin or kong", gw)
-		}
+		m := freeport.Addr(t)
+		g := startNode(t, deckYAML, targets, withMetrics(m))
+		out = append(out, &recoveryNode{gateway: g, url: g.URL(), metrics: m})
 	}
 	return out
-}
-
-// frontBalancerError marks the answers of frontBalancer itself.
-const frontBalancerError = "front balancer"
-
-// frontBalancer alternates requests over bases, streaming, as a cloud load
-// balancer in front of Kong nodes does; when a node cannot be reached (a
-// kept-alive connection a reloading nginx closed under a request) it
-// answers 502 with a body that says so, to be told from Kong's own.
-func frontBalancer(t *testing.T, bases []string) string {
-	t.Helper()
-	var next atomic.Int64
-	targets := make([]*url.URL, len(bases))
-	for i, b := range bases {
-		targets[i], _ = url.Parse(b)
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(targets[int(next.Add(1))%len(targets)])
-			r.Out.Host = r.In.Host
-		},
-		FlushInterval: -1,
-		ErrorLog:      quietProxyLog,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			http.Error(w, frontBalancerError+": "+err.Error(), http.StatusBadGateway)
-		},
-	}
-	return serveLoopback(t, proxy)
 }
 
 // userRig is gateway nodes (one with the memory store; two behind a
@@ -160,17 +105,6 @@ func newUserRig(t *testing.T, store string, replicas int) *userRig {
 		relay, n = redisSession(g.redis.Host(), g.redis.Port(), nil), 2
 	}
 	g.nodes = startGateways(t, n, deck(t, deckOptions{relay: relay}), g.targets)
-	if dir := os.Getenv("MCP_RELAY_DUMP_DIR"); dir != "" {
-		t.Cleanup(func() {
-			for i, n := range g.nodes {
-				if n.kong != nil {
-					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("kong-%d-error.log", i)), n.kong.ErrorLog(), 0o644)
-					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("kong-%d-access.log", i)), n.kong.AccessLog(), 0o644)
-					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("kong-%d-plugin.log", i)), n.kong.PluginOutput(), 0o644)
-				}
-			}
-		})
-	}
 	if n == 1 {
 		g.url = g.nodes[0].url + "/mcp"
 	} else {
@@ -178,7 +112,7 @@ func newUserRig(t *testing.T, store string, replicas int) *userRig {
 		for _, n := range g.nodes {
 			urls = append(urls, n.url)
 		}
-		g.url = frontBalancer(t, urls) + "/mcp"
+		g.url = roundRobinURLs(t, urls) + "/mcp"
 	}
 	return g
 }
@@ -801,8 +735,8 @@ func TestPDKCallBudgetViaBalancer(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			seen, unseen := peers.StartLegacy(t, "seen"), peers.StartLegacy(t, "unseen")
 			var recs recordLog
-			m := freeAddr(t)
-			node := startNode(t, deck(t, deckOptions{}), addrs(seen), recs.option(), withMetrics(m), quietLog(t))
+			m := freeport.Addr(t)
+			node := startNode(t, deck(t, deckOptions{}), addrs(seen), withRecords(&recs), withMetrics(m))
 			raw := newPinRaw(demoKey, 10*time.Second)
 			raw.client = &http.Client{Timeout: 10 * time.Second,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -18,9 +18,9 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // recoveryProbeMS is the replica probe interval of the recovery tests.
@@ -32,7 +32,7 @@ const recoveryProbeMS = 200
 type recoveryRig struct {
 	t        *testing.T
 	store    string
-	nodes    []*standin.Node
+	nodes    []gateway
 	metrics  []string // each node's metrics address
 	url      string   // the MCP endpoint clients use
 	replicas []*peers.Replica
@@ -42,10 +42,12 @@ type recoveryRig struct {
 	goneMis  int              // misroutes they had counted before they died
 }
 
-func newRecoveryRig(t *testing.T, store string, replicas int) *recoveryRig {
+// newRecoveryRig starts the rig; spare are more upstream targets, where
+// nothing listens yet.
+func newRecoveryRig(t *testing.T, store string, replicas int, spare ...string) *recoveryRig {
 	t.Helper()
 	g := &recoveryRig{t: t, store: store, replicas: startLegacyReplicas(t, replicas)}
-	g.targets = addrs(g.replicas...)
+	g.targets = append(addrs(g.replicas...), spare...)
 	relay := map[string]any{"session": map[string]any{"replica_probe_ms": recoveryProbeMS}}
 	n := 1
 	if store == "redis" {
@@ -55,9 +57,9 @@ func newRecoveryRig(t *testing.T, store string, replicas int) *recoveryRig {
 	}
 	cfg := deck(t, deckOptions{relay: relay})
 	for range n {
-		m := freeAddr(t)
+		m := freeport.Addr(t)
 		g.metrics = append(g.metrics, m)
-		g.nodes = append(g.nodes, startNode(t, cfg, g.targets, withMetrics(m), quietLog(t)))
+		g.nodes = append(g.nodes, startNode(t, cfg, g.targets, withMetrics(m)))
 	}
 	if n == 1 {
 		g.url = g.nodes[0].URL() + "/mcp"
@@ -142,6 +144,55 @@ func (g *recoveryRig) kill(r *peers.Replica) {
 	g.goneMis += misroutes(g.t, r)
 	r.Kill()
 	g.gone = append(g.gone, r)
+}
+
+// killOwnerOf runs the TypeScript SDK client (one Client object) with
+// the steps before, a wait for a signal file, then the steps after;
+// meanwhile it finds the replica that served the client's first
+// tools/call, kills it as a crash would and waits until every node's
+// probes count it down (kill: g.kill and g.waitDown, or more), then writes
+// the file. owner is nil when the first call reached no replica within
+// bound, or the client ended before (its result says why).
+func (g *recoveryRig) killOwnerOf(o peers.NodeClientOptions, bound time.Duration, kill func(*peers.Replica),
+	before, after []string) (res peers.NodeResult, owner *peers.Replica, err error) {
+	t := g.t
+	t.Helper()
+	signal := filepath.Join(t.TempDir(), "replica-killed")
+	type outcome struct {
+		res peers.NodeResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	args := append(append(slices.Clone(before), "wait-file", signal), after...)
+	go func() {
+		var out outcome
+		defer func() { done <- out }()
+		out.res, out.err = peers.RunNodeClientWith(goTB{t}, o, args...)
+	}()
+	for deadline := time.Now().Add(bound); owner == nil; {
+		for _, r := range g.replicas {
+			if r.Running() && r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
+				owner = r
+			}
+		}
+		if owner != nil {
+			break
+		}
+		select {
+		case out := <-done:
+			return out.res, nil, out.err
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return peers.NodeResult{}, nil, nil
+		}
+	}
+	kill(owner)
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	return out.res, owner, out.err
 }
 
 // setTargets changes the upstream's targets on every node.
@@ -282,7 +333,17 @@ type callRecord struct {
 }
 
 func rollingReplacement(t *testing.T, store string) {
-	g := newRecoveryRig(t, store, 3)
+	// The stand-in changes the upstream's targets at runtime, as Kong's
+	// Admin API does. The real-Kong harness has none (a deck change is a
+	// reload, a new plugin process): there the upstream lists the new
+	// replicas' addresses from the start, and Kong's health checks keep
+	// new sessions off them until they listen and off the killed ones.
+	var spare []string
+	if !onStandin(t, "targets added and removed at runtime (Admin API)",
+		"the real-Kong harness has no Admin API: the upstream lists every address from the start") {
+		spare = freeport.Addrs(t, 3)
+	}
+	g := newRecoveryRig(t, store, 3, spare...)
 	g.coverReplicas()
 	const sessions, listeners = 50, 5
 	clients := make([]*mcptest.Client, sessions)
@@ -320,13 +381,19 @@ func rollingReplacement(t *testing.T, store string) {
 	var windows []window
 	old := slices.Clone(g.replicas)
 	for i, victim := range old {
-		fresh := peers.StartLegacy(t, fmt.Sprintf("new-%d", i+1))
+		var fresh *peers.Replica
+		if spare != nil {
+			fresh = peers.StartLegacyOn(t, fmt.Sprintf("new-%d", i+1), spare[i])
+		} else {
+			fresh = peers.StartLegacy(t, fmt.Sprintf("new-%d", i+1))
+			g.setTargets(append(slices.Clone(g.targets), fresh.Addr()))
+		}
 		g.replicas = append(g.replicas, fresh)
-		g.setTargets(append(slices.Clone(g.targets), fresh.Addr()))
 		// New sessions arrive as always; one of them lands on the new
-		// replica, and the plugin learns that it answers.
+		// replica, and the plugin learns that it answers (Kong's active
+		// health check lets the spare address in within a probe interval).
 		landed := false
-		for try := 0; try < 30 && !landed; try++ {
+		for deadline := time.Now().Add(15 * time.Second); !landed && time.Now().Before(deadline); {
 			c := g.client(t, false)
 			name, err := whoami(c)
 			if err != nil {
@@ -334,11 +401,16 @@ func rollingReplacement(t *testing.T, store string) {
 			}
 			landed = name == fresh.Name()
 			_ = c.Close()
+			if !landed {
+				time.Sleep(50 * time.Millisecond)
+			}
 		}
 		if !landed {
-			t.Fatalf("30 new sessions, none on %s", fresh.Name())
+			t.Fatalf("no new session on %s within 15 s", fresh.Name())
 		}
-		g.setTargets(slices.DeleteFunc(slices.Clone(g.targets), func(a string) bool { return a == victim.Addr() }))
+		if spare == nil {
+			g.setTargets(slices.DeleteFunc(slices.Clone(g.targets), func(a string) bool { return a == victim.Addr() }))
+		}
 		killed := time.Now()
 		g.kill(victim)
 		windows = append(windows, window{killed, g.waitDown(i + 1)})
@@ -415,43 +487,17 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			g := newRecoveryRig(t, store, 3)
 			g.coverReplicas()
-			signal := filepath.Join(t.TempDir(), "replica-killed")
-			type outcome struct {
-				res peers.NodeResult
-				err error
+			res, victim, err := g.killOwnerOf(peers.NodeClientOptions{
+				URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second}, 30*time.Second,
+				func(r *peers.Replica) { g.kill(r); g.waitDown(1) },
+				[]string{"call", "whoami", "{}"}, []string{"call", "whoami", "{}", "elicitation", "sampling"})
+			if victim == nil {
+				t.Fatalf("the TypeScript client's first call reached no replica within 30s: %v\n%s", err, res.Raw)
 			}
-			done := make(chan outcome, 1)
-			go func() {
-				var o outcome
-				defer func() { done <- o }()
-				o.res, o.err = peers.RunNodeClientWith(goTB{t}, peers.NodeClientOptions{
-					URL: g.url, Headers: map[string]string{"apikey": demoKey}, Deadline: 60 * time.Second},
-					"call", "whoami", "{}", "wait-file", signal, "call", "whoami", "{}", "elicitation", "sampling")
-			}()
-
-			// The replica that served the client's first tool call is its own.
-			var victim *peers.Replica
-			for deadline := time.Now().Add(30 * time.Second); victim == nil; {
-				for _, r := range g.replicas {
-					if r.MustStats(t).RequestsByRPC["tools/call"] > 0 {
-						victim = r
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the TypeScript client's first call reached no replica within 30s")
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err != nil {
+				t.Fatalf("TypeScript client: %v\n%s", err, res.Raw)
 			}
-			g.kill(victim)
-			g.waitDown(1)
-			if err := os.WriteFile(signal, nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-
-			o := <-done
-			if o.err != nil {
-				t.Fatalf("TypeScript client: %v\n%s", o.err, o.res.Raw)
-			}
+			o := struct{ res peers.NodeResult }{res}
 			var names []string
 			for _, s := range o.res.Steps {
 				if s.Scenario == "call" {
@@ -491,10 +537,10 @@ func TestRecoveryTypeScriptClient(t *testing.T) {
 // the new session.
 func TestRecoveryReplicaRestart(t *testing.T) {
 	rs := startLegacyReplicas(t, 2)
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": 0}}}),
-		addrs(rs...), withMetrics(m), quietLog(t))
-	g := &recoveryRig{t: t, nodes: []*standin.Node{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
+		addrs(rs...), withMetrics(m))
+	g := &recoveryRig{t: t, nodes: []gateway{node}, metrics: []string{m}, url: node.URL() + "/mcp", replicas: rs}
 	g.coverReplicas()
 
 	c := newPinRaw(demoKey, 10*time.Second)

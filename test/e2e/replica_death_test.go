@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 )
 
@@ -22,9 +23,9 @@ import (
 // recovery on, recovery_test.go.)
 func TestReplicaDeath(t *testing.T) {
 	live, dead := peers.StartLegacy(t, "replica-live"), peers.StartLegacy(t, "replica-dead")
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"recover": false}}}),
-		addrs(live, dead), withMetrics(m), quietLog(t))
+		addrs(live, dead), withMetrics(m))
 
 	// Six sessions, three on each replica.
 	var onLive, onDead []*rawMCP

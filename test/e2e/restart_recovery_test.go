@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // restartKind is one way the plugin process goes away: Kong's stop
@@ -34,26 +34,16 @@ var restartKinds = []restartKind{{"SIGTERM", false}, {"SIGKILL after a periodic 
 // mcp-go replicas, writing its sessions file every second.
 type restartRecoveryRig struct {
 	*recoveryRig
-	log *standin.LogBuffer
 }
 
 func newRestartRecoveryRig(t *testing.T, replicas int) *restartRecoveryRig {
 	t.Helper()
-	g := &restartRecoveryRig{recoveryRig: &recoveryRig{t: t, store: "memory", replicas: startLegacyReplicas(t, replicas)},
-		log: &standin.LogBuffer{}}
+	g := &restartRecoveryRig{recoveryRig: &recoveryRig{t: t, store: "memory", replicas: startLegacyReplicas(t, replicas)}}
 	g.targets = addrs(g.replicas...)
-	m := freeAddr(t)
+	m := freeport.Addr(t)
 	cfg := deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"replica_probe_ms": recoveryProbeMS}}})
-	node := startNode(t, cfg, g.targets, withMetrics(m), func(o *standin.Options) {
-		o.Log = g.log
-		o.Env = append(o.Env, "MCP_RELAY_SESSIONS_WRITE_INTERVAL=1s")
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("node log:\n%s", tail(g.log.String(), 80))
-		}
-	})
-	g.nodes, g.metrics, g.url = []*standin.Node{node}, []string{m}, node.URL()+"/mcp"
+	node := startNode(t, cfg, g.targets, withMetrics(m), withPluginArgs("-sessions-write-interval", "1s"))
+	g.nodes, g.metrics, g.url = []gateway{node}, []string{m}, node.URL()+"/mcp"
 	return g
 }
 
@@ -95,12 +85,21 @@ func (g *restartRecoveryRig) restartPlugin(kind restartKind, records int64) time
 	return sent
 }
 
-// waitWrite waits (bounded) for a periodic write of records records.
+// waitWrite waits (bounded) until the sessions file holds records records:
+// a periodic write of this process, or, when nothing changed since it
+// restored them (a session's use is noted at most once a second), the
+// file it restored them from.
 func (g *restartRecoveryRig) waitWrite(records int64) {
 	g.t.Helper()
-	for i := 0; metrics(g.t, g.metrics[0])["mcp_relay_snapshot_records"] != float64(records); i++ {
+	for i := 0; ; i++ {
+		m := metrics(g.t, g.metrics[0])
+		if m["mcp_relay_snapshot_records"] == float64(records) ||
+			m["mcp_relay_snapshot_writes_total"] == 0 && m["mcp_relay_sessions_restored_total"] == float64(records) {
+			return
+		}
 		if i == 100 {
-			g.t.Fatalf("no periodic write of %d records within 10 s: %v", records, metrics(g.t, g.metrics[0])["mcp_relay_snapshot_records"])
+			g.t.Fatalf("no periodic write of %d records within 10 s: %v (restored %v, writes %v)", records,
+				m["mcp_relay_snapshot_records"], m["mcp_relay_sessions_restored_total"], m["mcp_relay_snapshot_writes_total"])
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -121,7 +120,7 @@ func (g *restartRecoveryRig) waitRespawn(pid, starts int) {
 // listening tells whether the latest plugin process has opened its socket
 // (go-pdk logs it; Kong answers 500 until then).
 func (g *restartRecoveryRig) listening() bool {
-	return strings.Count(g.log.String(), "Listening on socket: ") >= g.nodes[0].PluginStarts()
+	return strings.Count(g.nodes[0].pluginOutput(), "Listening on socket: ") >= g.nodes[0].PluginStarts()
 }
 
 // waitFile waits (bounded) for a file the TypeScript client creates.

@@ -11,35 +11,28 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
 // restartFixture is one node with the memory store (kong/kong.yaml's
 // default), two legacy replicas, raw sessions and one mcp-go client.
 type restartFixture struct {
 	rs          []*peers.Replica
-	node        *standin.Node
+	node        gateway
 	metrics     string
-	log         *standin.LogBuffer
 	raw         []*rawMCP
 	owner       map[string]string
 	client      *mcptest.Client
 	clientOwner string
 }
 
-func newRestartFixture(t *testing.T, env ...string) *restartFixture {
-	f := &restartFixture{rs: startLegacyReplicas(t, 2), metrics: freeAddr(t), log: &standin.LogBuffer{}}
-	f.node = startNode(t, deck(t, deckOptions{}), addrs(f.rs...), withMetrics(f.metrics), func(o *standin.Options) {
-		o.Log = f.log
-		o.Env = append(o.Env, env...)
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("node log:\n%s", tail(f.log.String(), 120))
-		}
-	})
+// newRestartFixture starts the node with pluginArgs added to the plugin's
+// start command.
+func newRestartFixture(t *testing.T, pluginArgs ...string) *restartFixture {
+	f := &restartFixture{rs: startLegacyReplicas(t, 2), metrics: freeport.Addr(t)}
+	f.node = startNode(t, deck(t, deckOptions{}), addrs(f.rs...), withMetrics(f.metrics), withPluginArgs(pluginArgs...))
 	return f
 }
 
@@ -186,10 +179,15 @@ func TestGracefulPluginRestartKeepsSessions(t *testing.T) {
 		t.Errorf("ended session after the restart: %d %q, want 404", r.status, r.text)
 	}
 	want := len(sessions) + 2 // the raw ones, the client's, the ended one's tombstone
-	if !strings.Contains(f.log.String(), fmt.Sprintf("restored %d sessions from %s (skipped 0 expired)", want, f.sessionsFile())) {
+	out := f.node.pluginOutput()
+	if !strings.Contains(out, fmt.Sprintf("restored %d sessions from %s (skipped 0 expired)", want, f.sessionsFile())) {
 		t.Errorf("no start-up line for %d restored sessions in the log", want)
 	}
-	if !strings.Contains(f.log.String(), "terminated: exit 0") {
+	if !strings.Contains(out, "stopping: writing the session snapshot") {
+		t.Error("the plugin did not write its sessions on SIGTERM")
+	}
+	if onStandin(t, "the plugin exits 0 on SIGTERM", "the real-Kong harness cannot see the plugin's exit status (its ngx.pipe shim reports 1)") &&
+		!strings.Contains(f.node.kongLog(), "terminated: exit 0") {
 		t.Error("the plugin did not exit cleanly on SIGTERM")
 	}
 	mt := metrics(t, f.metrics)
@@ -215,7 +213,7 @@ func TestGracefulPluginRestartKeepsSessions(t *testing.T) {
 // write is lost (404, the client must re-initialize), all others keep their
 // replica.
 func TestCrashedPluginKeepsWrittenSessions(t *testing.T) {
-	f := newRestartFixture(t, "MCP_RELAY_SESSIONS_WRITE_INTERVAL=2s")
+	f := newRestartFixture(t, "-sessions-write-interval", "2s")
 	sessions := f.newSessions(t, 10)
 	f.startClient(t)
 	written := len(sessions) + 1
@@ -272,11 +270,11 @@ func TestCrashedPluginKeepsWrittenSessions(t *testing.T) {
 // empty; the old one writes its sessions at SIGTERM and the new one merges
 // them (it checks the file every 250 ms): every session keeps its replica.
 func TestPluginReloadMergesOldProcess(t *testing.T) {
-	f := newRestartFixture(t, "MCP_RELAY_SESSIONS_WRITE_INTERVAL=1h")
+	f := newRestartFixture(t, "-sessions-write-interval", "1h")
 	sessions := f.newSessions(t, 10)
 	f.startClient(t)
 	oldPID := f.node.PluginPID()
-	if err := f.node.ReloadPlugin(15 * time.Second); err != nil {
+	if err := f.node.reload(); err != nil {
 		t.Fatal(err)
 	}
 	if pid := f.node.PluginPID(); pid == oldPID || pid == 0 {
@@ -284,13 +282,13 @@ func TestPluginReloadMergesOldProcess(t *testing.T) {
 	}
 	want := len(sessions) + 1
 	merged := fmt.Sprintf("merged %d sessions from %s, written by another process", want, f.sessionsFile())
-	for i := 0; !strings.Contains(f.log.String(), merged); i++ {
+	for i := 0; !strings.Contains(f.node.pluginOutput(), merged); i++ {
 		if i == 100 {
 			t.Fatalf("the new process did not merge the old one's %d sessions within 10 s", want)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !strings.Contains(f.log.String(), "no session snapshot yet") {
+	if !strings.Contains(f.node.pluginOutput(), "no session snapshot yet") {
 		t.Error("the new process found a file before the old one wrote it")
 	}
 	raw500, client500 := f.checkPinned(t, sessions)
@@ -301,4 +299,59 @@ func TestPluginReloadMergesOldProcess(t *testing.T) {
 		t.Errorf("%d requests reached a replica that does not own their session", n)
 	}
 	t.Logf("reload: %d sessions merged from the old process; Kong's plain 500s: %d (raw), %d (mcp-go)", want, raw500, client500)
+}
+
+// TestReloadWithOpenStreamKeepsSessions: on `kong reload` the old worker
+// serves its open requests to their end (an SSE GET stream may last
+// hours) and only then stops its plugin process, while the new worker's
+// process already answers every new request. The old process hands its
+// memory store's sessions over as soon as the new one takes the socket, so
+// no session is unknown to the new process (no periodic write happens
+// here: 1 h interval), and it gives the metrics port up to it.
+func TestReloadWithOpenStreamKeepsSessions(t *testing.T) {
+	f := newRestartFixture(t, "-sessions-write-interval", "1h")
+	sessions := f.newSessions(t, 5)
+	c, _, err := mcptest.NewClient(t, f.node.URL()+"/mcp", mcptest.Config{
+		Version: mcp.ProtocolVersion20251125, Listen: true, Headers: map[string]string{"apikey": demoKey}})
+	if err != nil {
+		t.Fatalf("mcp-go initialize: %v", err)
+	}
+	owner := mcptest.Text(mcptest.CallTool(t, c, "whoami", nil, nil))
+	started := metrics(t, f.metrics)["process_start_time_seconds"]
+	oldPID := f.node.PluginPID()
+	if err := f.node.reload(); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := time.Now()
+	if pid := f.node.PluginPID(); pid == oldPID || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload (old %d)", pid, oldPID)
+	}
+	// At once, with the old process still serving the open GET stream.
+	var plain500 int
+	for i, s := range sessions {
+		r, n := whoamiAfterRestart(t, s, f.node.URL())
+		plain500 += n
+		if r.status != http.StatusOK || r.text != f.owner[s.session] {
+			t.Errorf("session %d right after the reload: %d %q, want 200 from %q", i, r.status, r.text, f.owner[s.session])
+		}
+	}
+	took := time.Since(reloaded)
+	if name, err := whoami(c); err != nil || name != owner {
+		t.Errorf("mcp-go client (its GET stream open) after the reload: %q %v, want %q", name, err, owner)
+	}
+	if n := misroutes(t, f.rs...); n != 0 {
+		t.Errorf("%d requests reached a replica that does not own their session", n)
+	}
+	// The metrics port: the new process serves it once the old one left it.
+	var now float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if now = metrics(t, f.metrics)["process_start_time_seconds"]; now > started {
+			break
+		}
+	}
+	if now <= started {
+		t.Errorf("the metrics port still serves the old plugin process 5 s after the reload")
+	}
+	t.Logf("reload with a GET stream open: %d sessions answered by their replica within %v of the reload (Kong's plain 500s: %d)",
+		len(sessions), took.Round(time.Millisecond), plain500)
 }

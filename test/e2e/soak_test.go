@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // Soak profiles, chosen with the MCP_RELAY_SOAK environment variable:
@@ -110,10 +110,10 @@ func TestSoak(t *testing.T) {
 	// loopback Redis past half a second, which is not the outage under test.
 	cfg := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
 		map[string]any{"store_error": "reject", "redis": map[string]any{"timeout": 2000}})})
-	mA, mB := freeAddr(t), freeAddr(t)
-	a := startNode(t, cfg, addrs(rs...), withMetrics(mA), quietLog(t))
-	b := startNode(t, cfg, addrs(rs...), withMetrics(mB), quietLog(t))
-	nodes := []*standin.Node{a, b}
+	mA, mB := freeport.Addr(t), freeport.Addr(t)
+	a := startNode(t, cfg, addrs(rs...), withMetrics(mA))
+	b := startNode(t, cfg, addrs(rs...), withMetrics(mB))
+	nodes := []gateway{a, b}
 	maddrs := []string{mA, mB}
 
 	// Create the sessions: initialize through A or B alternately, then

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/session/redistest"
-	"github.com/mcp-relay/mcp-relay/test/standin"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // outageReq sends one tools/call whoami and measures it; it never fails on
@@ -33,11 +33,11 @@ func TestRedisOutage(t *testing.T) {
 		map[string]any{"store_error": "pass", "redis": map[string]any{"timeout": 500}})})
 	reject := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(),
 		map[string]any{"store_error": "reject", "redis": map[string]any{"timeout": 500}})})
-	mA, mB := freeAddr(t), freeAddr(t)
-	a := startNode(t, pass, addrs(rs...), withMetrics(mA), quietLog(t))
-	b := startNode(t, pass, addrs(rs...), withMetrics(mB), quietLog(t))
-	c := startNode(t, reject, addrs(rs...), quietLog(t))
-	d := startNode(t, reject, addrs(rs...), quietLog(t))
+	mA, mB := freeport.Addr(t), freeport.Addr(t)
+	a := startNode(t, pass, addrs(rs...), withMetrics(mA))
+	b := startNode(t, pass, addrs(rs...), withMetrics(mB))
+	c := startNode(t, reject, addrs(rs...))
+	d := startNode(t, reject, addrs(rs...))
 	const bound = 5 * time.Second
 
 	before := newSessions(t, a, b, rs, 6)
@@ -55,7 +55,7 @@ func TestRedisOutage(t *testing.T) {
 		type job struct {
 			s      *rawMCP
 			i      int
-			n      *standin.Node
+			n      gateway
 			reject bool
 		}
 		var jobs []job
@@ -151,7 +151,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 		after := newSessions(t, a, b, rs, 6)
 		for _, s := range after {
-			for _, n := range []*standin.Node{b, a, b} {
+			for _, n := range []gateway{b, a, b} {
 				if r := s.request(t, n.URL(), "tools/list", ""); r.Status != http.StatusOK {
 					t.Errorf("%s: new session: %d %s", what, r.Status, r.Body)
 				}
@@ -171,7 +171,7 @@ func TestRedisOutage(t *testing.T) {
 	// server, after an unanswered ping for a paused one), and not before.
 	untilUncached := func(what string) {
 		t.Helper()
-		for _, n := range []*standin.Node{c, d} {
+		for _, n := range []gateway{c, d} {
 			rejecting := false
 			for deadline := time.Now().Add(6 * time.Second); !rejecting && time.Now().Before(deadline); {
 				r := rejected[0].post(goTB{t}, n.URL(), `{"jsonrpc":"2.0","id":"probe","method":"tools/list","params":{}}`)

@@ -50,7 +50,7 @@ func TestSessionTimingEquality(t *testing.T) {
 				px.SetDelay(5 * time.Millisecond)
 				relay = redisSession(px.Host(), px.Port(), map[string]any{"learn_wait_ms": int(wait / time.Millisecond)})
 			}
-			a := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...), quietLog(t))
+			a := startNode(t, deck(t, deckOptions{relay: relay}), addrs(rs...))
 			owner := newPinRaw(demoKey, 10*time.Second)
 			if r := owner.initialize(t, a.URL()); r.Status != http.StatusOK || owner.session == "" {
 				t.Fatalf("initialize: %d %s", r.Status, r.Body)

@@ -29,24 +29,16 @@ import (
 
 	"github.com/mcp-relay/mcp-relay/handler/toolpin"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 	"github.com/mcp-relay/mcp-relay/test/peers"
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
-	"github.com/mcp-relay/mcp-relay/test/realkong"
-	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
-// onRealKong reports whether the suite runs through real Kong nodes.
-func onRealKong() bool { return os.Getenv("MCP_RELAY_GATEWAY") == "kong" }
-
-// gwNode is one gateway node of these tests: a stand-in node, or a real
-// Kong node when MCP_RELAY_GATEWAY=kong. Both keep Kong's error log (at
-// Kong's default level, notice) for the tests to read.
+// gwNode is one gateway node of these tests (startNode: the stand-in, or
+// real Kong with MCP_RELAY_GATEWAY=kong), its plugin serving metrics.
 type gwNode struct {
+	gateway
 	t       *testing.T
-	kong    *realkong.Node
-	si      *standin.Node
-	siOpts  standin.Options // to start the stand-in again with another deck
-	siLog   *standin.LogBuffer
 	metrics string // the plugin's metrics address
 }
 
@@ -54,98 +46,31 @@ type gwNode struct {
 // kongConf are kong.conf lines for real Kong.
 func startGW(t *testing.T, deckYAML []byte, targets []string, kongConf ...string) *gwNode {
 	t.Helper()
-	n := &gwNode{t: t, metrics: freeAddr(t)}
-	switch gw := os.Getenv("MCP_RELAY_GATEWAY"); gw {
-	case "kong":
-		n.kong = realkong.StartT(t, realkong.Options{Plugin: pluginBin, DeckYAML: deckYAML,
-			Targets: map[string][]string{upstream: targets}, ErrorTemplateJSON: repoFile("kong/error_template.json"),
-			PluginArgs: []string{"-metrics-addr", n.metrics}, Conf: kongConf})
-	case "", "standin":
-		n.siLog = &standin.LogBuffer{}
-		n.siOpts = standin.Options{Plugin: pluginBin, DeckYAML: deckYAML, Prefix: shortDir(t),
-			Targets:           map[string][]string{upstream: targets},
-			ErrorTemplateJSON: repoFile("kong/error_template.json"),
-			Env:               []string{"MCP_RELAY_METRICS_ADDR=" + n.metrics},
-			Log:               n.siLog, PluginOutput: n.siLog}
-		n.si = standin.StartT(t, n.siOpts)
-		n.siOpts.Listen = n.si.Addr()
-	default:
-		t.Fatalf("MCP_RELAY_GATEWAY=%q: want standin or kong", gw)
-	}
-	return n
-}
-
-// shortDir is a fresh directory with a path short enough for a unix
-// socket in it.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "pin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
-func (n *gwNode) URL() string {
-	if n.kong != nil {
-		return n.kong.URL()
-	}
-	return n.si.URL()
-}
-
-func (n *gwNode) Prefix() string {
-	if n.kong != nil {
-		return n.kong.Prefix()
-	}
-	return n.si.Prefix()
+	m := freeport.Addr(t)
+	return &gwNode{gateway: startNode(t, deckYAML, targets, withMetrics(m), withKongConf(kongConf...)), t: t, metrics: m}
 }
 
 // KongLog is Kong's error log so far.
-func (n *gwNode) KongLog() string {
-	if n.kong != nil {
-		return string(n.kong.ErrorLog())
-	}
-	return n.siLog.String()
-}
+func (n *gwNode) KongLog() string { return n.kongLog() }
 
-// SetDeck loads another deck file: real Kong reloads (a new worker and a
-// new plugin process); the stand-in, which has no reload of its deck, is
-// stopped and started again on the same address and prefix.
+// SetDeck loads another deck file (see gateway.setDeck).
 func (n *gwNode) SetDeck(deckYAML []byte) {
 	n.t.Helper()
-	if n.kong != nil {
-		if err := n.kong.SetDeck(deckYAML); err != nil {
-			n.t.Fatal(err)
-		}
-		return
+	if err := n.setDeck(deckYAML); err != nil {
+		n.t.Fatal(err)
 	}
-	_ = n.si.Close()
-	n.siOpts.DeckYAML = deckYAML
-	n.si = standin.StartT(n.t, n.siOpts)
 }
 
 // RestartPlugin kills the plugin process (SIGKILL, as a crash) and waits
 // for the one Kong starts in its place.
 func (n *gwNode) RestartPlugin() {
 	n.t.Helper()
-	if n.kong != nil {
-		old := n.kong.PluginPID()
-		if err := n.kong.KillPlugin(); err != nil {
-			n.t.Fatal(err)
-		}
-		if _, err := n.kong.WaitPlugin(old, 15*time.Second); err != nil {
-			n.t.Fatal(err)
-		}
-		n.settle()
-		return
-	}
-	old, starts := n.si.PluginPID(), n.si.PluginStarts()
-	if err := n.si.KillPlugin(); err != nil {
+	old, starts := n.PluginPID(), n.PluginStarts()
+	if err := n.KillPlugin(); err != nil {
 		n.t.Fatal(err)
 	}
 	for range 150 {
-		if pid := n.si.PluginPID(); pid != 0 && pid != old && n.si.PluginStarts() > starts {
+		if pid := n.PluginPID(); pid != 0 && pid != old && n.PluginStarts() > starts {
 			n.settle()
 			return
 		}
@@ -179,7 +104,7 @@ func (n *gwNode) loggedApproval(tool string) []map[string]string {
 	for range 100 {
 		for _, line := range strings.Split(n.KongLog(), "\n") {
 			if !strings.Contains(line, "tool definition not approved") || !strings.Contains(line, "tool="+tool+" ") ||
-				!strings.Contains(line, "[warn]") && n.kong != nil {
+				!strings.Contains(line, "[warn]") {
 				continue
 			}
 			m := approvalLine.FindStringSubmatch(line)
@@ -614,9 +539,7 @@ func TestToolPinsSSE(t *testing.T) {
 // Response without reading one body or the other); MCP keys cost one call
 // more on requests with a JSON-RPC body, none on a DELETE.
 func TestPDKCallBudgetToolPinsAndKeys(t *testing.T) {
-	if onRealKong() {
-		t.Skip("stand-in only: real Kong does not count PDK calls per request")
-	}
+	needStandin(t, "PDK call counts are the stand-in's records")
 	legacy := peers.StartLegacy(t, "budget-pins")
 	variants := []struct {
 		name  string
@@ -634,7 +557,7 @@ func TestPDKCallBudgetToolPinsAndKeys(t *testing.T) {
 	counts := map[string]map[string]int{}
 	for _, v := range variants {
 		var recs recordLog
-		node := startNode(t, deck(t, deckOptions{relay: v.relay}), addrs(legacy), recs.option(), quietLog(t))
+		node := startNode(t, deck(t, deckOptions{relay: v.relay}), addrs(legacy), withRecords(&recs))
 		recs.of(t, newRaw(demoKey).request(t, node.URL(), "ping", "")) // the instance starts
 		c := newPinRaw(demoKey, 10*time.Second)
 		got := map[string]int{}
@@ -688,7 +611,7 @@ func TestPDKCallBudgetToolPinsAndKeys(t *testing.T) {
 	for _, mode := range []string{"off", "enforce"} {
 		var recs recordLog
 		node := startNode(t, deck(t, deckOptions{relay: map[string]any{"tools": map[string]any{"pin": map[string]any{"mode": mode}}}}),
-			[]string{modern}, recs.option(), quietLog(t))
+			[]string{modern}, withRecords(&recs))
 		m := newRaw(demoKey)
 		m.version = "2026-07-28"
 		recs.of(t, m.request(t, node.URL(), "ping", ""))

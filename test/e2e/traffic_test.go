@@ -16,18 +16,15 @@ import (
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
-// drain returns the records that arrive until the node is idle.
-func drain(n *standin.Node) []standin.RequestRecord {
-	n.WaitIdle(5 * time.Second)
-	var out []standin.RequestRecord
-	for {
-		select {
-		case rec := <-n.Records():
-			out = append(out, rec)
-		default:
-			return out
-		}
+// idleRecords waits (at most 5 s) until the stand-in node has no request
+// or Log event pending (an open GET stream keeps it busy: then all 5 s) and
+// returns the records l collected.
+func idleRecords(t testing.TB, n gateway, l *recordLog) []standin.RequestRecord {
+	t.Helper()
+	if sn := n.standinNode(); sn != nil {
+		sn.WaitIdle(5 * time.Second)
 	}
+	return l.all(t)
 }
 
 // TestLegacyClientThroughKong: the mcp-go client, pinned to the legacy
@@ -35,7 +32,8 @@ func drain(n *standin.Node) []standin.RequestRecord {
 // from initialize to DELETE, with every request reaching its replica.
 func TestLegacyClientThroughKong(t *testing.T) {
 	a, b := peers.StartLegacy(t, "replica-a"), peers.StartLegacy(t, "replica-b")
-	node := startNode(t, deck(t, deckOptions{}), addrs(a, b))
+	var recs recordLog
+	node := startNode(t, deck(t, deckOptions{}), addrs(a, b), withRecords(&recs))
 
 	c, init, err := mcptest.NewClient(t, node.URL()+"/mcp", mcptest.Config{
 		Version: mcp.ProtocolVersion20251125, Listen: true, Headers: map[string]string{"apikey": demoKey}})
@@ -109,9 +107,11 @@ func TestLegacyClientThroughKong(t *testing.T) {
 	// What Kong saw: initialize buffered, tools/call streamed. (The GET
 	// stream is still open, so its record is not in yet; sampling, which
 	// travels on it, could not have worked had it been buffered.)
-	recs := drain(node)
+	if !onStandin(t, "initialize buffered, tools/call streamed, as Kong's records show", "the records are the stand-in's (the progress timing above shows the streaming on both)") {
+		return
+	}
 	var bufferedInit, streamedCall bool
-	for _, rec := range recs {
+	for _, rec := range idleRecords(t, node, &recs) {
 		switch {
 		case rec.Method == "POST" && rec.Buffered && rec.Status == 200:
 			bufferedInit = true
@@ -279,8 +279,9 @@ func TestCORSPreflight(t *testing.T) {
 func TestModernClientUntouched(t *testing.T) {
 	modern := startModernServer(t)
 
+	var recs recordLog
 	node := startNode(t, deck(t, deckOptions{relay: map[string]any{"session": map[string]any{"learn_wait_ms": 3000}}}),
-		[]string{modern})
+		[]string{modern}, withRecords(&recs))
 	c, init, err := mcptest.NewClient(t, node.URL()+"/mcp", mcptest.Config{Headers: map[string]string{"apikey": demoKey}})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
@@ -288,10 +289,17 @@ func TestModernClientUntouched(t *testing.T) {
 	if init.ProtocolVersion != "2026-07-28" {
 		t.Fatalf("negotiated %q, want 2026-07-28", init.ProtocolVersion)
 	}
-	if got := mcptest.Text(mcptest.CallTool(t, c, "echo", map[string]any{"text": "modern"}, nil)); got != "modern" {
+	var got string
+	if took := timed(func() { got = mcptest.Text(mcptest.CallTool(t, c, "echo", map[string]any{"text": "modern"}, nil)) }); took > 2*time.Second {
+		t.Errorf("echo took %v: it paid the learn wait", took)
+	}
+	if got != "modern" {
 		t.Errorf("echo %q", got)
 	}
-	for _, rec := range drain(node) {
+	if !onStandin(t, "no modern request was answered by the plugin or pinned (set_target)", "PDK call records are the stand-in's") {
+		return
+	}
+	for _, rec := range idleRecords(t, node, &recs) {
 		if rec.Exited || rec.Calls["access"]["kong.service.set_target"] > 0 || rec.Duration > 2*time.Second {
 			t.Errorf("modern request touched: %s", rec)
 		}

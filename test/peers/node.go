@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // Paths inside test/node.
@@ -83,11 +85,11 @@ func StartEverything(t testing.TB) *Replica {
 
 func (r *Replica) startEverything(addr string) error {
 	if addr == "" {
-		port, err := freePort()
+		free, err := freeport.Find(1)
 		if err != nil {
 			return err
 		}
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		addr = free[0]
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	env := append(os.Environ(), "PORT="+port)
@@ -103,15 +105,6 @@ func (r *Replica) startEverything(addr string) error {
 	r.addr, r.proc = addr, p
 	r.mu.Unlock()
 	return nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitDial polls addr until it accepts a connection, the process exits, or

@@ -296,6 +296,26 @@ func StartLegacy(t testing.TB, name string) *Replica {
 	return r
 }
 
+// StartLegacyOn starts a legacy replica, as StartLegacy, on addr (a port
+// chosen earlier, for example one a Kong upstream already lists); it
+// retries while the port is busy.
+func StartLegacyOn(t testing.TB, name, addr string) *Replica {
+	t.Helper()
+	bins := goBinaries(t)
+	r := &Replica{t: t, kind: KindLegacy, name: name, bin: bins.legacy, args: []string{"-name", name}}
+	for deadline := time.Now().Add(startTimeout); ; time.Sleep(100 * time.Millisecond) {
+		err := r.start(addr)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers: start legacy replica %s on %s: %v", name, addr, err)
+		}
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
 // StartLegacyHostChecked starts a legacy replica, as StartLegacy, that
 // answers 403 to any request whose Host is not its own "ip:port": what Kong
 // sends when it balances to a target given by IP, or only host when given.

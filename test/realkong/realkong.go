@@ -24,11 +24,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +40,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mcp-relay/mcp-relay/test/freeport"
 )
 
 // Version is the Kong version the harness runs.
@@ -50,9 +54,10 @@ const EnvScript = "MCP_RELAY_REALKONG"
 const HowToGet = `real Kong is not available on this machine: the end-to-end suite on real Kong
 needs the realkong harness (Kong 3.9.1's Lua runtime on Debian 12's nginx), found at
 ../shared/realkong/realkong next to the checkout or named by ` + EnvScript + `.
-Without it, run the suite against Kong's own image instead: see CONTRIBUTING.md,
-"Running the suite against your own Kong", or run the stand-in suite
-(MCP_RELAY_GATEWAY=standin, the default)`
+Without it, run the suite against Kong's own Docker image instead
+(MCP_RELAY_REALKONG=test/realkong/docker-realkong; docs/real-kong.md,
+"Running the suite against your own Kong"), or run the stand-in suite
+(make test-standin; MCP_RELAY_GATEWAY=standin, the default)`
 
 // Script is the path of the realkong harness script, or an error saying how
 // to get real Kong.
@@ -233,9 +238,11 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	for try := 0; try < 3; try++ {
 		n.listen = o.Listen
 		if n.listen == "" {
-			if n.listen, err = freeAddr(); err != nil {
+			free, err := freeport.Find(1)
+			if err != nil {
 				return nil, err
 			}
+			n.listen = free[0]
 		}
 		args := []string{"start", "--prefix", n.prefix, "--listen", n.listen, "--deck", n.deckPath}
 		if o.Plugin != "" {
@@ -299,6 +306,48 @@ func (n *Node) URL() string { return "http://" + n.listen }
 // Addr is the proxy listener's host:port.
 func (n *Node) Addr() string { return n.listen }
 
+// NginxPID is the pid of the node's nginx master process (0: none).
+func (n *Node) NginxPID() int {
+	b, err := os.ReadFile(filepath.Join(n.prefix, "nginx.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// Follow copies what is appended to one of the node's files (a path in
+// its prefix, e.g. "logs/error.log") to w, polling every 200 ms, until ctx
+// ends; it starts at the file's end.
+func (n *Node) Follow(ctx context.Context, file string, w io.Writer) {
+	path := filepath.Join(n.prefix, file)
+	var off int64
+	if fi, err := os.Stat(path); err == nil {
+		off = fi.Size()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if f, err := os.Open(path); err == nil {
+			for {
+				k, err := f.ReadAt(buf, off)
+				if k > 0 {
+					_, _ = w.Write(buf[:k])
+					off += int64(k)
+				}
+				if err != nil {
+					break
+				}
+			}
+			_ = f.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Prefix is the node's Kong prefix.
 func (n *Node) Prefix() string { return n.prefix }
 
@@ -324,15 +373,33 @@ func (n *Node) AccessLog() []byte {
 // harness writes one per process it starts.
 func (n *Node) pluginLogs() []string {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "logs", "pluginserver-"+n.name+"-*.log"))
-	sort.Slice(files, func(i, j int) bool { return seqOf(files[i]) < seqOf(files[j]) })
+	sortSpawned(files)
 	return files
 }
 
-func seqOf(path string) int {
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	i := strings.LastIndexByte(base, '-')
-	v, _ := strconv.Atoi(base[i+1:])
-	return v
+// sortSpawned orders the harness's per-process files
+// (pluginserver-<name>-<worker pid>-<n>.log|pid) oldest first: by the
+// spawning worker (after a reload a new worker, with a larger pid, counts
+// from 1 again), then by its count.
+func sortSpawned(files []string) {
+	key := func(path string) (int, int) {
+		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		parts := strings.Split(base, "-")
+		if len(parts) < 2 {
+			return 0, 0
+		}
+		w, _ := strconv.Atoi(parts[len(parts)-2])
+		n, _ := strconv.Atoi(parts[len(parts)-1])
+		return w, n
+	}
+	sort.Slice(files, func(i, j int) bool {
+		wi, ni := key(files[i])
+		wj, nj := key(files[j])
+		if wi != wj {
+			return wi < wj
+		}
+		return ni < nj
+	})
 }
 
 // PluginOutput is what every plugin process of the node wrote (stdout and
@@ -352,7 +419,8 @@ func (n *Node) PluginStarts() int { return len(n.pluginLogs()) }
 // PluginPID is the pid of the node's live plugin process (0: none).
 func (n *Node) PluginPID() int {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "pids", "pluginserver-"+n.name+"-*.pid"))
-	sort.Slice(files, func(i, j int) bool { return seqOf(files[i]) > seqOf(files[j]) })
+	sortSpawned(files)
+	slices.Reverse(files) // the newest first: during a reload the old one still runs
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -539,16 +607,6 @@ func withTargets(deck []byte, targets map[string][]string) ([]byte, error) {
 		}
 	}
 	return yaml.Marshal(doc)
-}
-
-// freeAddr is a loopback address that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func tail(b []byte, lines int) string {

@@ -1,8 +1,10 @@
 package realkong_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -120,6 +122,228 @@ func TestHostHeaderThroughSetHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPluginLogLines pins a fact of Kong 3.9.1 the stand-in follows: an
+// external plugin's kong.log.<level> goes through Kong's global logger,
+// bound once when pb_rpc.lua loaded its service, so its line in Kong's
+// error log names pb_rpc.lua:233 and no plugin namespace, in Access and in
+// the Log timer alike.
+func TestPluginLogLines(t *testing.T) {
+	requireRealKong(t)
+	srv := httptest.NewServer(&hostRecorder{})
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "log-warn")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, phase := range []string{"Access", "Log"} {
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			for _, l := range strings.Split(string(node.ErrorLog()), "\n") {
+				if strings.Contains(l, "echoplugin: a warning from "+phase) {
+					lines = append(lines, l)
+				}
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "[warn]") ||
+			!strings.Contains(lines[0], "[kong] pb_rpc.lua:233 echoplugin: a warning from "+phase) ||
+			strings.Contains(lines[0], "[echo-plugin]") {
+			t.Errorf("%s: want one [warn] line from [kong] pb_rpc.lua:233 without a plugin namespace, got %q", phase, lines)
+		}
+	}
+}
+
+// TestHeaderLineTooLong pins a fact of Kong 3.9.1 the stand-in follows:
+// Kong leaves nginx's large_client_header_buffers at 4 8k, so a header
+// line over 8 KB gets Kong's own 400 before any plugin phase (as text: the
+// Accept header after it was never read); 7 KB passes.
+func TestHeaderLineTooLong(t *testing.T) {
+	requireRealKong(t)
+	up := &hostRecorder{}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	get := func(size int) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+		req.Header.Set("X-Long", strings.Repeat("a", size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, body := get(7 << 10); resp.StatusCode != 200 || up.last() == "" {
+		t.Errorf("7 KB header: %d %q", resp.StatusCode, body)
+	}
+	n := len(up.hosts)
+	if resp, body := get(10 << 10); resp.StatusCode != 400 || !strings.HasPrefix(body, "Request header or cookie too large") ||
+		resp.Header.Get("X-Access-Ran") != "" || len(up.hosts) != n {
+		t.Errorf("10 KB header: %d %q, want Kong's own 400 before any phase", resp.StatusCode, body)
+	}
+}
+
+// TestStreamedHeadWaitsForBody pins a fact of Kong 3.9.1 the stand-in
+// follows: Kong's location / has proxy_buffering on, so a streamed
+// answer's status line and headers reach the client with its first body
+// bytes; an upstream's X-Accel-Buffering: no sends them at once.
+func TestStreamedHeadWaitsForBody(t *testing.T) {
+	requireRealKong(t)
+	for _, unbuffered := range []bool{false, true} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if unbuffered {
+				w.Header().Set("X-Accel-Buffering", "no")
+			}
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			time.Sleep(500 * time.Millisecond)
+			_, _ = io.WriteString(w, "data: 1\n\n")
+		}))
+		node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(up.URL, "http://"))})
+		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+		req.Header.Set("X-Test-Mode", "stream") // the plugin clears buffered_proxying
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := time.Since(start)
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		up.Close()
+		if unbuffered && head > 300*time.Millisecond {
+			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		}
+		if !unbuffered && head < 400*time.Millisecond {
+			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		}
+		t.Logf("X-Accel-Buffering: no %v: head after %v", unbuffered, head.Round(time.Millisecond))
+	}
+	// An upstream that dies after its head: the head reaches the client
+	// then, and the connection is cut.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				time.Sleep(300 * time.Millisecond)
+				_ = c.Close()
+			}()
+		}
+	}()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(ln.Addr().String())})
+	c, err := net.Dial("tcp", node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: kong\r\nX-Test-Mode: stream\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") || err != nil {
+		t.Errorf("upstream gone after its head: %q %v, want the 200 head, then the connection closed", got, err)
+	}
+}
+
+// TestPluginEnvironment pins a fact of Kong 3.9.1 the stand-in follows:
+// nginx clears the environment, so the plugin process Kong starts sees
+// none of the variables Kong was started with.
+func TestPluginEnvironment(t *testing.T) {
+	requireRealKong(t)
+	t.Setenv("ECHO_TEST_ENV", "leaked")
+	srv := httptest.NewServer(&hostRecorder{})
+	defer srv.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(srv.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "env")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Echo-Env"); got != "|" {
+		t.Errorf("the plugin's environment: %q, want none of Kong's", got)
+	}
+}
+
+// TestReloadWaitsForStreams pins a fact of Kong 3.9.1 the stand-in
+// follows: on `kong reload` the old worker serves its open requests to
+// their end (Kong sets no worker_shutdown_timeout), and only then stops
+// its plugin process: with a stream open, the old plugin process outlives
+// the reload by as long as the stream.
+func TestReloadWaitsForStreams(t *testing.T) {
+	requireRealKong(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 60 { // 6 s
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer up.Close()
+	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(up.URL, "http://"))})
+	req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
+	req.Header.Set("X-Test-Mode", "stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := node.PluginPID()
+	start := time.Now()
+	if err := node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if pid := node.PluginPID(); pid == old || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload, old %d", pid, old)
+	}
+	if !alive(old) {
+		t.Fatalf("the old plugin process ended %v after the reload began, with the stream still open", time.Since(start))
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	streamed := time.Since(start)
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(old) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(old) {
+		t.Fatal("the old plugin process outlived its worker's last stream by 10 s")
+	}
+	if !strings.Contains(string(body), "data: 59") {
+		t.Errorf("the stream was cut by the reload: %q", body)
+	}
+	t.Logf("stream ended %v after the reload began; the old plugin process %v later", streamed.Round(time.Millisecond), (time.Since(start) - streamed).Round(time.Millisecond))
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // TestPluginRestartAndReload: the plugin process is Kong's to restart, and

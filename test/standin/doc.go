@@ -10,7 +10,7 @@
 //		Plugin:  "/path/to/mcp-relay",          // file name = plugin name
 //		Deck:    "kong/kong.yaml",
 //		Targets: map[string][]string{"mcp-replicas": {replica1, replica2}},
-//		Env:     []string{"MCP_RELAY_METRICS_ADDR=127.0.0.1:0"},
+//		Env:     []string{"MCP_RELAY_METRICS_ADDR=127.0.0.1:0"}, // as nginx_main_env keeps it
 //	})
 //	resp, _ := http.Post(node.URL()+"/mcp", ...)
 //	rec := <-node.Records() // events and PDK calls of a request, after its Log event
@@ -21,9 +21,12 @@
 //     Priority, Phases, Schema of Plugins[1]); the start command run as
 //     `exec <start_cmd>` through the shell, nothing added (default
 //     `<plugin> -kong-prefix DIR`, what a non-default prefix needs), output
-//     copied line by line; respawned at most once a second when it dies;
-//     SIGTERM on Close; ReloadPlugin as `kong reload` (new process first,
-//     then SIGTERM to the old one, not respawned).
+//     copied line by line; nginx's cleared environment (TZ and Env only);
+//     respawned at most once a second when it dies; SIGTERM on Close;
+//     ReloadPlugin as `kong reload` (new process first, with the new
+//     worker's own connections and instances; SIGTERM to the old one, not
+//     respawned, once the old worker's requests, open streams included,
+//     are over).
 //   - Socket (plugin_servers/rpc/pb_rpc.lua): little-endian length frames,
 //     RpcCall/RpcReturn, the bridge loop of method-name and argument frames;
 //     one connection per call from a keepalive pool whose dead connections
@@ -50,8 +53,10 @@
 //     (plugins/key-auth), buffered_proxying set when a collected plugin has
 //     a response handler and cleared by set_ctx, Kong.response (whole answer,
 //     Response handlers, then the body), streaming with a flush per chunk
-//     otherwise, header_filter headers (Via, Server, X-Kong-*), Kong.log
-//     with the Log event in a goroutine after the response.
+//     otherwise (the head with the first chunk, as proxy_buffering on sends
+//     it), header_filter headers (Via, Server, X-Kong-*), Kong.log with the
+//     Log event in a goroutine after the response; a head over nginx's
+//     header buffers (4 8k) refused before any phase.
 //   - Balancer (runloop/balancer, init.lua Kong.balancer): round-robin wheel
 //     with weights, shuffled; set_target and set_upstream; Host from
 //     set_host_header (set_target makes it the bare host); retries for
@@ -69,10 +74,13 @@
 //     removed as the plugins iterator reads them.
 //
 // Not modelled: more than one nginx worker (one instance per plugin
-// config), stream/TLS/gRPC/WebSocket proxying, health checks, DNS TTLs
-// and SRV records, bundled plugins other than key-auth, consumer groups,
-// vaults, Admin API and configuration reloads, nginx's proxy_buffering
+// config), stream/TLS/gRPC/WebSocket proxying, health checks of types
+// other than http (tcp ones are off on HTTP upstreams, as in Kong), DNS
+// TTLs and SRV records, bundled plugins other than key-auth, consumer
+// groups, vaults, configuration reloads (ReloadPlugin does only the plugin
+// side; SetTargets is the Admin API's target change), nginx's proxy_buffering
 // (responses are flushed chunk by chunk even though Kong's location / has
 // proxy_buffering on, which can batch small chunks unless the upstream
-// sends X-Accel-Buffering: no).
+// sends X-Accel-Buffering: no) but for its one visible effect on a stream:
+// the response head waits for the first body bytes.
 package standin

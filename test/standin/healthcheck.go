@@ -16,8 +16,9 @@ import (
 // upstreams.lua of Kong 3.9, with its defaults), as Kong hands it to
 // lua-resty-healthcheck (kong/runloop/balancer/healthcheckers.lua
 // create_healthchecker). The stand-in implements what a plugin's tests
-// need: active probes of type tcp and http, passive counting of proxied
-// requests' outcomes, and the balancer skipping unhealthy targets.
+// need: active probes of type http (tcp ones are off, as in Kong's http
+// subsystem), passive counting of proxied requests' outcomes, and the
+// balancer skipping unhealthy targets.
 type Healthchecks struct {
 	Active  ActiveHealthcheck
 	Passive PassiveHealthcheck
@@ -29,6 +30,7 @@ type ActiveHealthcheck struct {
 	Type      string // "http" (default), "tcp"; https and grpc are not emulated
 	Timeout   float64
 	HTTPPath  string
+	Headers   map[string][]string // sent with each http probe
 	Healthy   HealthyCounters
 	Unhealthy UnhealthyCounters
 }
@@ -127,6 +129,17 @@ func (l *deckLoader) parseHealthchecks(v any, where string) *Healthchecks {
 		if p := str(a, "http_path"); p != "" {
 			h.Active.HTTPPath = p
 		}
+		if hs, ok := a["headers"].(map[string]any); ok {
+			h.Active.Headers = map[string][]string{}
+			for k, v := range hs {
+				vs, _ := v.([]any)
+				for _, x := range vs {
+					if s, ok := x.(string); ok {
+						h.Active.Headers[k] = append(h.Active.Headers[k], s)
+					}
+				}
+			}
+		}
 		if s := sub(a, "healthy"); s != nil {
 			num(s, "interval", &h.Active.Healthy.Interval)
 			count(s, "successes", &h.Active.Healthy.Successes)
@@ -192,7 +205,16 @@ func newHealthChecker(u *Upstream, log *nodeLog, addrs []*address) *healthChecke
 	if u.Healthchecks == nil {
 		return nil
 	}
-	h := &healthChecker{hc: u.Healthchecks, upstream: u.Name, log: log,
+	hc := u.Healthchecks
+	if hc.Active.Type == "tcp" {
+		// create_healthchecker (kong/runloop/balancer/healthcheckers.lua)
+		// turns active checks of type tcp off in the http subsystem, where
+		// this node proxies: they run only in Kong's stream subsystem.
+		off := *hc
+		off.Active.Healthy.Interval, off.Active.Unhealthy.Interval = 0, 0
+		hc = &off
+	}
+	h := &healthChecker{hc: hc, upstream: u.Name, log: log,
 		targets: map[string]*targetHealth{}, stop: make(chan struct{})}
 	for _, a := range addrs {
 		k := net.JoinHostPort(a.ip, strconv.Itoa(a.port))
@@ -356,7 +378,13 @@ func (h *healthChecker) probe(key string) {
 		return
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", a.HTTPPath, key); err != nil {
+	var hdr strings.Builder
+	for k, vs := range a.Headers {
+		for _, v := range vs {
+			hdr.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\n%sHost: %s\r\nConnection: close\r\n\r\n", a.HTTPPath, hdr.String(), key); err != nil {
 		h.report(host, port, hcTCPFailure, a.Healthy, a.Unhealthy, "active")
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // The counters of lua-resty-healthcheck as the stand-in keeps them: a
@@ -63,7 +64,8 @@ func TestHealthCounters(t *testing.T) {
 	}
 }
 
-// Active tcp probes take a closed port out and bring it back once it listens.
+// A tcp probe takes a closed port out and brings it back once it listens
+// (what Kong's stream subsystem runs; TestTCPActiveChecksOffForHTTP).
 func TestActiveTCPProbe(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -96,5 +98,46 @@ func TestActiveTCPProbe(t *testing.T) {
 	h.probe(key)
 	if !h.available("127.0.0.1", port) {
 		t.Fatal("a good probe did not bring the target back")
+	}
+}
+
+// TestTCPActiveChecksOffForHTTP follows Kong 3.9.1's create_healthchecker:
+// on an HTTP upstream, active checks of type tcp are off, so a target that
+// passive checks took out stays out though it listens again; with type
+// http, a probe brings it back.
+func TestTCPActiveChecksOffForHTTP(t *testing.T) {
+	for _, typ := range []string{"tcp", "http"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { // any HTTP answer
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("HTTP/1.0 405 Method Not Allowed\r\n\r\n"))
+				_ = c.Close()
+			}
+		}()
+		port := ln.Addr().(*net.TCPAddr).Port
+		hc := defaultHealthchecks()
+		hc.Active.Type = typ
+		hc.Active.Healthy.Interval, hc.Active.Unhealthy.Interval = 0.05, 0.05
+		hc.Active.Healthy.Successes = 1
+		hc.Active.Healthy.HTTPStatuses = []int{405}
+		hc.Passive.Unhealthy.TCPFailures = 1
+		h := newHealthChecker(&Upstream{Name: "u", Healthchecks: hc}, nil, []*address{{ip: "127.0.0.1", port: port, weight: 100}})
+		h.passive("127.0.0.1", port, true, 502) // a refused connect took it out
+		back := false
+		for deadline := time.Now().Add(time.Second); !back && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			back = h.available("127.0.0.1", port)
+		}
+		h.close()
+		_ = ln.Close()
+		if want := typ == "http"; back != want {
+			t.Errorf("active type %s: back in %v, want %v", typ, back, want)
+		}
 	}
 }

@@ -111,8 +111,8 @@ func TestKongYAML(t *testing.T) {
 		t.Fatal("no mcp-relay plugin in kong.yaml")
 	}
 	t.Logf("mcp-relay config as Kong would send it: %v", cfg)
-	if hc := node.Deck().Upstreams[0].Healthchecks; hc == nil || hc.Active.Type != "tcp" ||
-		hc.Active.Unhealthy.TCPFailures != 1 || hc.Passive.Unhealthy.TCPFailures != 1 {
+	if hc := node.Deck().Upstreams[0].Healthchecks; hc == nil || hc.Active.Type != "http" || hc.Active.HTTPPath != "/mcp" ||
+		hc.Active.Unhealthy.TCPFailures != 1 || hc.Active.Unhealthy.HTTPFailures != 0 || hc.Passive.Unhealthy.TCPFailures != 1 {
 		t.Errorf("healthchecks: %+v", hc)
 	}
 	svc := node.Deck().Services[0]

@@ -34,7 +34,10 @@ type Options struct {
 	// Prefix is the Kong prefix (the plugin's socket lives there). Empty: a
 	// fresh temporary directory, removed by Close.
 	Prefix string
-	// Env is added to the plugin process's environment (for -dump too).
+	// Env is the plugin server's environment besides TZ, as kong.conf's
+	// nginx_main_env passes variables through: nginx clears every other
+	// one, so the plugin does not see the environment Kong was started
+	// in. -dump gets the caller's environment with Env added.
 	Env []string
 	// StartCmd is kong.conf's pluginserver_<name>_start_cmd, run as Kong
 	// runs it: `exec <StartCmd>` through /bin/sh, with nothing added. Empty:
@@ -92,8 +95,10 @@ type Node struct {
 	balMu     sync.RWMutex
 	trusted   []*net.IPNet
 
-	procMu    sync.Mutex // guards proc, which ReloadPlugin replaces
+	procMu    sync.Mutex // guards proc, worker and retiring, which ReloadPlugin changes
 	proc      *pluginProcess
+	worker    *worker
+	retiring  []*pluginProcess // old plugin processes waiting for their worker's requests
 	rpc       *rpcClient
 	instances *instances
 	upPool    *connPool
@@ -252,6 +257,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	socket := filepath.Join(n.prefix, info.Name+".socket")
 	n.rpc = newRPCClient(socket, opts.SocketTimeout)
+	n.worker = &worker{rpc: n.rpc, instances: n.instances}
 
 	out := opts.PluginOutput
 	if out == nil {
@@ -581,11 +587,18 @@ func (n *Node) Close() error {
 		cancel()
 		_ = n.srv.Close()
 		n.WaitIdle(5 * time.Second)
+		n.procMu.Lock()
+		retiring := n.retiring
+		n.procMu.Unlock()
+		for _, p := range retiring {
+			p.shutdown(5 * time.Second)
+		}
 		n.plugin().shutdown(5 * time.Second)
 		for _, b := range n.balancers {
 			b.health.close()
 		}
 		n.rpc.closeIdle()
+		n.currentWorker().rpc.closeIdle()
 		n.upPool.closeAll()
 		n.cleanupPrefix()
 		close(n.closed)

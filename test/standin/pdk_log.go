@@ -28,7 +28,10 @@ func logHandler(level int) pdkHandler {
 				b.WriteString(luaToString(e))
 			}
 		}
-		c.r.node.log.logf(level, "[kong] %s [%s] %s", c.r.logSource(), c.p.plugin.Name, b.String())
+		// Not namespaced: pb_rpc.lua's load_service bound kong.log.<level>
+		// once, at worker start, to the global logger, so every line names
+		// the RPC dispatcher as its source and no plugin, in every phase.
+		c.r.node.log.logf(level, "[kong] pb_rpc.lua:233 %s", b.String())
 		return nil, nil
 	}
 }

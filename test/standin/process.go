@@ -109,7 +109,7 @@ func (p *pluginProcess) run() {
 		}
 		p.log.logf(lvlNotice, "[pluginserver] starting pluginserver process for %s", p.name)
 		cmd := exec.Command("/bin/sh", "-c", "exec "+p.startCmd)
-		cmd.Env = append(os.Environ(), p.env...)
+		cmd.Env = workerEnv(p.env)
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw // merge_stderr = true
 		err := cmd.Start()
@@ -256,4 +256,15 @@ func defaultStartCmd(plugin, prefix string) string {
 
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// workerEnv is the environment of a process an nginx worker starts: nginx
+// removes every variable it inherited but TZ, unless an `env` directive
+// (kong.conf's nginx_main_env) keeps it; extra stands for those.
+func workerEnv(extra []string) []string {
+	var env []string
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		env = append(env, "TZ="+tz)
+	}
+	return append(env, extra...)
 }

@@ -51,14 +51,6 @@ func (r *reqCtx) responseSource() string {
 	return "error"
 }
 
-// logSource names where Kong's namespaced log lines come from.
-func (r *reqCtx) logSource() string {
-	if r.inTimer() {
-		return "plugin.lua:190"
-	}
-	return "pb_rpc.lua:215"
-}
-
 func (r *reqCtx) recordError(format string, args ...any) {
 	r.recMu.Lock()
 	r.rec.Errors = append(r.rec.Errors, fmt.Sprintf(format, args...))
@@ -184,10 +176,14 @@ func (r *reqCtx) countCall(method string) {
 // event is Rpc:handle_event (pb_rpc.lua) for one plugin and phase.
 func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, error) {
 	h, p := cp.handler, cp.plugin
+	wk := r.worker
+	if wk == nil {
+		wk = n.currentWorker()
+	}
 	for retries := 0; ; retries++ {
-		before := n.instances.starts.Load()
-		id, err := n.instances.get(n.rpc, h.name, p, h.conf[p], n.log)
-		started := int(n.instances.starts.Load() - before)
+		before := wk.instances.starts.Load()
+		id, err := wk.instances.get(wk.rpc, h.name, p, h.conf[p], n.log)
+		started := int(wk.instances.starts.Load() - before)
 		r.recMu.Lock()
 		r.rec.InstanceStarts += started
 		r.recMu.Unlock()
@@ -219,7 +215,7 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 			}
 			return proto.Marshal(out)
 		}
-		_, err = n.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{CmdHandleEvent: &pb.CmdHandleEvent{
+		_, err = wk.rpc.call(&pb.RpcCall{Call: &pb.RpcCall_CmdHandleEvent{CmdHandleEvent: &pb.CmdHandleEvent{
 			InstanceId: id, EventName: name}}}, bridge)
 		if err == nil {
 			return evOK, nil
@@ -239,7 +235,7 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 			err = ab.err
 		}
 		if isRetryable(err) && retries < maxEventRetries {
-			n.instances.reset()
+			wk.instances.reset()
 			n.log.logf(lvlWarn, "[kong] pb_rpc.lua:406 %v", err)
 			continue
 		}
@@ -253,14 +249,68 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// the Log timer is scheduled, and WaitIdle must not return in between.
 	n.pending.Add(1)
 	defer n.pending.Add(-1)
+	wk := n.currentWorker()
+	wk.active.Add(1)
+	defer wk.active.Add(-1)
 	r := n.newRequest(w, req)
-	abort := n.serve(r)
+	r.worker = wk
+	var abort bool
+	if status := headerBufferLimit(req); status != 0 {
+		// nginx refuses the request while reading its head: no route, no
+		// plugin phase but the global Log; the error page negotiates from
+		// the headers read before the long line, which Go's server does
+		// not order: as if none were (Kong's error_default_type).
+		r.headers = &headerList{}
+		r.errorPage(status)
+		abort = n.sendFinal(r)
+	} else {
+		abort = n.serve(r)
+	}
 	r.rec.Duration = time.Since(r.startTime)
 	n.logPhase(r)
 	r.finalize()
 	if abort {
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// Kong leaves nginx's large_client_header_buffers at its default, 4 8k: a
+// request line or header line (with its CRLF) longer than one 8 KB buffer,
+// or a head larger than the four, is refused before any phase runs
+// (ngx_http_alloc_large_header_buffer): 414 for the request line, 494 for
+// a header, which Kong's error page sends as 400 "Request header or cookie
+// too large".
+const (
+	headerBufferSize  = 8 << 10
+	headerBufferCount = 4
+)
+
+// headerBufferLimit is the status nginx refuses req's head with, 0 when it
+// fits its buffers.
+func headerBufferLimit(req *http.Request) int {
+	if len(req.Method)+1+len(req.RequestURI)+1+len(req.Proto)+2 > headerBufferSize {
+		return 414
+	}
+	total := 0
+	line := func(name, value string) bool {
+		n := len(name) + 2 + len(value) + 2
+		total += n
+		return n > headerBufferSize
+	}
+	if req.Host != "" && line("Host", req.Host) {
+		return 494
+	}
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			if line(k, v) {
+				return 494
+			}
+		}
+	}
+	if total > headerBufferCount*headerBufferSize {
+		return 494
+	}
+	return 0
 }
 
 func (n *Node) newRequest(w http.ResponseWriter, req *http.Request) *reqCtx {
@@ -695,7 +745,14 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 	n.headerFilter(r)
 	n.writeHeader(r)
 	rc := http.NewResponseController(r.w)
-	_ = rc.Flush()
+	// Kong's location / has proxy_buffering on: nginx sends the response
+	// head with the first body bytes it reads, or as the request ends (an
+	// upstream closing early), not before (no flush after the header,
+	// ngx_http_upstream_send_response). An upstream's X-Accel-Buffering: no
+	// makes the response unbuffered: the head goes at once.
+	if strings.EqualFold(resp.resp.Header.Get("X-Accel-Buffering"), "no") {
+		_ = rc.Flush()
+	}
 	buf := make([]byte, 32*1024)
 	complete := false
 	abort := false
@@ -715,6 +772,9 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.logf(lvlErr, "[kong] upstream %s while reading response from upstream", describeErr(err))
+				// The head nginx held back goes out as the request ends;
+				// then the connection is cut, the body unfinished.
+				_ = rc.Flush()
 				abort = true
 			}
 			break
@@ -890,8 +950,10 @@ func (n *Node) logPhase(r *reqCtx) {
 		timers = append(timers, r.logTimerCtx(cp))
 	}
 	n.pending.Add(1)
+	r.worker.active.Add(1)
 	go func() {
 		defer n.pending.Add(-1)
+		defer r.worker.active.Add(-1)
 		for i, cp := range logs {
 			t := timers[i]
 			res, err := n.event(t, cp, "log")
@@ -930,7 +992,7 @@ func (r *reqCtx) logTimerCtx(cp *collectedPlugin) *reqCtx {
 		reqStartTime:    float64(r.startTime.UnixMilli()) / 1000,
 	}
 	r.rec.Serialized = saved.serialized
-	return &reqCtx{node: r.node, id: r.id, startTime: r.startTime, ctx: saved.ngxCtx, shared: saved.ctxShared,
+	return &reqCtx{node: r.node, worker: r.worker, id: r.id, startTime: r.startTime, ctx: saved.ngxCtx, shared: saved.ctxShared,
 		phase: phLog, saved: saved, rec: r.rec, matchT: r.matchT, bufStatus: r.bufStatus, bufHeaders: r.bufHeaders,
 		bufBody: r.bufBody, buffered: r.buffered, upstreamStatus: r.upstreamStatus, headers: r.headers.clone(), respHeaders: r.respHeaders.clone(), status: r.status,
 		serializes: append([]serializeValue(nil), r.serializes...), balancer: r.balancer, vars: map[string]string{}}

@@ -126,9 +126,10 @@ type delayedResponse struct {
 // kong.ctx.shared, ngx.status and ngx.header, and the bookkeeping of the
 // stand-in.
 type reqCtx struct {
-	node *Node
-	w    http.ResponseWriter
-	req  *http.Request
+	worker *worker // the nginx worker generation serving it (see ReloadPlugin)
+	node   *Node
+	w      http.ResponseWriter
+	req    *http.Request
 
 	id        string // $kong_request_id
 	startTime time.Time

@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -474,6 +479,190 @@ func TestHostThroughSetHeaders(t *testing.T) {
 	}
 }
 
+// TestPluginLogLines follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): a plugin's kong.log.<level> goes through Kong's global
+// logger, which pb_rpc.lua bound when it loaded its service, so the line
+// names pb_rpc.lua:233 as its source and no plugin namespace, in Access and
+// in the Log timer alike.
+func TestPluginLogLines(t *testing.T) {
+	var log standin.LogBuffer
+	f := newFixture(t, func(o *standin.Options) { o.Log = &log })
+	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "log-warn"}, "")
+	f.record(t, resp.Header.Get("X-Kong-Request-Id")) // the Log event is over
+	for _, phase := range []string{"Access", "Log"} {
+		var lines []string
+		for _, l := range strings.Split(log.String(), "\n") {
+			if strings.Contains(l, "echoplugin: a warning from "+phase) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "[warn]") ||
+			!strings.Contains(lines[0], "[kong] pb_rpc.lua:233 echoplugin: a warning from "+phase) ||
+			strings.Contains(lines[0], "[echo-plugin]") {
+			t.Errorf("%s: want one [warn] line from [kong] pb_rpc.lua:233 without a plugin namespace, got %q", phase, lines)
+		}
+	}
+}
+
+// TestHeaderLineTooLong follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): nginx's default large_client_header_buffers (4 8k) refuses a
+// header line over 8 KB before any phase runs, with Kong's own 400; a line
+// of 7 KB reaches the plugin and the upstream.
+func TestHeaderLineTooLong(t *testing.T) {
+	f := newFixture(t)
+	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Long": strings.Repeat("a", 7<<10)}, "")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Access-Ran") != "1" {
+		t.Errorf("7 KB header: %d (access ran %q)", resp.StatusCode, resp.Header.Get("X-Access-Ran"))
+	}
+	hits := f.a.hits.Load()
+	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Long": strings.Repeat("a", 10<<10), "Accept": "application/json"}, "")
+	if resp.StatusCode != 400 || !strings.HasPrefix(string(body), "Request header or cookie too large") ||
+		resp.Header.Get("X-Access-Ran") != "" || f.a.hits.Load() != hits {
+		t.Errorf("10 KB header: %d %q (access ran %q), want Kong's own 400 before any phase", resp.StatusCode, body, resp.Header.Get("X-Access-Ran"))
+	}
+	rec := f.record(t, resp.Header.Get("X-Kong-Request-Id"))
+	if rec.HasEvent("access") {
+		t.Errorf("the plugin's Access ran for a refused head: %s", rec)
+	}
+}
+
+// TestStreamedHeadWaitsForBody follows Kong 3.9.1 (test/realkong pins the
+// same on real Kong): with proxy_buffering on (Kong's location /), a
+// streamed answer's status line and headers reach the client with its
+// first body bytes, not when the upstream sends them; an upstream's
+// X-Accel-Buffering: no sends them at once.
+func TestStreamedHeadWaitsForBody(t *testing.T) {
+	for _, unbuffered := range []bool{false, true} {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			if unbuffered {
+				w.Header().Set("X-Accel-Buffering", "no")
+			}
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			time.Sleep(500 * time.Millisecond)
+			_, _ = io.WriteString(w, "data: 1\n\n")
+		}))
+		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", up.URL)
+		node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
+		req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
+		req.Header.Set("X-Test-Mode", "stream")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := time.Since(start)
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		up.Close()
+		if unbuffered && head > 300*time.Millisecond {
+			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		}
+		if !unbuffered && head < 400*time.Millisecond {
+			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		}
+	}
+	// An upstream that dies after its head: the head reaches the client
+	// then, and the connection is cut.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				time.Sleep(300 * time.Millisecond)
+				_ = c.Close()
+			}()
+		}
+	}()
+	deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://%s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", ln.Addr())
+	node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
+	c, err := net.Dial("tcp", node.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /s HTTP/1.1\r\nHost: kong\r\nX-Test-Mode: stream\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") || err != nil {
+		t.Errorf("upstream gone after its head: %q %v, want the 200 head, then the connection closed", got, err)
+	}
+}
+
+// TestPluginEnvironment follows Kong 3.9.1 (test/realkong pins the same on
+// real Kong): nginx clears the environment of the processes its workers
+// start, so the plugin server sees none of the variables Kong was started
+// with; Options.Env stands for those kong.conf's nginx_main_env keeps.
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("ECHO_TEST_ENV", "leaked")
+	f := newFixture(t) // Env: ECHO_OUT
+	resp, _ := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "env"}, "")
+	if got := resp.Header.Get("X-Echo-Env"); got != "|"+f.out {
+		t.Errorf("the plugin's environment: %q, want only Options.Env (%q)", got, "|"+f.out)
+	}
+}
+
+// TestReloadWaitsForStreams follows Kong 3.9.1 (test/realkong pins the
+// same on real Kong): after a reload the old plugin process lives until the
+// requests its worker was serving are over, an open stream included.
+func TestReloadWaitsForStreams(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 20 { // 2 s
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer up.Close()
+	deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", up.URL)
+	node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
+	req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
+	req.Header.Set("X-Test-Mode", "stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := node.PluginPID()
+	if err := node.ReloadPlugin(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if pid := node.PluginPID(); pid == old || pid == 0 {
+		t.Fatalf("plugin pid %d after the reload, old %d", pid, old)
+	}
+	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+	if !alive(old) {
+		t.Fatal("the old plugin process ended with the stream still open")
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(old) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(old) {
+		t.Fatal("the old plugin process outlived its worker's last stream by 10 s")
+	}
+	if !strings.Contains(string(body), "data: 19") {
+		t.Errorf("the stream was cut by the reload: %q", body)
+	}
+}
+
 func TestSetTargetAndRoundRobin(t *testing.T) {
 	f := newFixture(t)
 	resp, body := f.do(t, "GET", "/echo", map[string]string{"X-Test-Mode": "target", "X-Test-Target": f.b.hostPort()}, "")
@@ -617,6 +806,9 @@ func TestTwoNodes(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("node %s: %d", f.node.URL(), resp.StatusCode)
 		}
+		// The totals count a request once its record is complete, after
+		// its Log event, which runs after the client has the answer.
+		f.record(t, resp.Header.Get("X-Kong-Request-Id"))
 	}
 	// DB-less IDs are deterministic: both nodes know the same route id
 	if f1.node.Deck().RouteByName("echo").ID != f2.node.Deck().RouteByName("echo").ID {

@@ -64,6 +64,13 @@ func TestInProcess(t *testing.T) {
 		t.Errorf("foreign session: %d", resp.StatusCode)
 	}
 
+	// A health probe (Kong's active HTTP check: a bare GET) is no MCP request.
+	if probe, err := http.Get(url); err != nil {
+		t.Fatal(err)
+	} else {
+		probe.Body.Close()
+	}
+
 	r, err := http.Get(srv.URL + "/stats")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +82,7 @@ func TestInProcess(t *testing.T) {
 	r.Body.Close()
 	if st.Name != "in-proc" || st.RequestsTotal != 3 || st.SessionsCreated != 1 || st.Sessions[0] != sid ||
 		st.MisroutedTotal != 1 || st.Misrouted(http.MethodPost) != 1 || st.MisroutedByRPC["tools/list"] != 1 ||
-		st.StatusCodes["404"] != 1 || st.RequestsBySession[sid] != 1 {
+		st.StatusCodes["404"] != 1 || st.RequestsBySession[sid] != 1 || st.HealthProbes != 1 {
 		t.Errorf("stats: %+v", st)
 	}
 

@@ -55,6 +55,11 @@ type Stats struct {
 	// StatusCodes counts the HTTP status codes the MCP handler answered with,
 	// keyed by the decimal code ("200", "404").
 	StatusCodes map[string]int64 `json:"status_codes"`
+	// HealthProbes counts GETs that are no MCP request and none of the
+	// counts above: without a session id and without text/event-stream in
+	// Accept, as Kong's active HTTP health checks send them
+	// (lua-resty-healthcheck: "GET <path> HTTP/1.0" and Host only).
+	HealthProbes int64 `json:"health_probes"`
 }
 
 // Misrouted returns the number of misrouted requests with the given HTTP
@@ -239,6 +244,13 @@ func (r *recorder) middleware(next http.Handler) http.Handler {
 			rpc = rpcKind(body)
 		}
 		session := strings.TrimSpace(req.Header.Get(HeaderSessionID))
+		if req.Method == http.MethodGet && session == "" && !strings.Contains(req.Header.Get("Accept"), "text/event-stream") {
+			r.mu.Lock()
+			r.s.HealthProbes++
+			r.mu.Unlock()
+			next.ServeHTTP(w, req)
+			return
+		}
 		r.request(req.Method, session, rpc)
 		cw := &countingWriter{ResponseWriter: w, rec: r, isInit: rpc == "initialize"}
 		next.ServeHTTP(cw, req)

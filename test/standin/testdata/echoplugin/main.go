@@ -133,6 +133,10 @@ func (c *Config) Access(kong *pdk.PDK) {
 		return
 	case "panic":
 		panic("echoplugin: asked to panic")
+	case "log-warn":
+		_ = kong.Log.Warn("echoplugin: a warning from Access")
+	case "env": // what reached the plugin process's environment
+		_ = kong.Response.SetHeader("X-Echo-Env", os.Getenv("ECHO_TEST_ENV")+"|"+os.Getenv("ECHO_OUT"))
 	case "stream":
 		if err := kong.Nginx.SetCtx("buffered_proxying", false); err != nil {
 			fmt.Fprintf(os.Stderr, "set_ctx: %v\n", err)
@@ -254,6 +258,9 @@ func (c *Config) Log(kong *pdk.PDK) {
 	m, _ := kong.Request.GetHeader("X-Test-Mode")
 	if m == "log-mark" {
 		fmt.Fprintf(os.Stderr, "echoplugin: Log event\n")
+	}
+	if m == "log-warn" {
+		_ = kong.Log.Warn("echoplugin: a warning from Log")
 	}
 	dir := os.Getenv("ECHO_OUT")
 	if dir == "" {
