@@ -288,14 +288,24 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 // record (session.learn_wait_ms): only while records may be written after
 // their initialize's answer, in a Log phase (this process's, with
 // -log-phase, or another node's through Redis, whose plugin may run with
-// -log-phase or be an older version). A record learned in the Response
-// phase exists before the client can name its session.
+// -log-phase or be an older version), and in a new process's first
+// seconds, when a Kong reload's old process may still hand its memory
+// store's sessions over (plugin/takeover.go). A record learned in the
+// Response phase exists before the client can name its session.
 func (p *Plugin) learnWait() time.Duration {
-	if p.settings.redisStore || p.logState().events() {
+	if p.settings.redisStore || p.logState().events() || time.Since(processStart) < handoverWindow {
 		return p.settings.learnWait
 	}
 	return 0
 }
+
+// processStart is when this plugin process started; handoverWindow bounds
+// how long after it an old process's sessions may still arrive: the old
+// process sees the takeover within 50 ms and writes its sessions, which
+// this one merges within 50 ms more.
+var processStart = time.Now()
+
+const handoverWindow = 5 * time.Second
 
 // decoyID is a valid session id no one has: 32 random bytes, hex.
 func decoyID() string {

@@ -205,8 +205,15 @@ func TestLearnInResponse(t *testing.T) {
 	if p.hints.pending() {
 		t.Error("a session learned in Response left a hint for Log")
 	}
+	// No wait once a Kong reload's handover window is over.
+	defer func(t time.Time) { processStart = t }(processStart)
+	processStart = time.Now().Add(-handoverWindow)
 	if p.learnWait() != 0 {
 		t.Errorf("memory store without Log events: learn wait %v, want none", p.learnWait())
+	}
+	processStart = time.Now()
+	if p.learnWait() != p.settings.learnWait {
+		t.Errorf("memory store in a new process's handover window: learn wait %v, want %v", p.learnWait(), p.settings.learnWait)
 	}
 
 	// A 2026-07-28 answer never creates a session: no note, nothing read.

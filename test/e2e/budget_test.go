@@ -195,7 +195,7 @@ func TestAuthzPDKCost(t *testing.T) {
 	if strings.Contains(string(r.Body), `"progress"`) {
 		t.Errorf("tools/list shows progress: %s", r.Body)
 	}
-	check("access rules: pinned tools/list, entries hidden", r, 200, 8)
+	check("access rules: pinned tools/list, entries hidden", r, 200, 9)
 	oc := newPinRaw(otherKey, 10*time.Second)
 	oc.initialize(t, rules.URL())
 	oc.initialized(t, rules.URL())
@@ -203,7 +203,7 @@ func TestAuthzPDKCost(t *testing.T) {
 	if !strings.Contains(string(r.Body), `"progress"`) {
 		t.Errorf("other's tools/list lacks progress: %s", r.Body)
 	}
-	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 7)
+	check("access rules: pinned tools/list, nothing hidden for this consumer", r, 200, 8)
 
 	lc := newPinRaw(demoKey, 10*time.Second)
 	lc.initialize(t, logged.URL())
