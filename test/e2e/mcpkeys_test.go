@@ -21,8 +21,9 @@ import (
 )
 
 // headerRecorder is an upstream that records the MCP headers of each
-// request and answers it with an empty JSON-RPC result (202 to a
-// notification).
+// POST and answers it with an empty JSON-RPC result (202 to a
+// notification). The deck's active health probes (GETs) are answered and
+// not counted.
 type headerRecorder struct {
 	mu   sync.Mutex
 	last http.Header
@@ -30,6 +31,10 @@ type headerRecorder struct {
 }
 
 func (h *headerRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	h.mu.Lock()
 	h.last, h.n = r.Header.Clone(), h.n+1
