@@ -6,7 +6,7 @@ NODE_DIR := test/node
 # The MCP clients of the client matrix (test/e2e/clients_test.go), pinned.
 CLIENTS_DIR := test/clients
 
-.PHONY: build run test test-standin test-kong lint fuzz clean node-deps bench soak
+.PHONY: build run test test-standin test-kong lint fuzz clean node-deps client-deps bench soak
 
 build: $(PLUGIN)
 
@@ -30,9 +30,13 @@ run: build
 	$(GO) build -o $(BIN)/demo ./test/cmd/demo
 	exec $(BIN)/demo -gateway '$(GATEWAY)' -plugin $(PLUGIN) -deck kong/kong.yaml -listen '$(LISTEN)' -replicas '$(REPLICAS)' -metrics-addr '$(METRICS)'
 
-# Installs the node MCP peers (reference server and SDK client) and the client
-# matrix's MCP clients from their lock files.
-node-deps: $(NODE_DIR)/node_modules/.package-lock.json $(CLIENTS_DIR)/node_modules/.package-lock.json
+# Installs the node MCP peers from their lock file: the reference server and
+# the TypeScript SDK client (test/node/client.mjs), about 40 MB.
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+# Installs the client matrix's MCP clients from their lock file (mcp-remote,
+# MCP Inspector, Claude Code, Gemini CLI, ...: about 830 MB); the tests need them.
+client-deps: $(CLIENTS_DIR)/node_modules/.package-lock.json
 
 # npm ci again whenever a lock file changed since the last install.
 %/node_modules/.package-lock.json: %/package-lock.json
@@ -45,7 +49,7 @@ test: test-standin test-kong
 
 # Vet, then every test with the race detector: the unit tests, and the
 # end-to-end suite through the Kong stand-in (test/standin).
-test-standin: node-deps build
+test-standin: node-deps client-deps build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
@@ -56,7 +60,7 @@ test-standin: node-deps build
 # would check only the tests' own code, which test-standin already runs
 # under it. KONG_RUN=Regexp narrows it (go test -run).
 KONG_RUN ?= .
-test-kong: node-deps build
+test-kong: node-deps client-deps build
 	cd test/e2e && MCP_RELAY_GATEWAY=kong $(GO) test -count=1 -timeout 30m -run '$(KONG_RUN)'
 
 # The reliability tests' long profile, on demand: the soak

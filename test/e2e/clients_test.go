@@ -203,7 +203,7 @@ func clientsDir(t *testing.T) string {
 	t.Helper()
 	dir := repoFile("test/clients")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "mcp-remote")); err != nil {
-		t.Fatalf("\n*** the client matrix needs the pinned clients: %v\n***     make node-deps   (or: cd test/clients && npm ci)\n", err)
+		t.Fatalf("\n*** the client matrix needs the pinned clients: %v\n***     make client-deps   (or: cd test/clients && npm ci)\n", err)
 	}
 	return dir
 }

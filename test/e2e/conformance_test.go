@@ -27,7 +27,7 @@ func TestConformanceDNSRebinding(t *testing.T) {
 	suite := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js")
 	for _, f := range []string{node22, suite} {
 		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("\n*** %v\n***     make node-deps   (or: cd test/clients && npm ci)\n", err)
+			t.Fatalf("\n*** %v\n***     make client-deps   (or: cd test/clients && npm ci)\n", err)
 		}
 	}
 	replica := peers.StartLegacy(t, "conformance")
