@@ -4,20 +4,23 @@
 // Kong copies a Go plugin's stdout and stderr into its error log at info
 // (kong/runloop/plugin_servers/process.lua grab_logs), which Kong's default
 // log_level (notice) hides. So every record at LevelNotice or above is
-// written to stderr at once and also queued, rate-limited per kind; the
-// handler writes the queue through kong.log.err/warn/notice (PDK) in the
-// Log phase of a request, where it costs no round trip on the client's
-// path. The trade-off: a queued event reaches Kong's log with the next
-// request (it is on stderr at once), and not at all at notice while no
-// request comes; a node without traffic has nothing to route either.
+// queued, rate-limited per kind, and the handler writes the queue through
+// kong.log.err/warn/notice (PDK) with the next request, where the plugin
+// already is. One event is one line in Kong's log: a queued record is
+// echoed to stderr only when no request has taken it within EchoDelay (a
+// node without traffic, where stderr at info is all there is), when its
+// PDK write failed, or when the process stops; the records rate limiting
+// holds back, and those past the queue's bound, go to stderr at once.
 package logging
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,11 +42,41 @@ const Window = 10 * time.Second
 // maxPending bounds the queue: events past it are counted, not kept.
 const maxPending = 64
 
+// EchoDelay is how long a queued event may wait for a request to take it
+// to Kong's log before its line is written to stderr instead.
+const EchoDelay = 2 * time.Second
+
+var echoDelay = EchoDelay // tests shorten it
+
 // Event is one line for Kong's log.
 type Event struct {
 	Level slog.Level
 	Line  string // message and attributes, in the text handler's form
+	echo  *echo  // the stderr line, written unless Kong's log gets the event
 }
+
+// echo is a queued event's stderr line. taken is set when a request takes
+// the event for Kong's log; the line is written at most once.
+type echo struct {
+	w     io.Writer
+	text  []byte
+	taken atomic.Bool
+	once  sync.Once
+}
+
+func (e *echo) write() {
+	if e == nil {
+		return
+	}
+	e.once.Do(func() {
+		echoMu.Lock()
+		defer echoMu.Unlock()
+		_, _ = e.w.Write(e.text)
+	})
+}
+
+// echoMu keeps deferred lines whole when several are written at once.
+var echoMu sync.Mutex
 
 // benign are lines that go-pdk prints through the standard log package and
 // that say nothing wrong: after kong.response.exit Kong closes the event's
@@ -87,6 +120,11 @@ func Take() []Event {
 	}
 	q.mu.Lock()
 	ev := q.events
+	for _, e := range ev {
+		if e.echo != nil {
+			e.echo.taken.Store(true)
+		}
+	}
 	if q.dropped > 0 {
 		ev = append(ev, Event{Level: slog.LevelWarn,
 			Line: fmt.Sprintf("msg=%q dropped=%d", "mcp-relay: events dropped (queue full)", q.dropped)})
@@ -97,18 +135,34 @@ func Take() []Event {
 	return ev
 }
 
-// Requeue puts events back (their PDK write failed), up to the bound.
+// Requeue puts events back (their PDK write failed), up to the bound; their
+// lines go to stderr now, since Kong's log may not get them soon.
 func Requeue(ev []Event) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, e := range ev {
+		e.echo.write()
 		q.push(e)
 	}
 }
 
+// Flush writes to stderr the lines of the events still waiting for Kong's
+// log: the process is about to stop, and no request will take them.
+func Flush() {
+	q.mu.Lock()
+	ev := slices.Clone(q.events)
+	q.mu.Unlock()
+	for _, e := range ev {
+		e.echo.write()
+	}
+}
+
+// push queues an event; past the bound it is counted and its line goes to
+// stderr at once.
 func (q *queue) push(e Event) {
 	if len(q.events) >= maxPending {
 		q.dropped++
+		e.echo.write()
 	} else {
 		q.events = append(q.events, e)
 	}
@@ -116,8 +170,8 @@ func (q *queue) push(e Event) {
 }
 
 // offer queues a record's line unless its kind already reached Kong's log
-// within Window.
-func (q *queue) offer(level slog.Level, kind, line string) {
+// within Window; a line held back goes to stderr at once.
+func (q *queue) offer(level slog.Level, kind, line string, e *echo) {
 	now := time.Now()
 	if q.now != nil {
 		now = q.now()
@@ -134,23 +188,32 @@ func (q *queue) offer(level slog.Level, kind, line string) {
 	}
 	if !st.last.IsZero() && now.Sub(st.last) < Window {
 		st.suppressed++
+		e.write()
 		return
 	}
 	if st.suppressed > 0 {
 		line += fmt.Sprintf(" suppressed=%d", st.suppressed)
 	}
 	st.last, st.suppressed = now, 0
-	q.push(Event{Level: level, Line: line})
+	q.push(Event{Level: level, Line: line, echo: e})
+	time.AfterFunc(echoDelay, func() {
+		if !e.taken.Load() {
+			e.write()
+		}
+	})
 }
 
-// handler writes text lines to w and queues those at LevelNotice and above.
+// handler writes text lines to w, and queues those at LevelNotice and
+// above, whose stderr lines wait (see echo).
 type handler struct {
-	attrs []slog.Attr  // for the queued line (groups are not used)
+	w     io.Writer
+	opts  *slog.HandlerOptions
+	attrs []slog.Attr  // for the queued line and the deferred one (groups are not used)
 	text  slog.Handler // writes to w
 }
 
 func newHandler(w io.Writer, opts *slog.HandlerOptions) *handler {
-	return &handler{text: slog.NewTextHandler(w, opts)}
+	return &handler{w: w, opts: opts, text: slog.NewTextHandler(w, opts)}
 }
 
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.text.Enabled(ctx, l) }
@@ -176,11 +239,12 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 			}
 		}
 	}
-	if err := h.text.Handle(ctx, r); err != nil {
-		return err
-	}
 	if r.Level < LevelNotice {
-		return nil
+		return h.text.Handle(ctx, r)
+	}
+	var stderrLine bytes.Buffer
+	if err := slog.NewTextHandler(&stderrLine, h.opts).WithAttrs(h.attrs).Handle(ctx, r); err != nil {
+		return err
 	}
 	kind := r.Message
 	var sb strings.Builder
@@ -199,6 +263,6 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 		return true
 	})
 	_ = line.Handler().Handle(ctx, r)
-	q.offer(r.Level, kind, strings.TrimSuffix(sb.String(), "\n"))
+	q.offer(r.Level, kind, strings.TrimSuffix(sb.String(), "\n"), &echo{w: h.w, text: stderrLine.Bytes()})
 	return nil
 }

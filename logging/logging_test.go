@@ -5,6 +5,7 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,8 +44,8 @@ func TestEventsRateLimitedPerKind(t *testing.T) {
 	if want := `msg="session store failed" plugin=mcp-relay err="dial tcp: connection refused"`; ev[0].Line != want {
 		t.Errorf("line %q, want %q", ev[0].Line, want)
 	}
-	if n := strings.Count(out.String(), "session store failed"); n != 5 {
-		t.Errorf("stderr has %d store lines, want all 5:\n%s", n, out.String())
+	if n := strings.Count(out.String(), "session store failed"); n != 4 {
+		t.Errorf("stderr has %d store lines, want the 4 held back (the first is Kong's):\n%s", n, out.String())
 	}
 	if Pending() {
 		t.Error("Pending after Take")
@@ -107,4 +108,66 @@ func TestStandardLogRoutedWithoutBenignLine(t *testing.T) {
 	if Pending() {
 		t.Error("an info line was queued for Kong's log")
 	}
+}
+
+// A queued event's line reaches stderr only when no request took it to
+// Kong's log in time, when its PDK write failed, or at Flush; never twice.
+func TestQueuedEventEchoedToStderrOnlyWhenNotTaken(t *testing.T) {
+	withClock(t)
+	echoDelay = 50 * time.Millisecond
+	t.Cleanup(func() { echoDelay = EchoDelay })
+	var out syncBuffer
+	l := slog.New(newHandler(&out, nil))
+	count := func(msg string) int { return strings.Count(out.String(), msg) }
+
+	l.Warn("taken in time")
+	Take()
+	l.Warn("left waiting")
+	time.Sleep(4 * echoDelay)
+	if n := count("taken in time"); n != 0 {
+		t.Errorf("an event Kong's log took is on stderr too (%d)", n)
+	}
+	if n := count("left waiting"); n != 1 {
+		t.Errorf("an event no request took: %d stderr lines, want 1", n)
+	}
+	if ev := Take(); len(ev) != 1 || !strings.Contains(ev[0].Line, "left waiting") {
+		t.Fatalf("the waiting event must still reach Kong's log with the next request: %+v", ev)
+	}
+
+	l.Error("write failed")
+	ev := Take()
+	Requeue(ev)
+	if n := count("write failed"); n != 1 {
+		t.Errorf("a requeued event: %d stderr lines, want 1 at once", n)
+	}
+	Take()
+	time.Sleep(4 * echoDelay)
+	if n := count("write failed"); n != 1 {
+		t.Errorf("a requeued event: %d stderr lines after the delay, want 1", n)
+	}
+
+	l.Error("stopping with this one queued")
+	Flush()
+	Flush()
+	if n := count("stopping with this one queued"); n != 1 {
+		t.Errorf("Flush: %d stderr lines, want 1", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the echo timers' writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

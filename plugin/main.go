@@ -84,6 +84,7 @@ func main() {
 	}
 	if err := server.StartServer(handler.New, Version, Priority); err != nil {
 		logging.Logger.Error("mcp-relay plugin server failed", "plugin", "mcp-relay", "err", err)
+		logging.Flush()
 		os.Exit(1)
 	}
 }

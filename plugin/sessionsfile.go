@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcp-relay/mcp-relay/handler"
+	"github.com/mcp-relay/mcp-relay/logging"
 	"github.com/mcp-relay/mcp-relay/session"
 )
 
@@ -79,7 +80,9 @@ func startSessionsFile(log *slog.Logger) error {
 	go func() {
 		sig := <-stop
 		log.Info("stopping: writing the session snapshot", "signal", sig.String())
-		if err := snap.Shutdown(handler.PendingHints()); err != nil {
+		err := snap.Shutdown(handler.PendingHints())
+		logging.Flush() // events no request will take to Kong's log
+		if err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)
