@@ -6,7 +6,7 @@ package schema
 // Config is one plugin instance's configuration (one per route or service).
 // Kong sends it as JSON when it starts the instance; Parse decodes it.
 // Defaults, allowed values and documentation of every field are in the field
-// table (fields.go), which also produces the Kong schema and README's
+// table (fields.go), which also produces the Kong schema and docs/configuration.md's
 // configuration reference.
 type Config struct {
 	Auth     Auth     `json:"auth"`

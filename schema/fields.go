@@ -25,7 +25,7 @@ const (
 
 // field describes one configuration setting. The table below is the single
 // source of truth for defaults (Defaults), decoding (Parse), validation
-// (Validate), the schema Kong enforces (KongSchema) and the README reference
+// (Validate), the schema Kong enforces (KongSchema) and the reference in docs/configuration.md
 // (MarkdownReference).
 type field struct {
 	name string // JSON name, the same in Kong and in the Go types

@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// update rewrites the golden files and README.md's configuration reference:
+// update rewrites the golden files and docs/configuration.md's configuration reference:
 //
 //	go test ./schema -update
-var update = flag.Bool("update", false, "rewrite testdata/*.golden and the config section of ../README.md")
+var update = flag.Bool("update", false, "rewrite testdata/*.golden and the reference in ../docs/configuration.md")
 
 // walk calls fn for every descriptor under f (f included) with its path.
 func walk(path string, f *field, fn func(path string, f *field)) {

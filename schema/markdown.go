@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// MarkdownReference renders the configuration reference of README.md: one
+// MarkdownReference renders the configuration reference of docs/configuration.md: one
 // table per record (field path, type, default, allowed values, meaning),
 // from the same field table as the defaults, validation and Kong schema.
-// README.md holds it between the lines `<!-- config:begin -->` and
+// docs/configuration.md holds it between the lines `<!-- config:begin -->` and
 // `<!-- config:end -->`; `go test ./schema -update` rewrites it there.
 func MarkdownReference() string {
 	var b strings.Builder

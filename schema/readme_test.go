@@ -8,22 +8,22 @@ import (
 )
 
 const (
-	readmePath  = "../README.md"
+	readmePath  = "../docs/configuration.md"
 	readmeBegin = "<!-- config:begin -->\n"
 	readmeEnd   = "<!-- config:end -->\n"
 )
 
-// TestReadmeReference keeps README.md's configuration reference equal to
-// MarkdownReference(). With -update it rewrites the lines between the
-// markers; it never creates README.md or the markers.
+// TestReadmeReference keeps docs/configuration.md's configuration reference
+// equal to MarkdownReference(). With -update it rewrites the lines between
+// the markers; it never creates the file or the markers.
 func TestReadmeReference(t *testing.T) {
 	readme, err := os.ReadFile(readmePath)
 	if err != nil {
-		t.Fatalf("%v\nREADME.md must hold the configuration reference: add the two lines\n%s%sto it, then run go test ./schema -update", err, readmeBegin, readmeEnd)
+		t.Fatalf("%v\ndocs/configuration.md must hold the configuration reference: add the two lines\n%s%sto it, then run go test ./schema -update", err, readmeBegin, readmeEnd)
 	}
 	before, section, after, err := splitReadme(readme)
 	if err != nil {
-		t.Fatalf("README.md: %v\nAdd the two lines\n%s%swhere the configuration reference belongs (each on a line of its own, in this order), then run go test ./schema -update", err, readmeBegin, readmeEnd)
+		t.Fatalf("docs/configuration.md: %v\nAdd the two lines\n%s%swhere the configuration reference belongs (each on a line of its own, in this order), then run go test ./schema -update", err, readmeBegin, readmeEnd)
 	}
 	want := MarkdownReference()
 	if string(section) == want {
@@ -37,7 +37,7 @@ func TestReadmeReference(t *testing.T) {
 		}
 		return
 	}
-	t.Errorf("README.md's configuration reference is out of date: run go test ./schema -update\n--- README.md\n%s\n--- MarkdownReference()\n%s", section, want)
+	t.Errorf("docs/configuration.md's configuration reference is out of date: run go test ./schema -update\n--- docs/configuration.md\n%s\n--- MarkdownReference()\n%s", section, want)
 }
 
 // splitReadme cuts readme around the markers: before ends with the line
