@@ -8,7 +8,7 @@ package e2e
 // (clients_lost_test.go). It asserts that no client hangs (each run is
 // killed after clientBound and fails), that auth failures read as
 // authentication errors, that right keys work, and that lost sessions are
-// recovered. What each client showed is README's client table: `go test
+// recovered. What each client showed is docs/clients.md's table: `go test
 // ./test/e2e -run '^TestClientMatrix$' -update-clients` regenerates it;
 // otherwise the committed table must match the run, timings aside.
 
@@ -37,7 +37,7 @@ import (
 	"github.com/mcp-relay/mcp-relay/test/peers/mcptest"
 )
 
-var updateClients = flag.Bool("update-clients", false, "rewrite README's client table from this run (TestClientMatrix)")
+var updateClients = flag.Bool("update-clients", false, "rewrite docs/clients.md's client table from this run (TestClientMatrix)")
 
 // clientBound is how long one client run may take before it counts as hung.
 // Gemini CLI alone spends 4-25 s starting up on a loaded 2-core machine: it
@@ -557,7 +557,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// --- README's client table ---
+// --- docs/clients.md's client table ---
 
 const (
 	clientsBegin = "<!-- clients:begin -->"
@@ -596,19 +596,19 @@ func clientTable(clients []matrixClient, results [][]clientRun) string {
 	return b.String()
 }
 
-// checkClientTable compares README's table with this run, timings aside,
+// checkClientTable compares docs/clients.md's table with this run, timings aside,
 // or rewrites it with -update-clients.
 func checkClientTable(t *testing.T, clients []matrixClient, results [][]clientRun) {
 	t.Helper()
 	for _, row := range results {
 		for _, r := range row {
 			if !r.ran {
-				t.Log("part of the matrix was filtered out: README's table is not compared")
+				t.Log("part of the matrix was filtered out: docs/clients.md's table is not compared")
 				return
 			}
 		}
 	}
-	readme := repoFile("README.md")
+	readme := repoFile("docs/clients.md")
 	raw, err := os.ReadFile(readme)
 	if err != nil {
 		t.Fatal(err)
@@ -616,7 +616,7 @@ func checkClientTable(t *testing.T, clients []matrixClient, results [][]clientRu
 	doc := string(raw)
 	begin, end := strings.Index(doc, clientsBegin), strings.Index(doc, clientsEnd)
 	if begin < 0 || end < begin {
-		t.Fatalf("README.md has no %s ... %s section", clientsBegin, clientsEnd)
+		t.Fatalf("docs/clients.md has no %s ... %s section", clientsBegin, clientsEnd)
 	}
 	table := clientTable(clients, results)
 	committed := doc[begin : end+len(clientsEnd)]
@@ -627,7 +627,7 @@ func checkClientTable(t *testing.T, clients []matrixClient, results [][]clientRu
 		return
 	}
 	if seconds.ReplaceAllString(committed, "") != seconds.ReplaceAllString(table, "") {
-		t.Errorf("README's client table differs from this run (rerun with -update-clients if the change is intended):\n%s", table)
+		t.Errorf("docs/clients.md's client table differs from this run (rerun with -update-clients if the change is intended):\n%s", table)
 	}
 }
 
