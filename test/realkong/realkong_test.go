@@ -2,6 +2,7 @@ package realkong_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -189,16 +190,28 @@ func TestHeaderLineTooLong(t *testing.T) {
 	}
 }
 
+// streamedHeadCases: when a streamed answer's head reaches the client.
+var streamedHeadCases = []struct {
+	name                     string
+	accelNo, routeUnbuffered bool
+	atOnce                   bool
+}{
+	{"proxy_buffering on", false, false, false},
+	{"X-Accel-Buffering: no", true, false, true},
+	{"route response_buffering: false", false, true, true},
+}
+
 // TestStreamedHeadWaitsForBody pins a fact of Kong 3.9.1 the stand-in
 // follows: Kong's location / has proxy_buffering on, so a streamed
 // answer's status line and headers reach the client with its first body
-// bytes; an upstream's X-Accel-Buffering: no sends them at once.
+// bytes; an upstream's X-Accel-Buffering: no sends them at once, and so
+// does a route with response_buffering: false (Kong's unbuffered location).
 func TestStreamedHeadWaitsForBody(t *testing.T) {
 	requireRealKong(t)
-	for _, unbuffered := range []bool{false, true} {
+	for _, c := range streamedHeadCases {
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
-			if unbuffered {
+			if c.accelNo {
 				w.Header().Set("X-Accel-Buffering", "no")
 			}
 			w.WriteHeader(200)
@@ -206,7 +219,11 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			_, _ = io.WriteString(w, "data: 1\n\n")
 		}))
-		node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(strings.TrimPrefix(up.URL, "http://"))})
+		d := deck(strings.TrimPrefix(up.URL, "http://"))
+		if c.routeUnbuffered {
+			d = bytes.Replace(d, []byte("paths: [/t]\n"), []byte("paths: [/t]\n        response_buffering: false\n"), 1)
+		}
+		node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: d})
 		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
 		req.Header.Set("X-Test-Mode", "stream") // the plugin clears buffered_proxying
 		start := time.Now()
@@ -218,13 +235,13 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 		_, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		up.Close()
-		if unbuffered && head > 300*time.Millisecond {
-			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		if c.atOnce && head > 300*time.Millisecond {
+			t.Errorf("%s: the head came after %v, want at once", c.name, head)
 		}
-		if !unbuffered && head < 400*time.Millisecond {
-			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		if !c.atOnce && head < 400*time.Millisecond {
+			t.Errorf("%s: the head came after %v, want with the first event (500 ms)", c.name, head)
 		}
-		t.Logf("X-Accel-Buffering: no %v: head after %v", unbuffered, head.Round(time.Millisecond))
+		t.Logf("%s: head after %v", c.name, head.Round(time.Millisecond))
 	}
 	// An upstream that dies after its head: the head reaches the client
 	// then, and the connection is cut.

@@ -749,8 +749,10 @@ func (n *Node) streamProxy(r *reqCtx) bool {
 	// head with the first body bytes it reads, or as the request ends (an
 	// upstream closing early), not before (no flush after the header,
 	// ngx_http_upstream_send_response). An upstream's X-Accel-Buffering: no
-	// makes the response unbuffered: the head goes at once.
-	if strings.EqualFold(resp.resp.Header.Get("X-Accel-Buffering"), "no") {
+	// makes the response unbuffered: the head goes at once; so does a route
+	// with response_buffering: false (Kong's @unbuffered_response location,
+	// proxy_buffering off).
+	if strings.EqualFold(resp.resp.Header.Get("X-Accel-Buffering"), "no") || !r.route.ResponseBuffering {
 		_ = rc.Flush()
 	}
 	buf := make([]byte, 32*1024)

@@ -530,12 +530,21 @@ func TestHeaderLineTooLong(t *testing.T) {
 // same on real Kong): with proxy_buffering on (Kong's location /), a
 // streamed answer's status line and headers reach the client with its
 // first body bytes, not when the upstream sends them; an upstream's
-// X-Accel-Buffering: no sends them at once.
+// X-Accel-Buffering: no sends them at once, and so does a route with
+// response_buffering: false.
 func TestStreamedHeadWaitsForBody(t *testing.T) {
-	for _, unbuffered := range []bool{false, true} {
+	for _, c := range []struct {
+		name                     string
+		accelNo, routeUnbuffered bool
+		atOnce                   bool
+	}{
+		{"proxy_buffering on", false, false, false},
+		{"X-Accel-Buffering: no", true, false, true},
+		{"route response_buffering: false", false, true, true},
+	} {
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
-			if unbuffered {
+			if c.accelNo {
 				w.Header().Set("X-Accel-Buffering", "no")
 			}
 			w.WriteHeader(200)
@@ -543,7 +552,7 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			_, _ = io.WriteString(w, "data: 1\n\n")
 		}))
-		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", up.URL)
+		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        response_buffering: %v\n        plugins:\n          - name: echo-plugin\n", up.URL, !c.routeUnbuffered)
 		node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
 		req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
 		req.Header.Set("X-Test-Mode", "stream")
@@ -556,11 +565,11 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 		_, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		up.Close()
-		if unbuffered && head > 300*time.Millisecond {
-			t.Errorf("X-Accel-Buffering: no: the head came after %v, want at once", head)
+		if c.atOnce && head > 300*time.Millisecond {
+			t.Errorf("%s: the head came after %v, want at once", c.name, head)
 		}
-		if !unbuffered && head < 400*time.Millisecond {
-			t.Errorf("proxy_buffering on: the head came after %v, want with the first event (500 ms)", head)
+		if !c.atOnce && head < 400*time.Millisecond {
+			t.Errorf("%s: the head came after %v, want with the first event (500 ms)", c.name, head)
 		}
 	}
 	// An upstream that dies after its head: the head reaches the client
