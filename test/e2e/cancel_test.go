@@ -24,6 +24,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,6 +262,9 @@ func TestMCPGoSessionsUnderLoad(t *testing.T) {
 	for _, f := range failures {
 		t.Error(f)
 	}
+	if len(failures) > 0 {
+		t.Logf("mcp-go's other errors (the first 20): %q", logs.otherErrors())
+	}
 	for _, s := range tr.seen {
 		t.Errorf("failed by another request's cancel: %s", s)
 	}
@@ -281,10 +285,20 @@ func TestMCPGoSessionsUnderLoad(t *testing.T) {
 }
 
 // answerLog takes mcp-go's transport logs (500 clients would flood the
-// output; the test reports failures itself) and counts the answers mcp-go
-// gave up on because their context was cancelled.
+// output; the test reports failures itself), counts the answers mcp-go
+// gave up on because their context was cancelled, and keeps the first of
+// its other errors to explain a failed session.
 type answerLog struct {
 	cancelled atomic.Int64
+	mu        sync.Mutex
+	others    []string
+}
+
+// otherErrors are mcp-go's logged errors other than cancelled answers.
+func (l *answerLog) otherErrors() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.others)
 }
 
 func (l *answerLog) Enabled(_ context.Context, level slog.Level) bool {
@@ -296,7 +310,13 @@ func (l *answerLog) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if r.Message == "failed to send response to server" && strings.Contains(a.Value.String(), context.Canceled.Error()) {
 			l.cancelled.Add(1)
+			return true
 		}
+		l.mu.Lock()
+		if len(l.others) < 20 {
+			l.others = append(l.others, r.Message+": "+a.String())
+		}
+		l.mu.Unlock()
 		return true
 	})
 	return nil

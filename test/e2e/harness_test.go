@@ -306,7 +306,12 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 			r.Out.Host = r.In.Host
 		},
 		FlushInterval: -1,
-		ErrorLog:      quietProxyLog,
+		// A connection per request: with a pool, a client's cancel that
+		// lands as its answer completes can close a connection Go's
+		// transport has already handed to another request, which then
+		// fails as the balancer's 502 (net/http, see cancel_test.go).
+		Transport: &http.Transport{DisableKeepAlives: true},
+		ErrorLog:  quietProxyLog,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, frontBalancerError+": "+err.Error(), http.StatusBadGateway)
 		},
