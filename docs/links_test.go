@@ -231,3 +231,17 @@ func TestLinksReader(t *testing.T) {
 		t.Errorf("links = %v, want %s", got, want)
 	}
 }
+
+// readmeMaxLines keeps the README an operator's ten-minute read: chapters
+// that grow go to this directory, contributor material to CONTRIBUTING.md.
+const readmeMaxLines = 450
+
+func TestReadmeStaysShort(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n > readmeMaxLines {
+		t.Errorf("README.md has %d lines, more than %d: move a chapter to docs/ (and link it)", n, readmeMaxLines)
+	}
+}

@@ -122,9 +122,9 @@ func kongReport(b *strings.Builder, c config, n *kongNode, k *kongRuns, probes [
 		"Replicas: the project's legacy MCP replica (test/peers/legacy; a second one takes the sessions `initialize` creates) "+
 		"and an mcp-go 2026-07-28 server, in the bench process.\n\n",
 		kongBuild(n.build), c.deck, c.kongConns, c.kongDuration, mode)
-	fmt.Fprintf(b, "| run | |\n|---|---|\n| Kong | %s |\n| load average (1, 5, 15 min) before / after | %s / %s |\n"+
+	fmt.Fprintf(b, "| run | |\n|---|---|\n| Kong | %s |\n| ended | %s |\n| load average (1, 5, 15 min) before / after | %s / %s |\n"+
 		"| 1-min load average at the start of the runs | %s |\n| wrk | `wrk -t1 -c%d -d%v` |\n| took | %v |\n\n",
-		kongBuild(n.build), load0, load1, loadRange, c.kongConns, c.kongDuration, took.Round(time.Second))
+		kongBuild(n.build), time.Now().UTC().Format(time.RFC3339), load0, load1, loadRange, c.kongConns, c.kongDuration, took.Round(time.Second))
 	fmt.Fprintf(b, "Two measures of what a plugin adds to a request, both against the same request on the route without "+
 		"a plugin, per round, then the median over the rounds:\n\n"+
 		"- _Kong CPU added_: the CPU time the nginx worker and the plugin processes spent per request (/proc/PID/task/*/schedstat "+
