@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/kongfacts"
 	"github.com/mcp-relay/mcp-relay/test/realkong"
 )
 
@@ -190,59 +191,19 @@ func TestHeaderLineTooLong(t *testing.T) {
 	}
 }
 
-// streamedHeadCases: when a streamed answer's head reaches the client.
-var streamedHeadCases = []struct {
-	name                     string
-	accelNo, routeUnbuffered bool
-	atOnce                   bool
-}{
-	{"proxy_buffering on", false, false, false},
-	{"X-Accel-Buffering: no", true, false, true},
-	{"route response_buffering: false", false, true, true},
-}
-
 // TestStreamedHeadWaitsForBody pins a fact of Kong 3.9.1 the stand-in
-// follows: Kong's location / has proxy_buffering on, so a streamed
-// answer's status line and headers reach the client with its first body
-// bytes; an upstream's X-Accel-Buffering: no sends them at once, and so
-// does a route with response_buffering: false (Kong's unbuffered location).
+// follows (kongfacts.StreamedHeadCases): a streamed answer's head waits
+// for its first body bytes unless the upstream or the route turns nginx's
+// buffering off.
 func TestStreamedHeadWaitsForBody(t *testing.T) {
 	requireRealKong(t)
-	for _, c := range streamedHeadCases {
-		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/event-stream")
-			if c.accelNo {
-				w.Header().Set("X-Accel-Buffering", "no")
-			}
-			w.WriteHeader(200)
-			w.(http.Flusher).Flush()
-			time.Sleep(500 * time.Millisecond)
-			_, _ = io.WriteString(w, "data: 1\n\n")
-		}))
-		d := deck(strings.TrimPrefix(up.URL, "http://"))
-		if c.routeUnbuffered {
+	kongfacts.CheckStreamedHead(t, func(t *testing.T, upstream string, unbuffered bool) string {
+		d := deck(strings.TrimPrefix(upstream, "http://"))
+		if unbuffered {
 			d = bytes.Replace(d, []byte("paths: [/t]\n"), []byte("paths: [/t]\n        response_buffering: false\n"), 1)
 		}
-		node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: d})
-		req, _ := http.NewRequest("GET", node.URL()+"/t", nil)
-		req.Header.Set("X-Test-Mode", "stream") // the plugin clears buffered_proxying
-		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		head := time.Since(start)
-		_, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		up.Close()
-		if c.atOnce && head > 300*time.Millisecond {
-			t.Errorf("%s: the head came after %v, want at once", c.name, head)
-		}
-		if !c.atOnce && head < 400*time.Millisecond {
-			t.Errorf("%s: the head came after %v, want with the first event (500 ms)", c.name, head)
-		}
-		t.Logf("%s: head after %v", c.name, head.Round(time.Millisecond))
-	}
+		return realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: d}).URL() + "/t"
+	})
 	// An upstream that dies after its head: the head reaches the client
 	// then, and the connection is cut.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-relay/mcp-relay/test/kongfacts"
 	"github.com/mcp-relay/mcp-relay/test/standin"
 )
 
@@ -527,51 +528,14 @@ func TestHeaderLineTooLong(t *testing.T) {
 }
 
 // TestStreamedHeadWaitsForBody follows Kong 3.9.1 (test/realkong pins the
-// same on real Kong): with proxy_buffering on (Kong's location /), a
-// streamed answer's status line and headers reach the client with its
-// first body bytes, not when the upstream sends them; an upstream's
-// X-Accel-Buffering: no sends them at once, and so does a route with
-// response_buffering: false.
+// same on real Kong, kongfacts.StreamedHeadCases): a streamed answer's
+// head waits for its first body bytes unless the upstream or the route
+// turns nginx's buffering off.
 func TestStreamedHeadWaitsForBody(t *testing.T) {
-	for _, c := range []struct {
-		name                     string
-		accelNo, routeUnbuffered bool
-		atOnce                   bool
-	}{
-		{"proxy_buffering on", false, false, false},
-		{"X-Accel-Buffering: no", true, false, true},
-		{"route response_buffering: false", false, true, true},
-	} {
-		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/event-stream")
-			if c.accelNo {
-				w.Header().Set("X-Accel-Buffering", "no")
-			}
-			w.WriteHeader(200)
-			w.(http.Flusher).Flush()
-			time.Sleep(500 * time.Millisecond)
-			_, _ = io.WriteString(w, "data: 1\n\n")
-		}))
-		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        response_buffering: %v\n        plugins:\n          - name: echo-plugin\n", up.URL, !c.routeUnbuffered)
-		node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
-		req, _ := http.NewRequest("GET", node.URL()+"/s", nil)
-		req.Header.Set("X-Test-Mode", "stream")
-		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		head := time.Since(start)
-		_, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		up.Close()
-		if c.atOnce && head > 300*time.Millisecond {
-			t.Errorf("%s: the head came after %v, want at once", c.name, head)
-		}
-		if !c.atOnce && head < 400*time.Millisecond {
-			t.Errorf("%s: the head came after %v, want with the first event (500 ms)", c.name, head)
-		}
-	}
+	kongfacts.CheckStreamedHead(t, func(t *testing.T, upstream string, unbuffered bool) string {
+		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        response_buffering: %v\n        plugins:\n          - name: echo-plugin\n", upstream, !unbuffered)
+		return standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)}).URL() + "/s"
+	})
 	// An upstream that dies after its head: the head reaches the client
 	// then, and the connection is cut.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
