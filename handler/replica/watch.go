@@ -61,6 +61,10 @@ type replica struct {
 	downAt atomic.Int64
 	pins   atomic.Int64 // pinned requests, halved every interval: recent load
 	failed atomic.Int64 // consecutive failures other than a refusal
+	// newsRead is closed once the other nodes' news of the replica (when it
+	// was last found gone) is in downAt: a request pinned before that could
+	// reach a process that restarted since its session was created.
+	newsRead chan struct{}
 }
 
 const (
@@ -162,21 +166,30 @@ func (w *Watch) Track(target string, now time.Time) {
 func (w *Watch) use(target string, now time.Time, wait bool) (r *replica, added bool) {
 	v, ok := w.replicas.Load(target)
 	if !ok {
-		fresh := &replica{}
+		fresh := &replica{newsRead: make(chan struct{})}
 		fresh.lastUsed.Store(now.UnixNano())
 		if v, ok = w.replicas.LoadOrStore(target, fresh); !ok {
 			go w.run(target, fresh)
-			if w.lastGone != nil {
-				if wait {
+			readNews := func() {
+				if w.lastGone != nil {
 					fresh.gone(w.lastGone(target))
-				} else {
-					go func() { fresh.gone(w.lastGone(target)) }()
 				}
+				close(fresh.newsRead)
+			}
+			if wait {
+				readNews()
+			} else {
+				go readNews()
 			}
 			return fresh, true
 		}
 	}
 	r = v.(*replica)
+	if wait {
+		// Another request, or Track, started watching it: its news may
+		// still be on the way (the store call is bounded by its timeout).
+		<-r.newsRead
+	}
 	if now.UnixNano() > r.lastUsed.Load() {
 		r.lastUsed.Store(now.UnixNano())
 	}
@@ -385,7 +398,8 @@ func isTimeout(err error) bool {
 // serves the tests of callers that need a replica in such a state without
 // waiting for the watch; nothing dials it.
 func (w *Watch) SetProbed(target string, down bool, refusedAt time.Time) {
-	r := &replica{}
+	r := &replica{newsRead: make(chan struct{})}
+	close(r.newsRead)
 	r.down.Store(down)
 	if !refusedAt.IsZero() {
 		r.downAt.Store(refusedAt.UnixNano())

@@ -241,3 +241,52 @@ func TestWatchAsksLastGone(t *testing.T) {
 		t.Errorf("LastGone asked %d times, want once per replica", n)
 	}
 }
+
+// TestPinnedWaitsForNewsAnotherCallerAsked: when Track (a session learned
+// through another node) or another request started watching a replica, a
+// request pinned meanwhile still waits for the other nodes' news before it
+// is told the replica's state: a process started after a replica restarted
+// in place (a Kong reload) must not pin an older session to the new process.
+func TestPinnedWaitsForNewsAnotherCallerAsked(t *testing.T) {
+	elsewhere := time.Now().Add(-time.Second)
+	release := make(chan struct{})
+	w := NewWatch(WatchOptions{Interval: time.Hour, LastGone: func(string) time.Time {
+		<-release // a slow store
+		return elsewhere
+	}})
+	defer w.Close()
+	for _, first := range []struct {
+		name  string
+		start func(target string)
+	}{
+		{"Track", func(target string) { w.Track(target, time.Now()) }},
+		{"another request", func(target string) { go w.Pinned("svc", target, time.Now()) }},
+	} {
+		t.Run(first.name, func(t *testing.T) {
+			target := "10.0.0.9:" + map[string]string{"Track": "80", "another request": "81"}[first.name]
+			first.start(target)
+			for _, ok := w.replicas.Load(target); !ok; _, ok = w.replicas.Load(target) {
+				time.Sleep(time.Millisecond) // until the first caller stored it
+			}
+			got := make(chan int64, 1)
+			go func() {
+				_, at := w.Pinned("svc", target, time.Now())
+				got <- at
+			}()
+			select {
+			case at := <-got:
+				t.Fatalf("pinned before the news arrived (downAt %v)", time.Unix(0, at))
+			case <-time.After(50 * time.Millisecond):
+			}
+			release <- struct{}{}
+			select {
+			case at := <-got:
+				if at != elsewhere.UnixNano() {
+					t.Errorf("downAt %v, want what another node found, %v", time.Unix(0, at), elsewhere)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the pinned request never went on after the news")
+			}
+		})
+	}
+}

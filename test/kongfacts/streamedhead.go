@@ -1,9 +1,12 @@
 package kongfacts
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,5 +67,50 @@ func CheckStreamedHead(t *testing.T, route func(t *testing.T, upstream string, u
 			t.Errorf("%s: the head came after %v, want with the first event (500 ms)", c.Name, head)
 		}
 		t.Logf("%s: head after %v", c.Name, head.Round(time.Millisecond))
+	}
+}
+
+// CheckHeadThenUpstreamGone: an upstream that sends a stream's head and
+// closes its connection 300 ms later. Kong sends the 200 head then, and
+// cuts the client's connection, the body unfinished. route starts a gateway
+// whose route proxies to upstream (host:port) and runs echoplugin, and
+// returns the gateway's address and the route's path.
+func CheckHeadThenUpstreamGone(t *testing.T, route func(t *testing.T, upstream string) (addr, path string)) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				time.Sleep(300 * time.Millisecond)
+				_ = c.Close()
+			}()
+		}
+	}()
+	addr, path := route(t, ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: kong\r\nX-Test-Mode: stream\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") || err != nil {
+		t.Errorf("upstream gone after its head: %q %v, want the 200 head, then the connection closed", got, err)
 	}
 }

@@ -1,11 +1,9 @@
 package realkong_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -204,44 +202,9 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 		}
 		return realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: d}).URL() + "/t"
 	})
-	// An upstream that dies after its head: the head reaches the client
-	// then, and the connection is cut.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				br := bufio.NewReader(c)
-				for {
-					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
-						break
-					}
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-				time.Sleep(300 * time.Millisecond)
-				_ = c.Close()
-			}()
-		}
-	}()
-	node := realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(ln.Addr().String())})
-	c, err := net.Dial("tcp", node.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: kong\r\nX-Test-Mode: stream\r\n\r\n")
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := io.ReadAll(c)
-	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") || err != nil {
-		t.Errorf("upstream gone after its head: %q %v, want the 200 head, then the connection closed", got, err)
-	}
+	kongfacts.CheckHeadThenUpstreamGone(t, func(t *testing.T, upstream string) (string, string) {
+		return realkong.StartT(t, realkong.Options{Plugin: echoPlugin(t), DeckYAML: deck(upstream)}).Addr(), "/t"
+	})
 }
 
 // TestPluginEnvironment pins a fact of Kong 3.9.1 the stand-in follows:

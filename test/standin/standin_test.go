@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -536,45 +535,10 @@ func TestStreamedHeadWaitsForBody(t *testing.T) {
 		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: %s\n    routes:\n      - name: r\n        paths: [/s]\n        response_buffering: %v\n        plugins:\n          - name: echo-plugin\n", upstream, !unbuffered)
 		return standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)}).URL() + "/s"
 	})
-	// An upstream that dies after its head: the head reaches the client
-	// then, and the connection is cut.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				br := bufio.NewReader(c)
-				for {
-					if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
-						break
-					}
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-				time.Sleep(300 * time.Millisecond)
-				_ = c.Close()
-			}()
-		}
-	}()
-	deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://%s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", ln.Addr())
-	node := standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)})
-	c, err := net.Dial("tcp", node.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, _ = io.WriteString(c, "GET /s HTTP/1.1\r\nHost: kong\r\nX-Test-Mode: stream\r\n\r\n")
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := io.ReadAll(c)
-	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") || err != nil {
-		t.Errorf("upstream gone after its head: %q %v, want the 200 head, then the connection closed", got, err)
-	}
+	kongfacts.CheckHeadThenUpstreamGone(t, func(t *testing.T, upstream string) (string, string) {
+		deck := fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://%s\n    routes:\n      - name: r\n        paths: [/s]\n        plugins:\n          - name: echo-plugin\n", upstream)
+		return standin.StartT(t, standin.Options{Plugin: pluginBinary(t, "echo-plugin"), DeckYAML: []byte(deck)}).Addr(), "/s"
+	})
 }
 
 // TestPluginEnvironment follows Kong 3.9.1 (test/realkong pins the same on
