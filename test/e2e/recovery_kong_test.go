@@ -168,15 +168,29 @@ func (g *userRig) byName(name string) *peers.Replica {
 // kill kills r as a crash would, keeping what it had counted.
 func (g *userRig) kill(r *peers.Replica) {
 	g.t.Helper()
-	g.goneMis += misroutes(g.t, r)
+	g.keepMisroutes(r)
 	r.Kill()
+}
+
+// keepMisroutes adds what r counted to goneMis, saying what it was: r's
+// process is about to end.
+func (g *userRig) keepMisroutes(r *peers.Replica) {
+	g.t.Helper()
+	if !r.Running() {
+		return
+	}
+	st := r.MustStats(g.t)
+	if st.MisroutedTotal > 0 {
+		g.t.Logf("%s (process ending) counted misroutes: by method %v, by JSON-RPC method %v", r.Name(), st.MisroutedByMethod, st.MisroutedByRPC)
+	}
+	g.goneMis += int(st.MisroutedTotal)
 }
 
 // restartInPlace kills r and starts a new process on its address at once;
 // it returns the time from the kill to the new process listening.
 func (g *userRig) restartInPlace(r *peers.Replica) time.Duration {
 	g.t.Helper()
-	g.goneMis += misroutes(g.t, r)
+	g.keepMisroutes(r)
 	start := time.Now()
 	r.Restart()
 	return time.Since(start)
