@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-
 	"github.com/mcp-relay/mcp-relay/session"
 	"github.com/mcp-relay/mcp-relay/session/redistest"
 	"github.com/mcp-relay/mcp-relay/test/freeport"
@@ -119,12 +117,7 @@ func newUserRig(t *testing.T, store string, replicas int) *userRig {
 
 func (g *userRig) client(t testing.TB, listen bool) *mcptest.Client {
 	t.Helper()
-	c, _, err := mcptest.NewClient(t, g.url, mcptest.Config{
-		Version: mcp.ProtocolVersion20251125, Listen: listen, Headers: map[string]string{"apikey": demoKey}})
-	if err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
-	return c
+	return keptClient(t, g.url, listen)
 }
 
 // metric sums a sample over the nodes' plugin processes.

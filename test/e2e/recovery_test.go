@@ -77,11 +77,18 @@ func newRecoveryRig(t *testing.T, store string, replicas int, spare ...string) *
 	return g
 }
 
-// client starts an mcp-go client that keeps its session for good: legacy
-// protocol, one client object, GET stream open (mcp-go samples on it).
+// client starts a keptClient on the rig's URL.
 func (g *recoveryRig) client(t testing.TB, listen bool) *mcptest.Client {
 	t.Helper()
-	c, _, err := mcptest.NewClient(t, g.url, mcptest.Config{
+	return keptClient(t, g.url, listen)
+}
+
+// keptClient starts an mcp-go client that keeps its session for good:
+// legacy protocol, one client object, its GET stream open when listen
+// (mcp-go samples on it).
+func keptClient(t testing.TB, url string, listen bool) *mcptest.Client {
+	t.Helper()
+	c, _, err := mcptest.NewClient(t, url, mcptest.Config{
 		Version: mcp.ProtocolVersion20251125, Listen: listen, Headers: map[string]string{"apikey": demoKey}})
 	if err != nil {
 		t.Fatalf("initialize: %v", err)
