@@ -292,12 +292,32 @@ func StartT(t testing.TB, o Options) *Node {
 		if t.Failed() {
 			t.Logf("---- tail of Kong's error log (%s)\n%s", n.ErrorLogPath(), tail(n.ErrorLog(), 60))
 			t.Logf("---- tail of the plugin's output\n%s", tail(n.PluginOutput(), 40))
+			n.keepLogs(t)
 		}
 		if err := n.Close(); err != nil {
 			t.Errorf("stopping Kong: %v", err)
 		}
 	})
 	return n
+}
+
+// EnvKeepLogs names a directory where a failed test's nodes leave their
+// whole error log and plugin output (the test log has only their tails).
+const EnvKeepLogs = "MCP_RELAY_KEEP_LOGS"
+
+func (n *Node) keepLogs(t testing.TB) {
+	dir := os.Getenv(EnvKeepLogs)
+	if dir == "" {
+		return
+	}
+	base := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(t.Name()+"-"+n.listen))
+	for suffix, data := range map[string][]byte{".error.log": n.ErrorLog(), ".plugin.log": n.PluginOutput()} {
+		if err := os.WriteFile(base+suffix, data, 0o644); err != nil {
+			t.Logf("keeping the logs: %v", err)
+			return
+		}
+	}
+	t.Logf("the whole error log and plugin output: %s.{error,plugin}.log", base)
 }
 
 // URL is the proxy's base URL.
