@@ -45,6 +45,13 @@ const (
 	// recoverWait bounds how long a request waits for a recovery of its
 	// session run by another request (on this node or another).
 	recoverWait = 2*replica.AnswerTimeout + time.Second
+	// waiterWait bounds how long a request waits for a recovery of its
+	// session that another request runs, before it is answered
+	// recovery_interrupted (503: the session stands, the client sends
+	// again). A recovery through Kong's balancer whose request got Kong's
+	// 502 (no target took it) ends only once overdue, and a client waiting
+	// that long gives up (mcp-go's default is 10 s).
+	waiterWait = 3 * time.Second
 	// maxRecoverTries bounds the replicas one recovery tries.
 	maxRecoverTries = 3
 )
@@ -137,6 +144,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 	}
 	if reason != "" {
 		p.recoveryFailed(root, reason, "")
+		r.recoveryFailed = reason
 		return false
 	}
 	*rec = p.adopt(id, root, seen, out)
@@ -207,7 +215,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			return fail(failStore)
 		}
 		if !claimed {
-			rec, found, err := fl.AwaitWrite(ctx, root, recoverWait, func(rec session.Record) bool {
+			rec, found, err := fl.AwaitWrite(ctx, root, waiterWait, func(rec session.Record) bool {
 				return newer(rec) || rec.State == session.Ended
 			})
 			switch {
@@ -291,6 +299,23 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			"session", fingerprint(root), "dead", seen.Target)
 	}
 	return fail(failNoReplica)
+}
+
+// passingFailure tells whether a recovery failed for a reason the next try
+// may not meet: another recovery held the session too long, the store or
+// Kong failed, or no replica Kong's balancer chose answered (a replica
+// still starting). The session stands, and the client is told to send the
+// request again: a 404 would end it for clients that never initialize
+// again (mcp-go, the TypeScript SDK). The other reasons stay until the
+// configuration or the session changes: no params to replay, the session
+// ended, no live replica known, a target Kong's balancer chose but that
+// cannot be told.
+func passingFailure(reason string) bool {
+	switch reason {
+	case failBusy, failStore, failKong, failInternal, failBalancer:
+		return true
+	}
+	return false
 }
 
 // recordRecovery records the family root's new upstream session upstreamID

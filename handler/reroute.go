@@ -39,7 +39,8 @@ import (
 //     "retry: 500": clients reconnect it, pinned to the recovered session.
 //
 // Concurrent requests of the session wait for it (single flight; with
-// Redis, the claim stays taken until the Response phase). When every
+// Redis, the claim stays taken until the Response phase), at most
+// waiterWait each: then they are answered recovery_interrupted. When every
 // target fails, Kong answers 502 and skips Response: the recovery ends in
 // the Log phase (with -log-phase) or when overdue, and the session's next
 // request tries again.
@@ -159,7 +160,7 @@ func (rr *reroute) finish(out recovered) bool {
 
 // wait is what a concurrent request of the session gets.
 func (rr *reroute) wait() recovered {
-	t := time.NewTimer(recoverWait)
+	t := time.NewTimer(waiterWait)
 	defer t.Stop()
 	select {
 	case <-rr.done:

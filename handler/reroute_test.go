@@ -229,6 +229,31 @@ func TestRerouteKong502(t *testing.T) {
 	rerouted(t, p, "POST", callBody)
 }
 
+// TestRerouteWaiterOfKong502: Kong answered the recovery's own request
+// with its 502 (no target took it) and skipped Response, and without
+// -log-phase nothing tells the plugin. Another request of the session
+// waits a bounded time, then is told to send again (503
+// recovery_interrupted): the session stands, since a 404 would end it for
+// clients that never initialize again.
+func TestRerouteWaiterOfKong502(t *testing.T) {
+	p, mem, _ := orphanRig(t, orphanConfig)
+	rerouted(t, p, "POST", callBody) // its answer is Kong's 502: no Response
+	w := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(),
+		headers: hdr("mcp-session-id", "client-1", "x-consumer-id", "alice")}
+	start := time.Now()
+	p.access(w)
+	waited := time.Since(start)
+	if !w.exited || w.exitStatus != 503 || !strings.Contains(string(w.exitBody), "recovery_interrupted") {
+		t.Fatalf("waiter: exited %v %d %s, want the 503 recovery_interrupted envelope", w.exited, w.exitStatus, w.exitBody)
+	}
+	if waited > waiterWait+time.Second {
+		t.Errorf("the waiter waited %v, want about %v", waited, waiterWait)
+	}
+	if rec := lookup(t, mem, "client-1"); rec.State != session.Active {
+		t.Errorf("state %v: the session must stay, to be recovered by a later request", rec.State)
+	}
+}
+
 // TestReroutePreservedHost: with the route's preserve_host, Kong's Host is
 // the client's: the replica Kong chose cannot be told, the session is lost
 // and the client told so.
