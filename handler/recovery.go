@@ -77,6 +77,9 @@ type recovered struct {
 	rec    session.Record
 	reason string
 	via    *reroute
+	// stale: a recovery through Kong's balancer that a waiter gave up on
+	// (its request most likely got Kong's 502): the waiters try afresh.
+	stale bool
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -119,21 +122,28 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		root = rec.Alias
 	}
 	if rec.Init == "" {
-		p.recoveryFailed(root, failNoInit, "the session's initialize params were not kept")
+		p.recoveryFailed(root, failNoInit, "the session's initialize params were not kept", true)
 		return false
 	}
 	seen := *rec
-	led := false
-	res, err := recoveries.Do(flightKey{p.store, root}, func() recovered {
-		led = true
-		return p.recoverRoot(k, r, vars, root, id, seen, dead)
-	})
-	if err == nil && res.via != nil {
-		if led { // this request goes upstream as the initialize
-			r.reroute = res.via
-			return false
+	var res recovered
+	var err error
+	for try := 0; try < 2; try++ {
+		led := false
+		res, err = recoveries.Do(flightKey{p.store, root}, func() recovered {
+			led = true
+			return p.recoverRoot(k, r, vars, root, id, seen, dead)
+		})
+		if err == nil && res.via != nil {
+			if led { // this request goes upstream as the initialize
+				r.reroute = res.via
+				return false
+			}
+			res = res.via.wait()
 		}
-		res = res.via.wait()
+		if !res.stale {
+			break
+		}
 	}
 	out, reason := res.rec, res.reason
 	switch {
@@ -143,7 +153,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		reason = failInternal
 	}
 	if reason != "" {
-		p.recoveryFailed(root, reason, "")
+		p.recoveryFailed(root, reason, "", !passingFailure(reason))
 		r.recoveryFailed = reason
 		return false
 	}
@@ -345,15 +355,23 @@ func (p *Plugin) recordRecovery(ctx context.Context, root string, seen session.R
 	return out, ""
 }
 
-func (p *Plugin) recoveryFailed(root, reason, detail string) {
+// recoveryFailed counts and logs a recovery that did not happen; lost
+// says whether the request is answered as for a lost session (404) or
+// told to send again (recovery_interrupted, the session stands).
+func (p *Plugin) recoveryFailed(root, reason, detail string, lost bool) {
 	recoveryFailures.WithLabelValues(reason).Inc()
+	if !lost {
+		logger.Warn("session not recovered for now: answered recovery_interrupted, the session stands", "session", fingerprint(root), "reason", reason, "detail", detail)
+		return
+	}
 	logger.Warn("session not recovered: answered as lost", "session", fingerprint(root), "reason", reason, "detail", detail)
 }
 
 // resendAfter404 handles a buffered request of a session its replica
 // answered 404 (the replica restarted and forgot it): it recovers the
 // session, sends the request again to the new upstream session, and
-// answers the client with that answer. false: the 404 stands.
+// answers the client with that answer, or recovery_interrupted when the
+// recovery failed for a passing reason. false: the 404 stands.
 func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *request) bool {
 	ids := headers[hSessionID]
 	if !p.cfg.Session.Recover || len(ids) != 1 || !validSessionID(ids[0], p.cfg.Session.MaxIDLength) {
@@ -373,6 +391,10 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	}
 	var vars upstreamVars
 	if !p.recoverSession(k, r, &vars, id, &rec, false) {
+		if passingFailure(r.recoveryFailed) { // the session stands: not the 404
+			p.reply(k, r, reasonInterrupted, "")
+			return true
+		}
 		return false
 	}
 	if !vars.get(k) {

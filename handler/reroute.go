@@ -40,7 +40,7 @@ import (
 //
 // Concurrent requests of the session wait for it (single flight; with
 // Redis, the claim stays taken until the Response phase), at most
-// waiterWait each: then they are answered recovery_interrupted. When every
+// waiterWait: then they give it up and recover the session afresh. When every
 // target fails, Kong answers 502 and skips Response: the recovery ends in
 // the Log phase (with -log-phase) or when overdue, and the session's next
 // request tries again.
@@ -148,7 +148,11 @@ func (rr *reroute) finish(out recovered) bool {
 		rr.timer.Stop()
 		rr.out = out
 		reroutes.remove(rr)
-		if rr.release != nil {
+		switch {
+		case rr.release == nil:
+		case out.stale:
+			rr.release() // the waiters claim the session next
+		default:
 			// The other nodes wait for the record's event, not the claim:
 			// the client's answer need not wait for its release either.
 			go rr.release()
@@ -158,7 +162,10 @@ func (rr *reroute) finish(out recovered) bool {
 	return first
 }
 
-// wait is what a concurrent request of the session gets.
+// wait is what a concurrent request of the session gets. A recovery
+// still running after waiterWait is given up: its request most likely got
+// Kong's 502 (no target took it), which the plugin is not told of, and the
+// waiters try afresh rather than wait for it to be overdue.
 func (rr *reroute) wait() recovered {
 	t := time.NewTimer(waiterWait)
 	defer t.Stop()
@@ -166,7 +173,9 @@ func (rr *reroute) wait() recovered {
 	case <-rr.done:
 		return rr.out
 	case <-t.C:
-		return recovered{reason: failBusy}
+		rr.finish(recovered{reason: failBalancer, stale: true})
+		<-rr.done
+		return rr.out
 	}
 }
 
@@ -199,8 +208,8 @@ func (p *Plugin) reroute(k kong.PDK, r *request) (exited bool) {
 	if err != nil {
 		logger.Error("session recovery: turning the request into its initialize", "err", err)
 		rr.finish(recovered{reason: failKong})
-		p.recoveryFailed(rr.root, failKong, "")
-		p.reply(k, r, reasonNoSession, "")
+		p.recoveryFailed(rr.root, failKong, "", false)
+		p.reply(k, r, reasonInterrupted, "")
 		return true
 	}
 	reroutesStarted.Inc()
@@ -223,7 +232,7 @@ func (p *Plugin) finishReroute(k kong.PDK, token string, status int) {
 	out, reason, detail, refused := p.openReroute(k, rr, status)
 	if reason != "" {
 		if rr.finish(recovered{reason: reason}) {
-			p.recoveryFailed(rr.root, reason, detail)
+			p.recoveryFailed(rr.root, reason, detail, refused)
 		}
 		if !refused {
 			// Passing (a replica's 5xx, a network error): the session
