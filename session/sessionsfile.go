@@ -253,7 +253,13 @@ func (p *SessionsFile) load(merge bool) {
 	if !merge {
 		_, p.savedPins = p.stores.toolPins().snapshot() // the file holds what was just restored
 	}
-	p.log.Info(msg, "stores", stores, "learn_hints", len(hints), "tool_pin_scopes", pinScopes,
+	level := slog.LevelInfo
+	if merge && restored+expired+len(hints)+pinScopes == 0 {
+		// An old process that is draining (a Kong reload with open
+		// streams) writes its file again and again: nothing new, no line.
+		level = slog.LevelDebug
+	}
+	p.log.Log(context.Background(), level, msg, "stores", stores, "learn_hints", len(hints), "tool_pin_scopes", pinScopes,
 		"written_at", time.Unix(0, f.written).UTC().Format(time.RFC3339), "took", time.Since(start).Round(time.Millisecond))
 }
 
