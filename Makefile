@@ -65,9 +65,10 @@ test-kong: node-deps client-deps build
 
 # The reliability tests' long profile, on demand: the soak
 # with 2,000 sessions for 2 minutes (Redis restarted mid-run), the timing
-# test with 200 samples of each kind, and the fault tests, without the race
+# test with 200 samples of each kind, 60 replica restarts in place under
+# traffic, and the fault tests, without the race
 # detector (the figures are the plugin's own), printing every figure.
-SOAK_TESTS := TestSoak|TestSessionTimingEquality|TestRedisOutage|TestRedisSlow|TestRedisClusterLosesMaster|TestReplicaDeath|TestPluginKilledDuringTraffic
+SOAK_TESTS := TestSoak|TestRecoveryRestartsUnderTraffic|TestSessionTimingEquality|TestRedisOutage|TestRedisSlow|TestRedisClusterLosesMaster|TestReplicaDeath|TestPluginKilledDuringTraffic
 soak:
 	MCP_RELAY_SOAK=long $(GO) test -count=1 -timeout 20m -v -run '^($(SOAK_TESTS))$$' ./test/e2e/
 

@@ -187,7 +187,7 @@ func TestMisrouteCounting(t *testing.T) {
 			t.Errorf("B misrouted %s = %d, want %d (%+v)", m, sb.Misrouted(m), n, sb)
 		}
 	}
-	if sb.MisroutedTotal != 4 || sb.MisroutedSessions[sid] != 4 || sb.MisroutedByRPC["tools/list"] != 1 || sb.MisroutedByRPC["response"] != 1 {
+	if sb.MisroutedTotal != 4 || sb.MisroutedSessions[sid] != 4 || sb.MisroutedFirst[sid].IsZero() || sb.MisroutedByRPC["tools/list"] != 1 || sb.MisroutedByRPC["response"] != 1 {
 		t.Errorf("B stats: %+v", sb)
 	}
 	if sb.SessionsCreated != 0 {

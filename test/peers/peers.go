@@ -241,7 +241,15 @@ func (r *Replica) Stop() {
 // every counter, as a replaced pod would. Call it from the test's goroutine.
 func (r *Replica) Restart() {
 	r.t.Helper()
+	r.RestartAfter(0)
+}
+
+// RestartAfter is Restart with a pause between the kill and the start, as
+// a service manager makes (systemd's RestartSec, 100 ms by default).
+func (r *Replica) RestartAfter(pause time.Duration) {
+	r.t.Helper()
 	r.Kill()
+	time.Sleep(pause)
 	addr := r.Addr()
 	deadline := time.Now().Add(startTimeout)
 	for {

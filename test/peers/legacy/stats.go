@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // HeaderSessionID is the header that carries a legacy MCP session id.
@@ -52,6 +53,9 @@ type Stats struct {
 	// MisroutedSessions counts misrouted requests by the foreign session id
 	// they carried.
 	MisroutedSessions map[string]int64 `json:"misrouted_sessions"`
+	// MisroutedFirst is when each foreign session id first arrived, to set
+	// a misroute against what the gateway logged.
+	MisroutedFirst map[string]time.Time `json:"misrouted_first"`
 	// StatusCodes counts the HTTP status codes the MCP handler answered with,
 	// keyed by the decimal code ("200", "404").
 	StatusCodes map[string]int64 `json:"status_codes"`
@@ -90,6 +94,7 @@ func (r *recorder) resetLocked() {
 		MisroutedByMethod: map[string]int64{},
 		MisroutedByRPC:    map[string]int64{},
 		MisroutedSessions: map[string]int64{},
+		MisroutedFirst:    map[string]time.Time{},
 		StatusCodes:       map[string]int64{},
 	}
 }
@@ -110,6 +115,10 @@ func (r *recorder) snapshot() Stats {
 	out.MisroutedByMethod = cloneCounts(r.s.MisroutedByMethod)
 	out.MisroutedByRPC = cloneCounts(r.s.MisroutedByRPC)
 	out.MisroutedSessions = cloneCounts(r.s.MisroutedSessions)
+	out.MisroutedFirst = make(map[string]time.Time, len(r.s.MisroutedFirst))
+	for k, v := range r.s.MisroutedFirst {
+		out.MisroutedFirst[k] = v
+	}
 	out.StatusCodes = cloneCounts(r.s.StatusCodes)
 	out.Sessions = append([]string{}, r.order...)
 	return out
@@ -143,6 +152,9 @@ func (r *recorder) request(method, session, rpc string) {
 	r.s.MisroutedByMethod[method]++
 	if rpc != "" {
 		r.s.MisroutedByRPC[rpc]++
+	}
+	if r.s.MisroutedSessions[session] == 0 {
+		r.s.MisroutedFirst[session] = time.Now()
 	}
 	r.s.MisroutedSessions[session]++
 }
