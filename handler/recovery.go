@@ -45,12 +45,14 @@ const (
 	// recoverWait bounds how long a request waits for a recovery of its
 	// session run by another request (on this node or another).
 	recoverWait = 2*replica.AnswerTimeout + time.Second
-	// waiterWait bounds how long a request waits for a recovery of its
-	// session that another request runs, before it is answered
-	// recovery_interrupted (503: the session stands, the client sends
-	// again). A recovery through Kong's balancer whose request got Kong's
-	// 502 (no target took it) ends only once overdue, and a client waiting
-	// that long gives up (mcp-go's default is 10 s).
+	// waiterWait bounds how long a request waits for a recovery through
+	// Kong's balancer that another request of this process runs, before it
+	// gives it up and recovers the session itself: Kong's 502 for that
+	// request (no target took it) reaches no plugin phase, the recovery
+	// would end only once overdue, and a client waiting that long gives up
+	// (mcp-go's default is 10 s). A recovery another process runs (its
+	// claim in Redis) is awaited up to recoverWait: a Kong reload can slow
+	// it, and it is not known to be stuck.
 	waiterWait = 3 * time.Second
 	// maxRecoverTries bounds the replicas one recovery tries.
 	maxRecoverTries = 3
@@ -225,7 +227,7 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			return fail(failStore)
 		}
 		if !claimed {
-			rec, found, err := fl.AwaitWrite(ctx, root, waiterWait, func(rec session.Record) bool {
+			rec, found, err := fl.AwaitWrite(ctx, root, recoverWait, func(rec session.Record) bool {
 				return newer(rec) || rec.State == session.Ended
 			})
 			switch {
