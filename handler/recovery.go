@@ -45,15 +45,6 @@ const (
 	// recoverWait bounds how long a request waits for a recovery of its
 	// session run by another request (on this node or another).
 	recoverWait = 2*replica.AnswerTimeout + time.Second
-	// waiterWait bounds how long a request waits for a recovery through
-	// Kong's balancer that another request of this process runs, before it
-	// gives it up and recovers the session itself: Kong's 502 for that
-	// request (no target took it) reaches no plugin phase, the recovery
-	// would end only once overdue, and a client waiting that long gives up
-	// (mcp-go's default is 10 s). A recovery another process runs (its
-	// claim in Redis) is awaited up to recoverWait: a Kong reload can slow
-	// it, and it is not known to be stuck.
-	waiterWait = 3 * time.Second
 	// maxRecoverTries bounds the replicas one recovery tries.
 	maxRecoverTries = 3
 )
@@ -79,9 +70,6 @@ type recovered struct {
 	rec    session.Record
 	reason string
 	via    *reroute
-	// stale: a recovery through Kong's balancer that a waiter gave up on
-	// (its request most likely got Kong's 502): the waiters try afresh.
-	stale bool
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -124,28 +112,21 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		root = rec.Alias
 	}
 	if rec.Init == "" {
-		p.recoveryFailed(root, failNoInit, "the session's initialize params were not kept", true)
+		p.recoveryFailed(root, failNoInit, "the session's initialize params were not kept")
 		return false
 	}
 	seen := *rec
-	var res recovered
-	var err error
-	for try := 0; try < 2; try++ {
-		led := false
-		res, err = recoveries.Do(flightKey{p.store, root}, func() recovered {
-			led = true
-			return p.recoverRoot(k, r, vars, root, id, seen, dead)
-		})
-		if err == nil && res.via != nil {
-			if led { // this request goes upstream as the initialize
-				r.reroute = res.via
-				return false
-			}
-			res = res.via.wait()
+	led := false
+	res, err := recoveries.Do(flightKey{p.store, root}, func() recovered {
+		led = true
+		return p.recoverRoot(k, r, vars, root, id, seen, dead)
+	})
+	if err == nil && res.via != nil {
+		if led { // this request goes upstream as the initialize
+			r.reroute = res.via
+			return false
 		}
-		if !res.stale {
-			break
-		}
+		res = res.via.wait()
 	}
 	out, reason := res.rec, res.reason
 	switch {
@@ -155,8 +136,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		reason = failInternal
 	}
 	if reason != "" {
-		p.recoveryFailed(root, reason, "", !passingFailure(reason))
-		r.recoveryFailed = reason
+		p.recoveryFailed(root, reason, "")
 		return false
 	}
 	*rec = p.adopt(id, root, seen, out)
@@ -313,23 +293,6 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 	return fail(failNoReplica)
 }
 
-// passingFailure tells whether a recovery failed for a reason the next try
-// may not meet: another recovery held the session too long, the store or
-// Kong failed, or no replica Kong's balancer chose answered (a replica
-// still starting). The session stands, and the client is told to send the
-// request again: a 404 would end it for clients that never initialize
-// again (mcp-go, the TypeScript SDK). The other reasons stay until the
-// configuration or the session changes: no params to replay, the session
-// ended, no live replica known, a target Kong's balancer chose but that
-// cannot be told.
-func passingFailure(reason string) bool {
-	switch reason {
-	case failBusy, failStore, failKong, failInternal, failBalancer:
-		return true
-	}
-	return false
-}
-
 // recordRecovery records the family root's new upstream session upstreamID
 // on target, whose initialize was sent at opened, and returns root's new
 // record. The records are created at opened: a replica found gone after
@@ -357,23 +320,15 @@ func (p *Plugin) recordRecovery(ctx context.Context, root string, seen session.R
 	return out, ""
 }
 
-// recoveryFailed counts and logs a recovery that did not happen; lost
-// says whether the request is answered as for a lost session (404) or
-// told to send again (recovery_interrupted, the session stands).
-func (p *Plugin) recoveryFailed(root, reason, detail string, lost bool) {
+func (p *Plugin) recoveryFailed(root, reason, detail string) {
 	recoveryFailures.WithLabelValues(reason).Inc()
-	if !lost {
-		logger.Warn("session not recovered for now: answered recovery_interrupted, the session stands", "session", fingerprint(root), "reason", reason, "detail", detail)
-		return
-	}
 	logger.Warn("session not recovered: answered as lost", "session", fingerprint(root), "reason", reason, "detail", detail)
 }
 
 // resendAfter404 handles a buffered request of a session its replica
 // answered 404 (the replica restarted and forgot it): it recovers the
 // session, sends the request again to the new upstream session, and
-// answers the client with that answer, or recovery_interrupted when the
-// recovery failed for a passing reason. false: the 404 stands.
+// answers the client with that answer. false: the 404 stands.
 func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *request) bool {
 	ids := headers[hSessionID]
 	if !p.cfg.Session.Recover || len(ids) != 1 || !validSessionID(ids[0], p.cfg.Session.MaxIDLength) {
@@ -393,10 +348,6 @@ func (p *Plugin) resendAfter404(k kong.PDK, headers map[string][]string, r *requ
 	}
 	var vars upstreamVars
 	if !p.recoverSession(k, r, &vars, id, &rec, false) {
-		if passingFailure(r.recoveryFailed) { // the session stands: not the 404
-			p.reply(k, r, reasonInterrupted, "")
-			return true
-		}
 		return false
 	}
 	if !vars.get(k) {

@@ -39,8 +39,7 @@ import (
 //     "retry: 500": clients reconnect it, pinned to the recovered session.
 //
 // Concurrent requests of the session wait for it (single flight; with
-// Redis, the claim stays taken until the Response phase), at most
-// waiterWait: then they give it up and recover the session afresh. When every
+// Redis, the claim stays taken until the Response phase). When every
 // target fails, Kong answers 502 and skips Response: the recovery ends in
 // the Log phase (with -log-phase) or when overdue, and the session's next
 // request tries again.
@@ -148,11 +147,7 @@ func (rr *reroute) finish(out recovered) bool {
 		rr.timer.Stop()
 		rr.out = out
 		reroutes.remove(rr)
-		switch {
-		case rr.release == nil:
-		case out.stale:
-			rr.release() // the waiters claim the session next
-		default:
+		if rr.release != nil {
 			// The other nodes wait for the record's event, not the claim:
 			// the client's answer need not wait for its release either.
 			go rr.release()
@@ -162,20 +157,15 @@ func (rr *reroute) finish(out recovered) bool {
 	return first
 }
 
-// wait is what a concurrent request of the session gets. A recovery
-// still running after waiterWait is given up: its request most likely got
-// Kong's 502 (no target took it), which the plugin is not told of, and the
-// waiters try afresh rather than wait for it to be overdue.
+// wait is what a concurrent request of the session gets.
 func (rr *reroute) wait() recovered {
-	t := time.NewTimer(waiterWait)
+	t := time.NewTimer(recoverWait)
 	defer t.Stop()
 	select {
 	case <-rr.done:
 		return rr.out
 	case <-t.C:
-		rr.finish(recovered{reason: failBalancer, stale: true})
-		<-rr.done
-		return rr.out
+		return recovered{reason: failBusy}
 	}
 }
 
@@ -208,8 +198,8 @@ func (p *Plugin) reroute(k kong.PDK, r *request) (exited bool) {
 	if err != nil {
 		logger.Error("session recovery: turning the request into its initialize", "err", err)
 		rr.finish(recovered{reason: failKong})
-		p.recoveryFailed(rr.root, failKong, "", false)
-		p.reply(k, r, reasonInterrupted, "")
+		p.recoveryFailed(rr.root, failKong, "")
+		p.reply(k, r, reasonNoSession, "")
 		return true
 	}
 	reroutesStarted.Inc()
@@ -232,7 +222,7 @@ func (p *Plugin) finishReroute(k kong.PDK, token string, status int) {
 	out, reason, detail, refused := p.openReroute(k, rr, status)
 	if reason != "" {
 		if rr.finish(recovered{reason: reason}) {
-			p.recoveryFailed(rr.root, reason, detail, refused)
+			p.recoveryFailed(rr.root, reason, detail)
 		}
 		if !refused {
 			// Passing (a replica's 5xx, a network error): the session

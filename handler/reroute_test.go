@@ -229,30 +229,6 @@ func TestRerouteKong502(t *testing.T) {
 	rerouted(t, p, "POST", callBody)
 }
 
-// TestRerouteWaiterOfKong502: Kong answered the recovery's own request
-// with its 502 (no target took it) and skipped Response, and without
-// -log-phase nothing tells the plugin. Another request of the session
-// waits a bounded time, gives that recovery up and recovers the session
-// itself (here through Kong's balancer again, which now finds a replica):
-// never the 404 that ends a session for clients that never initialize
-// again, nor a wait until the first recovery is overdue.
-func TestRerouteWaiterOfKong502(t *testing.T) {
-	p, mem, live := orphanRig(t, orphanConfig)
-	rerouted(t, p, "POST", callBody) // its answer is Kong's 502: no Response
-	start := time.Now()
-	waiter, token := rerouted(t, p, "POST", listBody)
-	if waited := time.Since(start); waited < waiterWait || waited > waiterWait+time.Second {
-		t.Errorf("the waiter waited %v, want %v", waited, waiterWait)
-	}
-	f, upID := respond(t, p, waiter, token, live, false)
-	if f.exited && f.exitStatus != 200 {
-		t.Fatalf("the waiter's answer: %d %s", f.exitStatus, f.exitBody)
-	}
-	if rec := lookup(t, mem, "client-1"); rec.State != session.Active || rec.Target != live.addr() || rec.Upstream != upID {
-		t.Errorf("record %+v: want the session recovered on %s as %s", rec, live.addr(), upID)
-	}
-}
-
 // TestReroutePreservedHost: with the route's preserve_host, Kong's Host is
 // the client's: the replica Kong chose cannot be told, the session is lost
 // and the client told so.
