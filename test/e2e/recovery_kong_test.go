@@ -622,13 +622,13 @@ func (l *callLog) failedOutside(kills, reloads [][2]time.Time) (failed []callRec
 
 // TestRecoveryRestartsUnderTraffic: two nodes with Redis, three replicas
 // restarted in place within 100 ms (managerPause), one right after the
-// other, round after round, while
-// eight mcp-go sessions call, every 20 ms or every 400 ms: sessions are
-// recovered from a replica that is restarting onto one that restarts next,
-// or meet their replica's new process only on their next call. No request that
-// reached Kong after a replica's process exited may reach its new process
-// (the replicas count), and every session works at the end. Four rounds;
-// twenty in the long profile (MCP_RELAY_SOAK=long, make soak).
+// other, round after round, while eight mcp-go sessions call, every 20 ms
+// or every 400 ms: sessions are recovered from a replica that is
+// restarting onto one that restarts next, or meet their replica's new
+// process only on their next call. No request that reached Kong after a
+// replica's process exited may reach its new process (the replicas
+// count), and every session works at the end. Four rounds; twenty in the
+// long profile (MCP_RELAY_SOAK=long, make soak).
 func TestRecoveryRestartsUnderTraffic(t *testing.T) {
 	rounds := 4
 	if os.Getenv("MCP_RELAY_SOAK") == "long" {
@@ -650,21 +650,20 @@ func TestRecoveryRestartsUnderTraffic(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var calls, failed sync.Map // session -> count
+	var calls, failed [sessions]int // each written by its session's goroutine
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := 0; ; n++ {
+			for {
 				select {
 				case <-stop:
-					calls.Store(i, n)
 					return
 				default:
 				}
+				calls[i]++
 				if _, err := whoami(c); err != nil {
-					v, _ := failed.LoadOrStore(i, new(int))
-					*v.(*int)++
+					failed[i]++
 				}
 				time.Sleep(pace(i))
 			}
@@ -690,12 +689,7 @@ func TestRecoveryRestartsUnderTraffic(t *testing.T) {
 	}
 	var summary []string
 	for i := range sessions {
-		n, _ := calls.Load(i)
-		f := 0
-		if v, ok := failed.Load(i); ok {
-			f = *v.(*int)
-		}
-		summary = append(summary, fmt.Sprintf("%v/%d", n, f))
+		summary = append(summary, fmt.Sprintf("%d/%d", calls[i], failed[i]))
 	}
 	t.Logf("%d restarts in place (kill to listening %v .. %v); calls/failed per session %s; recovered %v",
 		len(gaps), slices.Min(gaps), slices.Max(gaps), strings.Join(summary, " "), g.metric("mcp_relay_sessions_recovered_total"))
