@@ -239,7 +239,7 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 		// restarted and forgot it): recover, or lose the session.
 		if down, downAt := p.replicas.Pinned(rec.Service, rec.Target, start); down || downAt > rec.Created.UnixNano() {
 			var vars upstreamVars
-			if !p.recoverSession(k, r, &vars, id, &rec, down) && r.reroute == nil && down {
+			if !p.recoverSession(k, r, &vars, id, &rec, down) && r.reroute == nil && down && !passingFailure(r.recoveryFailed) {
 				ctx, cancel := context.WithTimeout(context.Background(), p.storeTimeout())
 				p.setState(ctx, id, session.Lost)
 				cancel()
@@ -252,6 +252,10 @@ func (p *Plugin) pin(k kong.PDK, r *request) (exited bool) {
 	}
 	if r.reroute != nil {
 		return p.reroute(k, r)
+	}
+	if passingFailure(r.recoveryFailed) {
+		p.reply(k, r, reasonInterrupted, "")
+		return true
 	}
 	if !found || rec.State != session.Active {
 		if found && rec.State == session.Lost {

@@ -48,7 +48,7 @@ var (
 		"Sessions recovered on the replica Kong's balancer chose (counted in sessions_recovered_total too).")
 	recoveryFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mcp_relay", Name: "recovery_failures_total",
-		Help: "Sessions that could not be recovered (answered 404 as without recovery), by reason.",
+		Help: "Recoveries that did not happen, by reason: answered 404 as without recovery, or 503 recovery_interrupted (the session stands) for store, busy, kong, internal and balancer.",
 	}, []string{"reason"})
 	recoveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "mcp_relay", Name: "recovery_latency_seconds",

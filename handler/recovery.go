@@ -137,6 +137,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 	}
 	if reason != "" {
 		p.recoveryFailed(root, reason, "")
+		r.recoveryFailed = reason
 		return false
 	}
 	*rec = p.adopt(id, root, seen, out)
@@ -293,6 +294,23 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 	return fail(failNoReplica)
 }
 
+// passingFailure tells whether a recovery failed for a reason that may be
+// gone by the session's next request: the store or Kong failed, another
+// recovery of the session did not finish in time, or no replica Kong's
+// balancer chose opened a session (every target down for a moment: Kong
+// answered the recovery's own request with its 502). The session then
+// stands and the request is answered recovery_interrupted (503): a 404
+// would end the session for clients that never initialize again (mcp-go,
+// the TypeScript SDK). The other reasons hold until the session or the
+// configuration changes.
+func passingFailure(reason string) bool {
+	switch reason {
+	case failBusy, failStore, failKong, failInternal, failBalancer:
+		return true
+	}
+	return false
+}
+
 // recordRecovery records the family root's new upstream session upstreamID
 // on target, whose initialize was sent at opened, and returns root's new
 // record. The records are created at opened: a replica found gone after
@@ -322,6 +340,10 @@ func (p *Plugin) recordRecovery(ctx context.Context, root string, seen session.R
 
 func (p *Plugin) recoveryFailed(root, reason, detail string) {
 	recoveryFailures.WithLabelValues(reason).Inc()
+	if passingFailure(reason) {
+		logger.Warn("session not recovered for now: the session stands", "session", fingerprint(root), "reason", reason, "detail", detail)
+		return
+	}
 	logger.Warn("session not recovered: answered as lost", "session", fingerprint(root), "reason", reason, "detail", detail)
 }
 

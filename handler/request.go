@@ -42,6 +42,9 @@ type request struct {
 	// session's initialize; reroute is set when one does (reroute.go).
 	mayReroute bool
 	reroute    *reroute
+	// recoveryFailed is why the recovery of this request's session did
+	// not happen ("": it did, or none ran).
+	recoveryFailed string
 }
 
 func newRequest(headers map[string][]string) request {

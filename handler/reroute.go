@@ -41,8 +41,9 @@ import (
 // Concurrent requests of the session wait for it (single flight; with
 // Redis, the claim stays taken until the Response phase). When every
 // target fails, Kong answers 502 and skips Response: the recovery ends in
-// the Log phase (with -log-phase) or when overdue, and the session's next
-// request tries again.
+// the Log phase (with -log-phase) or when overdue, its waiters are
+// answered recovery_interrupted (503, the session stands), and the
+// session's next request tries again.
 //
 // The chosen target is told as for a new session (balanced.go): not with
 // the route's preserve_host, nor for a target given by name or an
@@ -78,8 +79,8 @@ type reroute struct {
 }
 
 // rerouteWait bounds a recovery through Kong's balancer, as the plugin
-// bounds its own initialize to a replica.
-const rerouteWait = replica.AnswerTimeout
+// bounds its own initialize to a replica (a variable for the tests).
+var rerouteWait = replica.AnswerTimeout
 
 // reroutes are the recoveries Kong's balancer is running in this process.
 var reroutes = &rerouteSet{byToken: map[string]*reroute{}, byKey: map[flightKey]*reroute{}}

@@ -229,6 +229,30 @@ func TestRerouteKong502(t *testing.T) {
 	rerouted(t, p, "POST", callBody)
 }
 
+// TestRerouteWaiterOfKong502: Kong answered the recovery's own request
+// with its 502 (no target took it) and skipped Response; without
+// -log-phase nothing tells the plugin, and the recovery ends when overdue.
+// A request of the session that waited for it is told to send again (503
+// recovery_interrupted) and the session stands: a 404 would end it for
+// clients that never initialize again. Its next request tries again.
+func TestRerouteWaiterOfKong502(t *testing.T) {
+	saved := rerouteWait
+	rerouteWait = 200 * time.Millisecond
+	t.Cleanup(func() { rerouteWait = saved })
+	p, mem, _ := orphanRig(t, orphanConfig)
+	rerouted(t, p, "POST", callBody) // Kong's 502 answers it: no Response
+	w := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(),
+		headers: hdr("mcp-session-id", "client-1", "x-consumer-id", "alice")}
+	p.access(w)
+	if !w.exited || w.exitStatus != 503 || !strings.Contains(string(w.exitBody), "recovery_interrupted") {
+		t.Fatalf("waiter: exited %v %d %s, want the 503 recovery_interrupted envelope", w.exited, w.exitStatus, w.exitBody)
+	}
+	if rec := lookup(t, mem, "client-1"); rec.State != session.Active {
+		t.Errorf("state %v: the session must stand, to be recovered by a later request", rec.State)
+	}
+	rerouted(t, p, "POST", callBody)
+}
+
 // TestReroutePreservedHost: with the route's preserve_host, Kong's Host is
 // the client's: the replica Kong chose cannot be told, the session is lost
 // and the client told so.

@@ -470,6 +470,54 @@ func TestRecoveryUnseenReplica(t *testing.T) {
 	})
 }
 
+// TestRecoveryNoLiveReplica: every replica dies. The session's next
+// request goes upstream as its initialize through Kong's balancer, which
+// finds no target and answers itself (no plugin phase sees that answer);
+// a request of the session that waited for that recovery is told to send
+// again (503 recovery_interrupted), not 404: mcp-go's client takes a 404
+// for the session's end and never initializes again. Once a replica is
+// back, the same client object goes on, its session recovered.
+func TestRecoveryNoLiveReplica(t *testing.T) {
+	g := newUserRig(t, "memory", 2)
+	c := g.client(t, false)
+	first, err := whoami(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range g.replicas {
+		g.kill(r)
+	}
+	g.waitDown(1) // the plugin watches the replicas its sessions are on
+	if name, err := whoami(c); err == nil {
+		t.Fatalf("whoami answered %q with every replica dead", name)
+	} else {
+		t.Logf("with every replica dead, the recovery's own request: %v", err)
+	}
+	// Waits for that recovery, which ends once overdue (about 10 s).
+	res, err := mcptest.CallToolErr(c, "whoami", nil, nil, 30*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "Session recovery interrupted") {
+		t.Fatalf("the waiting request: %+v %v, want the 503 recovery_interrupted envelope", res, err)
+	}
+	back := g.byName(first)
+	back.Restart()
+	// A new session opens once Kong's health checks take the target back.
+	for try := 0; ; try++ {
+		if _, _, err := mcptest.NewClient(t, g.url, mcptest.Config{Headers: map[string]string{"apikey": demoKey}}); err == nil {
+			break
+		} else if try == 40 {
+			t.Fatalf("no new session through Kong 20s after the restart: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	name, err := whoami(c)
+	if err != nil || name != first {
+		t.Fatalf("after a replica came back: %q %v, want the session recovered on %s", name, err, first)
+	}
+	if mis := g.misroutes(); mis != 0 {
+		t.Errorf("%d requests reached a replica that did not mint their session id", mis)
+	}
+}
+
 // TestRecoveryRestartInPlace: the replicas that own an mcp-go and a
 // TypeScript SDK client's sessions are killed and restarted on the same
 // address at once, twice, between the clients' calls. The restarted
