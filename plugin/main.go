@@ -107,22 +107,27 @@ func dump() error {
 	return err
 }
 
-// serveMetrics listens before it says so: a busy port is an error in
-// Kong's log, and the plugin serves requests without metrics (exiting would
-// make Kong restart it every second, failing every request). A busy port is
-// retried every second: during a Kong reload the previous plugin process
-// holds it until it sees this one take the socket over (takeover.go).
+// serveMetrics listens before it says so: a port that stays busy is an
+// error in Kong's log, and the plugin serves requests without metrics
+// (exiting would make Kong restart it every second, failing every
+// request). A busy port is retried every second: during a Kong reload the
+// previous plugin process holds it until it sees this one take the socket
+// over (takeover.go), so it is an error only once busy for metricsBusyGrace.
 func serveMetrics(addr string) {
 	ln, err := net.Listen("tcp", addr)
 	if err == nil {
 		go serveMetricsOn(ln, addr)
 		return
 	}
-	logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
 	if !errors.Is(err, syscall.EADDRINUSE) {
+		logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
 		return
 	}
+	logging.Logger.Info("mcp-relay metrics port busy, retrying every second (a Kong reload's previous plugin process holds it until it hands over)",
+		"plugin", "mcp-relay", "addr", addr)
 	go func() {
+		since := time.Now()
+		told := false
 		for {
 			time.Sleep(time.Second)
 			ln, err := net.Listen("tcp", addr)
@@ -134,9 +139,18 @@ func serveMetrics(addr string) {
 				logging.Logger.Error("mcp-relay metrics listener failed: no metrics", "plugin", "mcp-relay", "addr", addr, "err", err)
 				return
 			}
+			if !told && time.Since(since) >= metricsBusyGrace {
+				told = true
+				logging.Logger.Error("mcp-relay metrics listener failed: no metrics while the port stays busy (retrying every second)",
+					"plugin", "mcp-relay", "addr", addr, "busy_for", time.Since(since).Round(time.Second).String(), "err", err)
+			}
 		}
 	}()
 }
+
+// metricsBusyGrace is how long a busy metrics port is taken for a Kong
+// reload's hand-over (which frees it within a second) before it is an error.
+const metricsBusyGrace = 5 * time.Second
 
 func serveMetricsOn(ln net.Listener, addr string) {
 	mux := http.NewServeMux()

@@ -10,21 +10,22 @@ import (
 	"time"
 )
 
-// A busy metrics port is an error naming the address, never a "listening"
-// line, and the plugin still serves its socket (exiting would make Kong
-// restart it every second, failing every request).
-func TestBusyMetricsPortIsAnError(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+// pluginStderr runs the plugin with its metrics on addr and collects its
+// stderr lines.
+type pluginStderr struct {
+	t     *testing.T
+	lines chan string
+	log   strings.Builder
+}
+
+func startPluginWithMetrics(t *testing.T, addr string) *pluginStderr {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mcp-relay")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-kong-prefix", dir, "-metrics-addr", busy.Addr().String())
+	cmd := exec.Command(bin, "-kong-prefix", dir, "-metrics-addr", addr)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -32,33 +33,83 @@ func TestBusyMetricsPortIsAnError(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := make(chan string, 100)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &pluginStderr{t: t, lines: make(chan string, 100)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			lines <- sc.Text()
+			p.lines <- sc.Text()
 		}
-		close(lines)
+		close(p.lines)
 	}()
-	var log strings.Builder
+	return p
+}
+
+// waitFor reads stderr until every one of subs has appeared (at most 30 s).
+func (p *pluginStderr) waitFor(subs ...string) string {
+	p.t.Helper()
 	timeout := time.After(30 * time.Second)
+	for {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(p.log.String(), s)
+		}
+		if all {
+			return p.log.String()
+		}
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatalf("the plugin exited:\n%s", p.log.String())
+			}
+			p.log.WriteString(l + "\n")
+		case <-timeout:
+			p.t.Fatalf("no %q within 30 s:\n%s", subs, p.log.String())
+		}
+	}
+}
+
+// A metrics port that stays busy is an error naming the address, never a
+// "listening" line, and the plugin still serves its socket (exiting would
+// make Kong restart it every second, failing every request). Its first
+// seconds busy are only an info line: a Kong reload's previous plugin
+// process holds the port until it hands over.
+func TestBusyMetricsPortIsAnError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	p := startPluginWithMetrics(t, busy.Addr().String())
 	// The error waits for a request to take it to Kong's log; with none,
 	// it reaches stderr after logging.EchoDelay.
-	for !strings.Contains(log.String(), "Listening on socket") || !strings.Contains(log.String(), "metrics listener failed") {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the plugin exited:\n%s", log.String())
-			}
-			log.WriteString(l + "\n")
-		case <-timeout:
-			t.Fatalf("no socket and error line within 30 s:\n%s", log.String())
-		}
+	s := p.waitFor("Listening on socket", "metrics listener failed")
+	if !strings.Contains(s, "level=INFO") || !strings.Contains(s, "metrics port busy") {
+		t.Errorf("no info line for the busy port before the error:\n%s", s)
 	}
-	s := log.String()
-	if !strings.Contains(s, "level=ERROR") || !strings.Contains(s, "metrics listener failed") ||
-		!strings.Contains(s, busy.Addr().String()) || strings.Contains(s, "metrics listening") {
+	if !strings.Contains(s, "level=ERROR") || !strings.Contains(s, busy.Addr().String()) || strings.Contains(s, "metrics listening") {
 		t.Errorf("stderr:\n%s", s)
 	}
+}
+
+// A metrics port freed within seconds, as a Kong reload's previous plugin
+// process frees it, is served once free, and is no error.
+func TestMetricsPortFreedByPreviousProcess(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := busy.Addr().String()
+	p := startPluginWithMetrics(t, addr)
+	p.waitFor("Listening on socket", "metrics port busy")
+	_ = busy.Close()
+	s := p.waitFor("metrics listening")
+	if strings.Contains(s, "level=ERROR") {
+		t.Errorf("an error for a port freed within seconds:\n%s", s)
+	}
+	resp, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("metrics not served on %s: %v", addr, err)
+	}
+	_ = resp.Close()
 }
