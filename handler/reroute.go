@@ -75,7 +75,6 @@ type reroute struct {
 	done  chan struct{}
 	once  sync.Once
 	out   recovered
-	timer *time.Timer
 }
 
 // rerouteWait bounds a recovery through Kong's balancer, as the plugin
@@ -133,10 +132,18 @@ func newReroute(r *request, key flightKey, root, id string, seen session.Record,
 	reroutes.n.Add(1)
 	reroutes.mu.Unlock()
 	// Kong's 502 skips Response, and Log comes only with -log-phase: the
-	// recovery ends by itself, once its initialize is overdue.
-	rr.timer = time.AfterFunc(rerouteWait, func() {
-		rr.finish(recovered{reason: failBalancer})
-	})
+	// recovery ends by itself, once its initialize is overdue. (A goroutine
+	// rather than a timer field: finish may run before any field written
+	// after the registration above.)
+	overdue := time.NewTimer(rerouteWait)
+	go func() {
+		defer overdue.Stop()
+		select {
+		case <-overdue.C:
+			rr.finish(recovered{reason: failBalancer})
+		case <-rr.done:
+		}
+	}()
 	return rr
 }
 
@@ -145,7 +152,6 @@ func (rr *reroute) finish(out recovered) bool {
 	first := false
 	rr.once.Do(func() {
 		first = true
-		rr.timer.Stop()
 		rr.out = out
 		reroutes.remove(rr)
 		if rr.release != nil {
