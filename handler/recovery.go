@@ -208,18 +208,20 @@ func (p *Plugin) recoverRoot(k kong.PDK, r *request, vars *upstreamVars, root, i
 			return fail(failStore)
 		}
 		if !claimed {
-			rec, found, err := fl.AwaitWrite(ctx, root, recoverWait, func(rec session.Record) bool {
+			rec, found, taken, err := awaitRecovery(ctx, fl, root, func(rec session.Record) bool {
 				return newer(rec) || rec.State == session.Ended
 			})
 			switch {
+			case ctx.Err() != nil:
+				return fail(failBusy)
 			case err != nil:
 				return fail(failStore)
-			case !found:
-				return fail(failBusy)
-			case rec.State == session.Ended:
+			case found && rec.State == session.Ended:
 				return fail(failEnded)
+			case found:
+				return recovered{rec: rec}
 			}
-			return recovered{rec: rec}
+			rel = taken
 		}
 		release = rel
 		// The claim's holder before us may have finished just now.
@@ -309,6 +311,29 @@ func passingFailure(reason string) bool {
 		return true
 	}
 	return false
+}
+
+// claimRecheck is how often a request awaiting a recovery that another
+// plugin process claimed checks that the claim still stands.
+const claimRecheck = time.Second
+
+// awaitRecovery awaits the recovery of root that another plugin process
+// claimed: its record (done holds), or, once the claim is gone without one
+// (its holder failed, or died and its lease ran out), the claim, taken by
+// this request to recover the session itself (release non-nil). ctx
+// bounds it.
+func awaitRecovery(ctx context.Context, fl session.Flight, root string, done func(session.Record) bool) (
+	rec session.Record, found bool, release func(), err error) {
+	for {
+		rec, found, err = fl.AwaitWrite(ctx, root, claimRecheck, done)
+		if err != nil || found {
+			return rec, found, nil, err
+		}
+		rel, claimed, err := fl.Claim(ctx, root, recoverWait)
+		if err != nil || claimed {
+			return rec, false, rel, err
+		}
+	}
 }
 
 // recordRecovery records the family root's new upstream session upstreamID

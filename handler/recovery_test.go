@@ -21,6 +21,7 @@ import (
 	"github.com/mcp-relay/mcp-relay/handler/replica"
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/session"
+	"github.com/mcp-relay/mcp-relay/session/redistest"
 )
 
 const testInit = `{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"unit","version":"1"}}`
@@ -502,5 +503,62 @@ func TestRecoverTriesNextReplica(t *testing.T) {
 	p.access(f)
 	if f.exited || f.target != live.addr() {
 		t.Fatalf("exited %v %s target %q, want %s after %s refused", f.exited, f.exitBody, f.target, live.addr(), refusing)
+	}
+}
+
+// TestRecoveryClaimedByAnotherProcess: with Redis, another plugin process
+// holds the session's recovery claim and ends without a record: it gave
+// the recovery up (Kong's balancer found no replica), or it died mid-way
+// (a Kong reload stopped it). The waiting request takes the claim then and
+// recovers the session itself, in seconds: not after the claim's whole
+// life (about 20 s, past every client's call timeout).
+func TestRecoveryClaimedByAnotherProcess(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(release func(), holder *session.Redis)
+	}{
+		{"holder gave up", func(release func(), _ *session.Redis) { release() }},
+		{"holder died", func(_ func(), holder *session.Redis) { _ = holder.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ownFleet(t)
+			live := startFakeReplica(t)
+			fleet.Learned("svc", live.addr(), time.Now())
+			dead := deadAddr(t)
+			srv := redistest.StartServer(t)
+			node := func() *session.Redis {
+				s, err := session.NewRedis(session.RedisConfig{Host: srv.Host(), Port: srv.Port(), KeyPrefix: "claim:"},
+					session.RedisOptions{TTL: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+				return s
+			}
+			holder, store := node(), node()
+			p, _ := pinned(t, `{"session":{"learn_wait_ms":0,"replica_probe_ms":60000}}`)
+			p.store = store
+			markDown(p, dead)
+			recoverable(t, store, "client-1", dead)
+			release, ok, err := holder.Claim(context.Background(), "client-1", recoverWait)
+			if err != nil || !ok {
+				t.Fatalf("the other process's claim: %v %v", ok, err)
+			}
+			time.AfterFunc(300*time.Millisecond, func() { tc.end(release, holder) })
+
+			f := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(),
+				headers: hdr("mcp-session-id", "client-1", "x-consumer-id", "alice")}
+			start := time.Now()
+			p.access(f)
+			took := time.Since(start)
+			if f.exited || f.target != live.addr() {
+				t.Fatalf("after %v: exited %v %d %s, target %q; want the session recovered on %s",
+					took, f.exited, f.exitStatus, f.exitBody, f.target, live.addr())
+			}
+			if took > 8*time.Second {
+				t.Errorf("recovered after %v: the claim's end went unseen", took)
+			}
+			t.Logf("recovered %v after the request came", took.Round(time.Millisecond))
+		})
 	}
 }

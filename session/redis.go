@@ -604,15 +604,29 @@ var scriptRelease = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// Claim implements Flight with SET NX PX: the claim ends by itself after
-// ttl if its node dies mid-recovery.
+var scriptRenew = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
+
+// claimLease is how long a recovery claim outlives its holder: the holder
+// renews it every third of it while the recovery runs (for at most the
+// claim's ttl), so the claim of a plugin process that died mid-recovery (a
+// crash, or a Kong reload stopping the old process while a recovery through
+// Kong's balancer awaited its answer) frees the session within the lease,
+// not the whole ttl. A variable for the tests.
+var claimLease = 3 * time.Second
+
+// Claim implements Flight with SET NX PX and a renewed lease: the claim
+// ends at release, after ttl, or within claimLease of its holder's death.
 func (s *Redis) Claim(ctx context.Context, id string, ttl time.Duration) (func(), bool, error) {
 	if s.closed.Load() {
 		return nil, false, errClosed
 	}
 	token := s.tag + strconv.FormatUint(rand.Uint64(), 36)
+	lease := min(claimLease, ttl)
+	key := s.claimKey(id)
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	ok, err := s.client.SetNX(cctx, s.claimKey(id), token, ttl).Result()
+	ok, err := s.client.SetNX(cctx, key, token, lease).Result()
 	cancel()
 	if err != nil {
 		return nil, false, s.failed("claim", err)
@@ -620,12 +634,47 @@ func (s *Redis) Claim(ctx context.Context, id string, ttl time.Duration) (func()
 	if !ok {
 		return nil, false, nil
 	}
+	stop := make(chan struct{})
+	if lease < ttl {
+		go s.renewClaim(key, token, time.Now().Add(ttl), lease, stop)
+	}
+	var once sync.Once
 	release := func() {
-		rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		defer cancel()
-		_ = scriptRelease.Run(rctx, s.client, []string{s.claimKey(id)}, token).Err()
+		once.Do(func() {
+			close(stop)
+			rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			_ = scriptRelease.Run(rctx, s.client, []string{key}, token).Err()
+		})
 	}
 	return release, true, nil
+}
+
+// renewClaim keeps the claim key (holding token) alive, a lease at a time,
+// until stop, the claim's end, the store's Close, or the claim is found
+// lost (expired under a stalled process, then taken by another).
+func (s *Redis) renewClaim(key, token string, end time.Time, lease time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			left := end.Sub(now)
+			if left <= 0 {
+				return
+			}
+			cctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+			held, err := scriptRenew.Run(cctx, s.client, []string{key}, token, min(lease, left).Milliseconds()).Int()
+			cancel()
+			if err == nil && held == 0 {
+				return
+			}
+		}
+	}
 }
 
 // AwaitWrite implements Flight: it reads id from Redis (not the cache),

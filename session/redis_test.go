@@ -838,3 +838,34 @@ func TestRedisRecoveryClaim(t *testing.T) {
 		return err == nil && ok
 	})
 }
+
+// TestRedisClaimOfDeadHolderEnds: a claim lives while its holder renews it,
+// far beyond one lease, and ends within a lease of its holder's death (its
+// store closed: a plugin process a Kong reload stopped mid-recovery), long
+// before the claim's ttl.
+func TestRedisClaimOfDeadHolderEnds(t *testing.T) {
+	saved := claimLease
+	claimLease = 300 * time.Millisecond
+	t.Cleanup(func() { claimLease = saved })
+	srv := redistest.StartServer(t)
+	a := newNode(t, singleCfg(srv, "dc:"), RedisOptions{})
+	b := newNode(t, singleCfg(srv, "dc:"), RedisOptions{})
+	if _, ok, err := a.Claim(bg(), "s", time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	for range 10 { // 1 s: three leases and more
+		if _, ok, err := b.Claim(bg(), "s", time.Minute); err != nil || ok {
+			t.Fatalf("claim taken from a live holder: ok=%v err=%v", ok, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = a.Close()
+	died := time.Now()
+	waitFor(t, "the dead holder's claim to end", 5*time.Second, func() bool {
+		_, ok, err := b.Claim(bg(), "s", time.Minute)
+		return err == nil && ok
+	})
+	if took := time.Since(died); took > 2*claimLease {
+		t.Errorf("the claim ended %v after its holder died, want within about %v", took, claimLease)
+	}
+}

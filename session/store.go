@@ -49,8 +49,9 @@ const MaxInitBytes = 4096
 // Flight is implemented by stores shared between Kong nodes, so that one
 // node recovers a session while the others wait for its record.
 type Flight interface {
-	// Claim tries to take the recovery of id for at most ttl. ok=false:
-	// another node holds it. release gives it up early.
+	// Claim tries to take the recovery of id for at most ttl; the claim of
+	// a holder whose process died ends sooner (a lease its holder renews).
+	// ok=false: another node holds it. release gives it up early.
 	Claim(ctx context.Context, id string, ttl time.Duration) (release func(), ok bool, err error)
 	// AwaitWrite returns id's record once done(record) holds, waking on the
 	// writes of any node, or found=false when wait runs out first.
