@@ -209,7 +209,9 @@ func (b *liveCancelBody) Read(p []byte) (int, error) {
 func TestMCPGoSessionsUnderLoad(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := []*peers.Replica{peers.StartLegacy(t, "replica-1"), peers.StartLegacy(t, "replica-2"), peers.StartLegacy(t, "replica-3")}
-	lb := roundRobinURLs(t, cancelNodes(t, 2, deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)}), addrs(rs...))) + "/mcp"
+	deckYAML := deck(t, deckOptions{relay: redisSession(rd.Host(), rd.Port(), nil)})
+	nodes := []gateway{startNode(t, deckYAML, addrs(rs...)), startNode(t, deckYAML, addrs(rs...))}
+	lb := roundRobinURLs(t, []string{nodes[0].URL(), nodes[1].URL()}) + "/mcp"
 
 	const sessions, workers = 500, 32
 	tr := &liveCancels{next: &mcptest.AnswerTransport{}}
@@ -264,6 +266,17 @@ func TestMCPGoSessionsUnderLoad(t *testing.T) {
 	}
 	if len(failures) > 0 {
 		t.Logf("mcp-go's other errors (the first 20): %q", logs.otherErrors())
+		// Who ended a failed exchange: a POST that the gateway did not
+		// answer 200 or 202 (499: the client closed it first).
+		for i, n := range nodes {
+			var odd []string
+			for _, r := range n.served() {
+				if r.Method == "POST" && r.Status != 200 && r.Status != 202 && len(odd) < 20 {
+					odd = append(odd, fmt.Sprintf("%d %s", r.Status, r.ID))
+				}
+			}
+			t.Logf("node %d: POSTs not answered 200 or 202 (the first 20): %v", i, odd)
+		}
 	}
 	for _, s := range tr.seen {
 		t.Errorf("failed by another request's cancel: %s", s)
