@@ -69,7 +69,10 @@ type flightKey struct {
 type recovered struct {
 	rec    session.Record
 	reason string
-	via    *reroute
+	// refused: the replica refused the session's initialize, or the target
+	// cannot be told; the session is lost, whatever reason says.
+	refused bool
+	via     *reroute
 }
 
 // upstreamVars are Kong's upstream_scheme and upstream_uri, read only on
@@ -128,7 +131,7 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		}
 		res = res.via.wait()
 	}
-	out, reason := res.rec, res.reason
+	out, reason, refused := res.rec, res.reason, res.refused
 	switch {
 	case errors.Is(err, replica.ErrBusy):
 		reason = failBusy
@@ -136,8 +139,10 @@ func (p *Plugin) recoverSession(k kong.PDK, r *request, vars *upstreamVars, id s
 		reason = failInternal
 	}
 	if reason != "" {
-		p.recoveryFailed(root, reason, "")
-		r.recoveryFailed = reason
+		p.recoveryEnded(root, reason, "", !refused && passingFailure(reason))
+		if !refused {
+			r.recoveryFailed = reason
+		}
 		return false
 	}
 	*rec = p.adopt(id, root, seen, out)
@@ -364,8 +369,14 @@ func (p *Plugin) recordRecovery(ctx context.Context, root string, seen session.R
 }
 
 func (p *Plugin) recoveryFailed(root, reason, detail string) {
+	p.recoveryEnded(root, reason, detail, passingFailure(reason))
+}
+
+// recoveryEnded counts and logs a recovery that did not happen; stands
+// says whether the session is kept for a later try.
+func (p *Plugin) recoveryEnded(root, reason, detail string, stands bool) {
 	recoveryFailures.WithLabelValues(reason).Inc()
-	if passingFailure(reason) {
+	if stands {
 		logger.Warn("session not recovered for now: the session stands", "session", fingerprint(root), "reason", reason, "detail", detail)
 		return
 	}

@@ -228,8 +228,8 @@ func (p *Plugin) finishReroute(k kong.PDK, token string, status int) {
 	r := rr.request(p)
 	out, reason, detail, refused := p.openReroute(k, rr, status)
 	if reason != "" {
-		if rr.finish(recovered{reason: reason}) {
-			p.recoveryFailed(rr.root, reason, detail)
+		if rr.finish(recovered{reason: reason, refused: refused}) {
+			p.recoveryEnded(rr.root, reason, detail, !refused && passingFailure(reason))
 		}
 		if !refused {
 			// Passing (a replica's 5xx, a network error): the session

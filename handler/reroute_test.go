@@ -253,6 +253,33 @@ func TestRerouteWaiterOfKong502(t *testing.T) {
 	rerouted(t, p, "POST", callBody)
 }
 
+// TestRerouteWaiterOfRefusal: the replica Kong chose refused the session's
+// initialize (a 4xx): retrying would not help, the session is lost, and a
+// request that waited for the recovery gets the 404 its leader gets, not
+// a 503 that would have it sent again.
+func TestRerouteWaiterOfRefusal(t *testing.T) {
+	p, mem, _ := orphanRig(t, orphanConfig)
+	access, _ := rerouted(t, p, "POST", listBody)
+	w := &fakeKong{method: "POST", body: []byte(callBody), vars: upstreamVarsKong(),
+		headers: hdr("mcp-session-id", "client-1", "x-consumer-id", "alice")}
+	done := make(chan struct{})
+	go func() { defer close(done); p.access(w) }()
+	time.Sleep(20 * time.Millisecond) // let it wait; the test holds either way
+	leader := &fakeKong{status: 403, notes: access.notes, route: kong.Route{ServiceID: "svc"},
+		vars: map[string]string{"request_uri": "/mcp"}}
+	p.response(leader)
+	<-done
+	if !leader.exited || leader.exitStatus != 404 {
+		t.Errorf("leader: exited %v %d %s, want the 404 envelope", leader.exited, leader.exitStatus, leader.exitBody)
+	}
+	if !w.exited || w.exitStatus != 404 {
+		t.Errorf("waiter: exited %v %d %s, want the 404 envelope", w.exited, w.exitStatus, w.exitBody)
+	}
+	if rec := lookup(t, mem, "client-1"); rec.State != session.Lost {
+		t.Errorf("state %v, want lost", rec.State)
+	}
+}
+
 // TestReroutePreservedHost: with the route's preserve_host, Kong's Host is
 // the client's: the replica Kong chose cannot be told, the session is lost
 // and the client told so.
