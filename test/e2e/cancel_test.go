@@ -244,11 +244,11 @@ func TestMCPGoSessionsUnderLoad(t *testing.T) {
 				}
 				res, err := mcptest.CallToolErr(c, "ask", map[string]any{"message": "q?"}, nil, 15*time.Second)
 				if err != nil || res.IsError || mcptest.Text(res) != mcptest.ElicitAnswer {
-					fail(i, "ask", fmt.Errorf("%v %+v", err, res))
+					fail(i, "ask", fmt.Errorf("%v %+v (session %q)", err, res, c.GetSessionId()))
 				}
 				res, err = mcptest.CallToolErr(c, "sample", map[string]any{"prompt": "hi"}, nil, 15*time.Second)
 				if err != nil || res.IsError || mcptest.Text(res) != mcptest.SampleAnswer {
-					fail(i, "sample", fmt.Errorf("%v %+v", err, res))
+					fail(i, "sample", fmt.Errorf("%v %+v (session %q)", err, res, c.GetSessionId()))
 				}
 				_ = c.Close()
 			}

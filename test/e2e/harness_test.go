@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,6 +301,7 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 	for i, b := range bases {
 		targets[i], _ = url.Parse(b)
 	}
+	aborts := &frontAborts{}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(targets[int(next.Add(1))%len(targets)])
@@ -311,12 +313,13 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 		// transport has already handed to another request, which then
 		// fails as the balancer's 502 (net/http, see cancel_test.go).
 		Transport: &http.Transport{DisableKeepAlives: true},
-		ErrorLog:  quietProxyLog,
+		ErrorLog:  log.New(aborts, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, frontBalancerError+": "+err.Error(), http.StatusBadGateway)
 		},
 	}
 	flushHead := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer aborts.recordAbort(r, time.Now())
 		proxy.ServeHTTP(headFlusher{w}, r)
 	})
 	srv := &http.Server{Handler: flushHead, ReadHeaderTimeout: 10 * time.Second}
@@ -328,7 +331,61 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 		_ = srv.Shutdown(ctx)
 		_ = srv.Close()
 	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			aborts.report(t)
+		}
+	})
 	return "http://" + ln.Addr().String()
+}
+
+// frontAborts records what the front balancer saw go wrong, so that a
+// failed test can tell a stream Kong broke off (a read error from the node)
+// from one the balancer or the client ended. A client's cancel ("context
+// canceled") is everyday traffic with mcp-go and is left out.
+type frontAborts struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const frontAbortsKept = 50
+
+func (a *frontAborts) add(line string) {
+	if strings.Contains(line, "context canceled") {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.lines) < frontAbortsKept {
+		a.lines = append(a.lines, time.Now().Format("15:04:05.000 ")+line)
+	}
+}
+
+// Write takes the ReverseProxy's error log lines.
+func (a *frontAborts) Write(p []byte) (int, error) {
+	a.add(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// recordAbort, deferred in the handler, notes an exchange the proxy
+// aborted while its client was still there (it panics with
+// http.ErrAbortHandler when a body copy fails, and the client sees its
+// stream cut) and lets the panic go on.
+func (a *frontAborts) recordAbort(r *http.Request, start time.Time) {
+	if p := recover(); p != nil {
+		if r.Context().Err() != nil {
+			panic(p)
+		}
+		a.add(fmt.Sprintf("aborted %s (session %q, started %s): %v", r.Method, r.Header.Get("Mcp-Session-Id"),
+			start.Format("15:04:05.000"), p))
+		panic(p)
+	}
+}
+
+func (a *frontAborts) report(t testing.TB) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t.Logf("front balancer: %d errors other than a client's cancel (the first %d): %q", len(a.lines), frontAbortsKept, a.lines)
 }
 
 // quietProxyLog keeps the proxies' "context canceled" lines, which clients
