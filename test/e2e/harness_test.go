@@ -320,6 +320,11 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 	}
 	flushHead := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer aborts.recordAbort(r, time.Now())
+		// Full duplex: otherwise Go's server drains and closes the request
+		// body as the response head goes out, and the transport, still
+		// reading that body on to its end, fails and cuts the node's
+		// stream (TestFrontBalancerStreamsWhileBodyArrives).
+		_ = http.NewResponseController(w).EnableFullDuplex()
 		proxy.ServeHTTP(headFlusher{w}, r)
 	})
 	srv := &http.Server{Handler: flushHead, ReadHeaderTimeout: 10 * time.Second}
