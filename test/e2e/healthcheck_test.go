@@ -10,12 +10,12 @@ import (
 	"github.com/mcp-relay/mcp-relay/test/peers"
 )
 
-// withoutHealthchecks is kong/kong.yaml as it was before retries and health
-// checks: retries 0 and a bare upstream.
-func withoutHealthchecks(t *testing.T) []byte {
+// withoutHealthchecks is kong/kong.yaml changed by o (deck) with a bare
+// upstream: no active or passive health checks.
+func withoutHealthchecks(t *testing.T, o deckOptions) []byte {
 	t.Helper()
 	var doc map[string]any
-	if err := yaml.Unmarshal(deck(t, deckOptions{service: map[string]any{"retries": 0}}), &doc); err != nil {
+	if err := yaml.Unmarshal(deck(t, o), &doc); err != nil {
 		t.Fatal(err)
 	}
 	delete(doc["upstreams"].([]any)[0].(map[string]any), "healthchecks")
@@ -33,7 +33,7 @@ func withoutHealthchecks(t *testing.T) []byte {
 // again once the active probe has seen it.
 func TestNewSessionsAvoidKilledReplica(t *testing.T) {
 	a, b := peers.StartLegacy(t, "hc-a"), peers.StartLegacy(t, "hc-b")
-	before := startNode(t, withoutHealthchecks(t), addrs(a, b))
+	before := startNode(t, withoutHealthchecks(t, deckOptions{service: map[string]any{"retries": 0}}), addrs(a, b))
 	after := startNode(t, deck(t, deckOptions{}), addrs(a, b))
 	c := newRaw(demoKey)
 	for _, n := range []string{before.URL(), after.URL()} { // both replicas serve both nodes

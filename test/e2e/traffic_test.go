@@ -228,21 +228,42 @@ func TestUpstreamBare401(t *testing.T) {
 
 // TestUpstreamSilent: a server that accepts and never answers. Kong cuts it
 // off after the service's read_timeout; with kong/error_template.json the
-// client reads a JSON-RPC error, in bounded time.
+// client reads a JSON-RPC error, in bounded time. With kong/kong.yaml's
+// health checks the silent replica is taken out once two timeouts are
+// counted (Kong counts active probes' and proxied requests' timeouts
+// together, so the first request may already tip it), and from then on the
+// client reads Kong's 503, a JSON-RPC error too.
 func TestUpstreamSilent(t *testing.T) {
 	silent := peers.StartBad(t, peers.ModeSilent)
-	node := startNode(t, deck(t, deckOptions{service: map[string]any{"read_timeout": 1000}}), addrs(silent))
-	for _, method := range []string{"initialize", "tools/call"} {
-		start := time.Now()
-		r := newRaw(demoKey).post(t, node.URL(), fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{}}`, method))
-		took := time.Since(start)
-		if r.Status != http.StatusGatewayTimeout || r.Message["jsonrpc"] != "2.0" || r.errorField("code") != float64(-31002) {
-			t.Errorf("%s: %d %s", method, r.Status, r.Body)
-		}
-		if took > 10*time.Second {
-			t.Errorf("%s: answered after %v; read_timeout is 1 s", method, took)
-		}
-		t.Logf("%s answered %d after %v", method, r.Status, took)
+	slow := deckOptions{service: map[string]any{"read_timeout": 1000}}
+	for _, tc := range []struct {
+		name  string
+		deck  []byte
+		calls []string
+		last  int // the last call's status
+	}{
+		{"without health checks", withoutHealthchecks(t, slow), []string{"initialize", "tools/call"}, http.StatusGatewayTimeout},
+		{"kong.yaml's health checks", deck(t, slow), []string{"initialize", "tools/call", "tools/call"}, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := startNode(t, tc.deck, addrs(silent))
+			for i, method := range tc.calls {
+				start := time.Now()
+				r := newRaw(demoKey).post(t, node.URL(), fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{}}`, method))
+				took := time.Since(start)
+				want := r.Status == http.StatusGatewayTimeout || r.Status == http.StatusServiceUnavailable
+				if i == len(tc.calls)-1 {
+					want = r.Status == tc.last
+				}
+				if !want || r.Message["jsonrpc"] != "2.0" || r.errorField("code") != float64(-31002) {
+					t.Errorf("%s: %d %s", method, r.Status, r.Body)
+				}
+				if took > 10*time.Second {
+					t.Errorf("%s: answered after %v; read_timeout is 1 s", method, took)
+				}
+				t.Logf("%s answered %d after %v", method, r.Status, took)
+			}
+		})
 	}
 }
 
