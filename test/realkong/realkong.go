@@ -207,6 +207,9 @@ type Node struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	spawnMu sync.Mutex
+	workers []int // the nginx worker pids seen in the plugin files, oldest first
 }
 
 // Start starts a node and waits until it serves: its listener accepts, the
@@ -393,15 +396,18 @@ func (n *Node) AccessLog() []byte {
 // harness writes one per process it starts.
 func (n *Node) pluginLogs() []string {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "logs", "pluginserver-"+n.name+"-*.log"))
-	sortSpawned(files)
+	n.sortSpawned(files)
 	return files
 }
 
 // sortSpawned orders the harness's per-process files
 // (pluginserver-<name>-<worker pid>-<n>.log|pid) oldest first: by the
-// spawning worker (after a reload a new worker, with a larger pid, counts
-// from 1 again), then by its count.
-func sortSpawned(files []string) {
+// spawning worker (after a reload a new worker counts from 1 again), then
+// by its count. Workers are ranked in the order the node first saw their
+// files, not by pid: pids wrap around (a reload's new worker may have a
+// smaller pid than the old one). Reload lists the files before it reloads,
+// so a reload's worker is always seen after the worker it replaces.
+func (n *Node) sortSpawned(files []string) {
 	key := func(path string) (int, int) {
 		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 		parts := strings.Split(base, "-")
@@ -409,16 +415,30 @@ func sortSpawned(files []string) {
 			return 0, 0
 		}
 		w, _ := strconv.Atoi(parts[len(parts)-2])
-		n, _ := strconv.Atoi(parts[len(parts)-1])
-		return w, n
+		c, _ := strconv.Atoi(parts[len(parts)-1])
+		return w, c
 	}
-	sort.Slice(files, func(i, j int) bool {
-		wi, ni := key(files[i])
-		wj, nj := key(files[j])
-		if wi != wj {
-			return wi < wj
+	n.spawnMu.Lock()
+	var unseen []int
+	for _, f := range files {
+		if w, _ := key(f); !slices.Contains(n.workers, w) && !slices.Contains(unseen, w) {
+			unseen = append(unseen, w)
 		}
-		return ni < nj
+	}
+	slices.Sort(unseen) // seen at once: no better order than the pids'
+	n.workers = append(n.workers, unseen...)
+	rank := make(map[int]int, len(n.workers))
+	for i, w := range n.workers {
+		rank[w] = i
+	}
+	n.spawnMu.Unlock()
+	sort.SliceStable(files, func(i, j int) bool {
+		wi, ci := key(files[i])
+		wj, cj := key(files[j])
+		if wi != wj {
+			return rank[wi] < rank[wj]
+		}
+		return ci < cj
 	})
 }
 
@@ -439,7 +459,7 @@ func (n *Node) PluginStarts() int { return len(n.pluginLogs()) }
 // PluginPID is the pid of the node's live plugin process (0: none).
 func (n *Node) PluginPID() int {
 	files, _ := filepath.Glob(filepath.Join(n.prefix, "pids", "pluginserver-"+n.name+"-*.pid"))
-	sortSpawned(files)
+	n.sortSpawned(files)
 	slices.Reverse(files) // the newest first: during a reload the old one still runs
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -504,6 +524,7 @@ func (n *Node) WaitPlugin(old int, timeout time.Duration) (int, error) {
 // file again, starts a new worker with a new plugin process, and the old
 // worker stops its plugin process once its requests are done.
 func (n *Node) Reload() error {
+	n.pluginLogs() // the workers so far, so that the reload's new one ranks after them
 	old := n.PluginPID()
 	out, err := exec.Command(n.script, "reload", "--prefix", n.prefix).CombinedOutput()
 	if err == nil {
