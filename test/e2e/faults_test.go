@@ -93,8 +93,8 @@ func TestPanicRecovered(t *testing.T) {
 // plugin instance whose send reaches the dying process raises out of
 // get_instance_id with its claim taken, and every request waits for that
 // claim until plugin.lua gives up ("Could not claim instance_id"; the
-// stand-in does the same, TestInstanceClaimLeftByFailedSend). The bound
-// leaves room for that wait: no request may go unanswered.
+// stand-in does not model it). The bound leaves room for that wait: no
+// request may go unanswered.
 func TestPluginKilledDuringTraffic(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := startLegacyReplicas(t, 2)

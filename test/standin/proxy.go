@@ -234,10 +234,6 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 			}
 			err = ab.err
 		}
-		var thrown *luaErr
-		if errors.As(err, &thrown) {
-			return evLuaError, err // raised by pb_rpc.lua: not retried
-		}
 		if isRetryable(err) && retries < maxEventRetries {
 			wk.instances.reset()
 			n.log.logf(lvlWarn, "[kong] pb_rpc.lua:406 %v", err)

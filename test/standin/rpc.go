@@ -145,10 +145,7 @@ func (c *rpcClient) writeFrame(conn *rpcConn, msg []byte) error {
 	binary.LittleEndian.PutUint32(buf, uint32(len(msg)))
 	copy(buf[4:], msg)
 	if _, err := conn.Write(buf); err != nil {
-		// pb_rpc.lua's write_frame asserts its sends: a failed one raises a
-		// Lua error, which no caller catches (no retry, no reset, and a
-		// start_instance claim left taken: see instances.get).
-		return luaError("pb_rpc.lua:285: " + cosocketError(err))
+		return &rpcError{cosocketError(err)}
 	}
 	return nil
 }
@@ -247,10 +244,6 @@ type instance struct {
 	err   error
 }
 
-// instanceClaimWait is how long get_instance_id waits for another
-// request's start of the same instance (plugin.lua: 100 steps of 0.1 s).
-var instanceClaimWait = 10 * time.Second
-
 // instances is running_instances plus get_instance_id and reset_instance
 // of kong/runloop/plugin_servers/plugin.lua.
 type instances struct {
@@ -276,15 +269,6 @@ func (in *instances) get(c *rpcClient, name string, p *Plugin, confJSON []byte, 
 			if err == nil && ret.GetInstanceStatus() == nil {
 				err = errors.New("no instance status in reply")
 			}
-			var thrown *luaErr
-			if errors.As(err, &thrown) {
-				// Raised out of get_instance_id before it removes its
-				// claim: the claim stays without an id, and every request of
-				// the plugin waits the 10 s for it and gets "Could not claim
-				// instance_id" (plugin.lua, Kong 3.9.1). Real Kong does this
-				// when a plugin process dies just as a start reaches it.
-				return 0, err
-			}
 			in.mu.Lock()
 			if err != nil {
 				log.logf(lvlErr, "[kong] starting instance: %v", err)
@@ -304,7 +288,7 @@ func (in *instances) get(c *rpcClient, name string, p *Plugin, confJSON []byte, 
 		in.mu.Unlock()
 		select {
 		case <-inst.ready:
-		case <-time.After(instanceClaimWait):
+		case <-time.After(10 * time.Second):
 			in.mu.Lock()
 			if in.byKey[p.ID] == inst {
 				delete(in.byKey, p.ID)
