@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-relay/mcp-relay/kong"
 	"github.com/mcp-relay/mcp-relay/logging"
@@ -31,8 +32,27 @@ func (l loggingKong) KongLog(level slog.Level, line string) error {
 	return nil
 }
 
+// takeQuiet drops what earlier tests left in the process's log queue, and
+// waits until their goroutines (a recovery ending after its test) have
+// logged nothing for 300 ms: a test counting Kong log calls must not see
+// their lines.
+func takeQuiet(t *testing.T) {
+	t.Helper()
+	quiet := 0
+	for deadline := time.Now().Add(10 * time.Second); quiet < 3 && time.Now().Before(deadline); {
+		logging.Take()
+		time.Sleep(100 * time.Millisecond)
+		if logging.Pending() {
+			quiet = 0
+		} else {
+			quiet++
+		}
+	}
+	logging.Take()
+}
+
 func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
-	logging.Take() // what earlier tests left
+	takeQuiet(t)
 	p := New()
 	p.(*Plugin).logs = &logPhaseState{}
 	// Kong's schema rejects this (a conditional entity check); a
@@ -70,7 +90,7 @@ func TestConfigInvalidAnswersEnvelopeAndLogsOnce(t *testing.T) {
 
 // The Log phase of a request with nothing to say makes no call.
 func TestLogPhaseFlushesOnlyPendingEvents(t *testing.T) {
-	logging.Take()
+	takeQuiet(t)
 	p := newPlugin(t, storeOff)
 	var lines []kongLine
 	f := &fakeKong{}
@@ -90,7 +110,7 @@ func TestLogPhaseFlushesOnlyPendingEvents(t *testing.T) {
 // end: before an answer (no call may follow kong.response.exit), else after
 // their own work. With Log events (-log-phase), Log writes them.
 func TestAccessFlushesWithoutLogEvents(t *testing.T) {
-	logging.Take()
+	takeQuiet(t)
 	p := newPlugin(t, `{"auth":{"anonymous":"anonymous"}}`)
 	var lines []kongLine
 	plain := &fakeKong{method: "GET", headers: map[string][]string{"accept": {"text/html"}}}
