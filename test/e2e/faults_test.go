@@ -93,8 +93,8 @@ func TestPanicRecovered(t *testing.T) {
 // plugin instance whose send reaches the dying process raises out of
 // get_instance_id with its claim taken, and every request waits for that
 // claim until plugin.lua gives up ("Could not claim instance_id"; the
-// stand-in does not model it). The bound leaves room for that wait: no
-// request may go unanswered.
+// stand-in does the same, TestInstanceClaimLeftByFailedSend). The bound
+// leaves room for that wait: no request may go unanswered.
 func TestPluginKilledDuringTraffic(t *testing.T) {
 	rd := redistest.StartServer(t)
 	rs := startLegacyReplicas(t, 2)
@@ -228,6 +228,64 @@ func TestPluginKilledDuringTraffic(t *testing.T) {
 	mt := metrics(t, m)
 	t.Logf("new plugin process: pins %v unknown %v store_errors %v", mt["mcp_relay_pins_total"],
 		mt["mcp_relay_sessions_unknown_total"], mt["mcp_relay_store_errors_total"])
+}
+
+// killPluginAndWait kills the node's plugin process and waits (bounded)
+// until Kong's next one has opened its socket.
+func killPluginAndWait(t *testing.T, node gateway) {
+	t.Helper()
+	pid, starts := node.PluginPID(), node.PluginStarts()
+	if err := node.KillPlugin(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if p := node.PluginPID(); p != 0 && p != pid && node.PluginStarts() > starts &&
+			strings.Count(node.pluginOutput(), "Listening on socket: ") >= node.PluginStarts() {
+			return
+		}
+		if i == 400 {
+			t.Fatal("no new plugin process within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPluginRestartedServesAtOnce: once Kong's new plugin process listens,
+// every request is answered by it. nginx drops the keepalive connections
+// to the killed process's socket as their peer closes them, so none of
+// them is used again: no 500 for a send into a dead socket.
+func TestPluginRestartedServesAtOnce(t *testing.T) {
+	r1 := peers.StartLegacy(t, "replica-1")
+	node := startNode(t, deck(t, deckOptions{}), addrs(r1))
+	// Concurrent requests leave several idle connections in the pool of
+	// the plugin socket.
+	const concurrent = 8
+	initialize := func() rpcResult { return newRaw(demoKey).initialize(t, node.URL()) }
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		for range concurrent {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				initialize()
+			}()
+		}
+		wg.Wait()
+	}
+	killPluginAndWait(t, node)
+	var failed []string
+	for i := 0; i < 20; i++ {
+		if r := initialize(); r.Status != http.StatusOK {
+			failed = append(failed, fmt.Sprintf("request %d: %d %s", i+1, r.Status, r.Body))
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of 20 requests after the new plugin process listened failed:\n%s\nKong's log:\n%s",
+			len(failed), strings.Join(failed, "\n"), node.kongLog())
+	}
+	if strings.Contains(node.kongLog(), "broken pipe") {
+		t.Errorf("Kong's log has a send into a dead plugin socket:\n%s", node.kongLog())
+	}
 }
 
 // TestClientDisconnectMidStream: clients that reset the connection in the

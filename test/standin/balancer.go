@@ -255,7 +255,7 @@ func (p *connPool) get(key string) *upstreamConn {
 		}
 		c := l[len(l)-1]
 		p.idle[key] = l[:len(l)-1]
-		if connAliveRaw(c.Conn) && c.br.Buffered() == 0 {
+		if c.br.Buffered() == 0 && idleConnUsable(c.Conn) {
 			return c
 		}
 		_ = c.Close()
@@ -281,14 +281,6 @@ func (p *connPool) closeAll() {
 		}
 	}
 	p.idle = map[string][]*upstreamConn{}
-}
-
-func connAliveRaw(c net.Conn) bool {
-	_ = c.SetReadDeadline(time.Now())
-	var b [1]byte
-	_, err := c.Read(b[:])
-	_ = c.SetReadDeadline(time.Time{})
-	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // failure classifies an upstream error as nginx does: a timeout is 504,

@@ -29,15 +29,18 @@
 //     are over).
 //   - Socket (plugin_servers/rpc/pb_rpc.lua): little-endian length frames,
 //     RpcCall/RpcReturn, the bridge loop of method-name and argument frames;
-//     one connection per call from a keepalive pool whose dead connections
-//     are dropped; method names derived from pluginsocket.proto as
+//     one connection per call from a keepalive pool that keeps only
+//     connections whose peer is open and silent (nginx's keepalive close
+//     handler); method names derived from pluginsocket.proto as
 //     load_service does; "method %q not found"; handle_event's reset and
 //     retry on "no plugin instance" / "closed", "pluginserver error" + 500
-//     otherwise.
+//     otherwise; a failed send raises (pb_rpc.lua asserts it): no retry,
+//     500.
 //   - Instances (plugin_servers/plugin.lua, plugins_iterator.lua): one per
 //     plugin entity, cmd_start_instance with cjson of the config plus
 //     route_id/service_id/consumer_id, __plugin_id, __ws_id, __key__,
-//     __seq__; concurrent starts wait for the first.
+//     __seq__; concurrent starts wait for the first (up to 10 s, then
+//     "Could not claim instance_id"); a start that raised leaves its claim.
 //   - PDK (kong/pdk/*.lua, plugin.lua exposed_api): every rpc of the Kong
 //     service, with check_phase/check_not_phase as Kong declares them and
 //     the same error texts; a Lua error in access gives 500 and skips later

@@ -188,7 +188,11 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 		r.rec.InstanceStarts += started
 		r.recMu.Unlock()
 		if err != nil {
-			return evLuaError, err // get_instance_id raises error(err)
+			var unclaimed *claimError
+			if errors.As(err, &unclaimed) {
+				return evServerError, err // returned to handle_event
+			}
+			return evLuaError, err // raised out of get_instance_id
 		}
 		r.recMu.Lock()
 		r.rec.Events = append(r.rec.Events, name)
@@ -233,6 +237,10 @@ func (n *Node) event(r *reqCtx, cp *collectedPlugin, name string) (evResult, err
 				return evLuaError, ab.err
 			}
 			err = ab.err
+		}
+		var thrown *luaErr
+		if errors.As(err, &thrown) {
+			return evLuaError, err // a send pb_rpc.lua asserted: not retried
 		}
 		if isRetryable(err) && retries < maxEventRetries {
 			wk.instances.reset()

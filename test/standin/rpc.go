@@ -35,6 +35,10 @@ type rpcClient struct {
 	mu   sync.Mutex
 	idle []*rpcConn
 
+	// connect replaces dialing the socket (tests: a plugin process dying
+	// as a frame reaches it).
+	connect func() (net.Conn, error)
+
 	seq atomic.Int64
 }
 
@@ -80,30 +84,24 @@ func (c *rpcClient) dial() (*rpcConn, error) {
 		conn := c.idle[len(c.idle)-1]
 		c.idle = c.idle[:len(c.idle)-1]
 		c.mu.Unlock()
-		if conn.br.Buffered() == 0 && connAlive(conn.Conn) {
+		if conn.br.Buffered() == 0 && idleConnUsable(conn.Conn) {
 			return conn, nil
 		}
 		_ = conn.Close()
 		c.mu.Lock()
 	}
 	c.mu.Unlock()
-	raw, err := net.DialTimeout("unix", c.socket, c.timeout)
+	var raw net.Conn
+	var err error
+	if c.connect != nil {
+		raw, err = c.connect()
+	} else {
+		raw, err = net.DialTimeout("unix", c.socket, c.timeout)
+	}
 	if err != nil {
 		return nil, &rpcError{cosocketError(err)}
 	}
 	return &rpcConn{Conn: raw, br: bufio.NewReaderSize(raw, 16*1024)}, nil
-}
-
-// connAlive checks an idle pooled connection: nginx's keepalive pool drops
-// a connection as soon as the peer closes it (or sends anything), through
-// ngx_http_lua_socket_keepalive_close_handler; here the check is made when
-// the connection is taken from the pool.
-func connAlive(conn net.Conn) bool {
-	_ = conn.SetReadDeadline(time.Now())
-	var b [1]byte
-	_, err := conn.Read(b[:])
-	_ = conn.SetReadDeadline(time.Time{})
-	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 func (c *rpcClient) keepalive(conn *rpcConn) {
@@ -139,13 +137,25 @@ func (c *rpcClient) readFrame(conn *rpcConn) ([]byte, error) {
 	return buf, nil
 }
 
-func (c *rpcClient) writeFrame(conn *rpcConn, msg []byte) error {
+// Where pb_rpc.lua (Kong 3.9.1) asserts its sends: Rpc:call's RpcCall and
+// write_frame's PDK replies.
+const (
+	sendCallAt  = "pb_rpc.lua:284"
+	sendReplyAt = "pb_rpc.lua:264"
+)
+
+// writeFrame sends one frame. pb_rpc.lua asserts every send, so a failed
+// one raises a Lua error that no caller catches: handle_event neither
+// retries nor resets, and a start_instance leaves its claim taken (see
+// instances.get). With the pool keeping only live connections, a send
+// fails only when a plugin process dies as the frame reaches it.
+func (c *rpcClient) writeFrame(conn *rpcConn, msg []byte, at string) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	buf := make([]byte, 4+len(msg))
 	binary.LittleEndian.PutUint32(buf, uint32(len(msg)))
 	copy(buf[4:], msg)
 	if _, err := conn.Write(buf); err != nil {
-		return &rpcError{cosocketError(err)}
+		return luaError(at + ": " + cosocketError(err))
 	}
 	return nil
 }
@@ -185,7 +195,7 @@ func (c *rpcClient) call(msg *pb.RpcCall, bridge bridgeFunc) (*pb.RpcReturn, err
 		_ = conn.Close()
 		return nil, err
 	}
-	if err := c.writeFrame(conn, data); err != nil {
+	if err := c.writeFrame(conn, data, sendCallAt); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
@@ -213,7 +223,7 @@ func (c *rpcClient) call(msg *pb.RpcCall, bridge bridgeFunc) (*pb.RpcReturn, err
 			_ = conn.Close()
 			return nil, err
 		}
-		if err := c.writeFrame(conn, reply); err != nil {
+		if err := c.writeFrame(conn, reply, sendReplyAt); err != nil {
 			_ = conn.Close()
 			return nil, err
 		}
@@ -238,10 +248,23 @@ func (c *rpcClient) call(msg *pb.RpcCall, bridge bridgeFunc) (*pb.RpcReturn, err
 
 // instance is an entry of running_instances (plugin.lua).
 type instance struct {
-	id    int32
-	seq   int
-	ready chan struct{} // closed when id is known (or the start failed)
-	err   error
+	id      int32
+	seq     int
+	ready   chan struct{} // closed when the start returned: id known, or err set
+	err     error
+	dropped chan struct{} // closed when a waiter gave up on the claim and removed it
+}
+
+// instanceClaimWait is how long get_instance_id waits for another
+// request's start of the same instance (plugin.lua: 100 steps of 0.1 s).
+var instanceClaimWait = 10 * time.Second
+
+// claimError is get_instance_id's "Could not claim instance_id": returned,
+// not raised, so handle_event logs "pluginserver error" and answers 500.
+type claimError struct{ name, key string }
+
+func (e *claimError) Error() string {
+	return fmt.Sprintf("Could not claim instance_id for %s (key: %s)", e.name, e.key)
 }
 
 // instances is running_instances plus get_instance_id and reset_instance
@@ -254,13 +277,14 @@ type instances struct {
 
 // get returns the instance id for a plugin configuration, starting an
 // instance (cmd_start_instance) when there is none. A concurrent start of
-// the same key is waited for (plugin.lua waits up to 10 s in 0.1 s steps).
+// the same key is waited for, up to instanceClaimWait; a waiter that sees
+// the claim removed claims it itself, as plugin.lua's 0.1 s polling does.
 func (in *instances) get(c *rpcClient, name string, p *Plugin, confJSON []byte, log *nodeLog) (int32, error) {
 	for {
 		in.mu.Lock()
 		inst := in.byKey[p.ID]
 		if inst == nil {
-			inst = &instance{seq: p.Seq, ready: make(chan struct{})}
+			inst = &instance{seq: p.Seq, ready: make(chan struct{}), dropped: make(chan struct{})}
 			in.byKey[p.ID] = inst
 			in.mu.Unlock()
 			in.starts.Add(1)
@@ -268,6 +292,13 @@ func (in *instances) get(c *rpcClient, name string, p *Plugin, confJSON []byte, 
 				Name: name, Config: confJSON}}}, nil)
 			if err == nil && ret.GetInstanceStatus() == nil {
 				err = errors.New("no instance status in reply")
+			}
+			var thrown *luaErr
+			if errors.As(err, &thrown) {
+				// Raised out of get_instance_id before it removes its
+				// claim (Kong 3.9.1): the claim stays without an id, and
+				// the plugin's requests wait for it until one gives up.
+				return 0, err
 			}
 			in.mu.Lock()
 			if err != nil {
@@ -281,26 +312,28 @@ func (in *instances) get(c *rpcClient, name string, p *Plugin, confJSON []byte, 
 			close(inst.ready)
 			in.mu.Unlock()
 			if err != nil {
-				return 0, err
+				return 0, err // get_instance_id raises error(err)
 			}
 			return inst.id, nil
 		}
 		in.mu.Unlock()
 		select {
 		case <-inst.ready:
-		case <-time.After(10 * time.Second):
+			if inst.err == nil {
+				return inst.id, nil
+			}
+			// the start failed and removed its claim: claim it ourselves
+		case <-inst.dropped:
+			// another waiter gave up on a claim left taken: claim it ourselves
+		case <-time.After(instanceClaimWait):
 			in.mu.Lock()
 			if in.byKey[p.ID] == inst {
 				delete(in.byKey, p.ID)
+				close(inst.dropped)
 			}
 			in.mu.Unlock()
-			//lint:ignore ST1005 Kong's message (plugin.lua get_instance_id)
-			return 0, fmt.Errorf("Could not claim instance_id for %s (key: %s)", name, p.ID)
+			return 0, &claimError{name: name, key: p.ID}
 		}
-		if inst.err == nil {
-			return inst.id, nil
-		}
-		// the start failed: try to claim it ourselves
 	}
 }
 
