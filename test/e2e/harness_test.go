@@ -350,7 +350,8 @@ func roundRobinURLs(t testing.TB, bases []string) string {
 // canceled") is everyday traffic with mcp-go and is left out.
 type frontAborts struct {
 	mu    sync.Mutex
-	lines []string
+	seen  int      // every error recorded
+	lines []string // the first frontAbortsKept of them
 }
 
 const frontAbortsKept = 50
@@ -361,6 +362,7 @@ func (a *frontAborts) add(line string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.seen++
 	if len(a.lines) < frontAbortsKept {
 		a.lines = append(a.lines, time.Now().Format("15:04:05.000 ")+line)
 	}
@@ -390,12 +392,12 @@ func (a *frontAborts) recordAbort(r *http.Request, start time.Time) {
 func (a *frontAborts) report(t testing.TB) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t.Logf("front balancer: %d errors other than a client's cancel (the first %d): %q", len(a.lines), frontAbortsKept, a.lines)
+	t.Logf("front balancer: %d errors other than a client's cancel (the first %d shown): %q", a.seen, len(a.lines), a.lines)
 }
 
-// quietProxyLog keeps the proxies' "context canceled" lines, which clients
-// that abandon requests cause (mcp-go: see cancel_test.go), out of the test
-// output.
+// quietProxyLog keeps the "context canceled" lines of cancel_test.go's
+// answer-holding proxy, which clients that abandon requests cause (mcp-go),
+// out of the test output.
 var quietProxyLog = log.New(io.Discard, "", 0)
 
 // headFlusher sends the response head as soon as it is written.
