@@ -208,10 +208,14 @@ type upstreamResponse struct {
 	key  string
 }
 
-// Close releases the connection: back to the keepalive pool when the body
-// was read to its end, closed otherwise.
+// Close releases the connection, after the body was closed: back to the
+// keepalive pool when the body was read to its end, closed otherwise. A
+// client that went away as the body ended has its watch close the
+// connection at any moment, even after another request took it from the
+// pool: such a connection is not pooled.
 func (u *upstreamResponse) Close(complete bool) {
-	if complete && !u.resp.Close && u.pool != nil {
+	sb, _ := u.resp.Body.(*stopBody)
+	if complete && !u.resp.Close && u.pool != nil && sb != nil && sb.stopped {
 		u.pool.put(u.key, u.conn)
 		return
 	}
@@ -480,13 +484,16 @@ func (n *Node) attempt(ctx context.Context, r *reqCtx, bd *balancerData, method 
 	}
 }
 
+// stopBody ends the watch on the request's context (the close that
+// unblocks a read when the client goes away) as the body is closed.
 type stopBody struct {
 	io.ReadCloser
-	stop func() bool
+	stop    func() bool
+	stopped bool // the watch ended before closing the connection
 }
 
 func (s *stopBody) Close() error {
-	s.stop()
+	s.stopped = s.stop()
 	return s.ReadCloser.Close()
 }
 

@@ -101,3 +101,33 @@ func TestIdleConnUsableTLS(t *testing.T) {
 		t.Error("a TLS connection its server closed was judged usable")
 	}
 }
+
+// TestConnNotPooledAfterClientLeft: when the client goes away just as the
+// upstream's body ends, the close that watches its context may already be
+// under way; that connection must not go back to the pool, where another
+// request would take it and have it closed under its read (a 502 for a
+// complete exchange).
+func TestConnNotPooledAfterClientLeft(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		watchEnded  bool // stop() ended the watch before it fired
+		wantPooled  int
+		description string
+	}{
+		{"client still there", true, 1, "the connection is kept alive"},
+		{"client left as the body ended", false, 0, "the watch closes the connection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, _ := connPair(t, "tcp")
+			pool := &connPool{idle: map[string][]*upstreamConn{}}
+			body := &stopBody{ReadCloser: http.NoBody, stop: func() bool { return tc.watchEnded }}
+			u := &upstreamResponse{resp: &http.Response{Body: body}, conn: &upstreamConn{Conn: client},
+				pool: pool, key: "127.0.0.1:1"}
+			_ = u.resp.Body.Close()
+			u.Close(true)
+			if got := len(pool.idle[u.key]); got != tc.wantPooled {
+				t.Errorf("%d pooled, want %d: %s", got, tc.wantPooled, tc.description)
+			}
+		})
+	}
+}
