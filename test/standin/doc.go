@@ -64,7 +64,9 @@
 //     with weights, shuffled; set_target and set_upstream; Host from
 //     set_host_header (set_target makes it the bare host); retries for
 //     connection errors and timeouts (not for a POST already sent);
-//     connect/send/read timeouts per operation; tries with state/code.
+//     connect/send/read timeouts per operation; tries with state/code; an
+//     upstream keepalive pool that keeps only connections whose peer is
+//     open and silent (ngx_http_upstream_keepalive_close_handler).
 //   - Errors (kong/error_handlers.lua, kong/tools/http.lua, pdk/response.lua):
 //     502/504/500 bodies negotiated from Accept, then Content-Type, then
 //     text/plain; kong.response.error negotiated from Accept (JSON by
