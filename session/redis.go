@@ -374,8 +374,10 @@ func (s *Redis) End(ctx context.Context, id string) error {
 
 // tombstone returns once this node's subscriber has seen its own event
 // (bounded by the timeout). Redis hands an event to all subscribers at once,
-// so by then the other nodes have it as well and drop their cached copy
-// before the client can send its next request.
+// so by then it is on its way into the other nodes, which drop their cached
+// copy as they apply it: almost always before the client's next request. One
+// that outruns it still reaches the session's own replica (the record it
+// had cached), which answers for the session it ended.
 func (s *Redis) tombstone(ctx context.Context, id string, st State, op string) error {
 	if s.closed.Load() {
 		return errClosed
