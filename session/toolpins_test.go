@@ -80,14 +80,18 @@ func TestToolPinsRedis(t *testing.T) {
 	pinsContract(t, a, b)
 
 	// A cached scope costs no round trip; another node's write drops it.
+	// A fill is not kept when an invalidation of any scope raced it (here
+	// the late event of b's last write above), so the next read may fill
+	// again; from then on reads are free.
 	ctx := context.Background()
-	if _, err := a.Pins(ctx, "route:cached"); err != nil {
-		t.Fatal(err)
-	}
-	before := a.Stats().RoundTrips
-	if _, err := a.Pins(ctx, "route:cached"); err != nil || a.Stats().RoundTrips != before {
-		t.Errorf("cached scope: %d round trips, %v", a.Stats().RoundTrips-before, err)
-	}
+	waitFor(t, "a read of the cached scope costs no round trip", slack, func() bool {
+		if _, err := a.Pins(ctx, "route:cached"); err != nil {
+			return false
+		}
+		before := a.Stats().RoundTrips
+		_, err := a.Pins(ctx, "route:cached")
+		return err == nil && a.Stats().RoundTrips == before
+	})
 	if _, err := b.WritePins(ctx, "route:cached", PinWrite{First: map[string]string{"x": d1}}); err != nil {
 		t.Fatal(err)
 	}
